@@ -1,0 +1,130 @@
+//! `hello`: the tutorial's backend greeter, `{"message":"Hello"}` on every request.
+//!
+//! `hello --listen ADDR [--name NAME]`. Prints `listening on ADDR` (the bound address,
+//! so `:0` works) once ready. Every answer carries `x-hello-instance: NAME` (default:
+//! the bound address); `?delay_ms=N` delays it by N ms; `?echo_headers=1` answers
+//! with the request's headers as `name: value` lines instead (for tests of what the
+//! gateway forwards).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+const BODY: &[u8] = br#"{"message":"Hello"}"#;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: hello --listen ADDR [--name NAME]");
+    ExitCode::from(64)
+}
+
+fn main() -> ExitCode {
+    let mut listen = None;
+    let mut name = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--listen", Some(v)) => listen = Some(v),
+            ("--name", Some(v)) => name = Some(v),
+            _ => return usage(),
+        }
+    }
+    let Some(Ok(listen)) = listen.map(|l| l.parse::<SocketAddr>()) else {
+        return usage();
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hello: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(listen, name)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hello: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(listen: SocketAddr, name: Option<String>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let name = name.unwrap_or_else(|| bound.to_string());
+    let instance = HeaderValue::from_str(&name)
+        .map_err(|_| std::io::Error::other("--name must be a valid header value"))?;
+    let mut stdout = tokio::io::stdout();
+    stdout
+        .write_all(format!("listening on {bound}\n").as_bytes())
+        .await?;
+    stdout.flush().await?;
+
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("hello: accept: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| respond(req, instance.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn respond(
+    req: Request<hyper::body::Incoming>,
+    instance: HeaderValue,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(ms) = delay_ms(req.uri().query()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let echo = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "echo_headers=1"));
+    let (body, content_type) = if echo {
+        let mut text = String::new();
+        for (name, value) in req.headers() {
+            text.push_str(name.as_str());
+            text.push_str(": ");
+            text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            text.push('\n');
+        }
+        (Bytes::from(text), "text/plain")
+    } else {
+        (Bytes::from_static(BODY), "application/json")
+    };
+    let mut resp = Response::new(Full::new(body));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert("x-hello-instance", instance);
+    Ok(resp)
+}
+
+fn delay_ms(query: Option<&str>) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("delay_ms="))
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,129 @@
+//! Configuration errors, each located in the file it came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A position in a config file, printed as `file:line:column` (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    /// Turns a byte span of `source` into a line and column.
+    pub(crate) fn from_span(file: &Path, source: &str, span: Range<usize>) -> Self {
+        let start = span.start.min(source.len());
+        let before = source.get(..start).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        Self {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+impl ConfigError {
+    /// Where in the file the error is, when it points at a value.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Self::Read { .. } | Self::Parse { .. } => None,
+            Self::DuplicateListenerName { at, .. }
+            | Self::DuplicateListenAddress { at, .. }
+            | Self::BadListenAddress { at, .. }
+            | Self::RedirectOnTls { at }
+            | Self::RedirectPortUnused { at }
+            | Self::BadRedirectPort { at }
+            | Self::NoCerts { at }
+            | Self::EmptyServers { at, .. }
+            | Self::BadServer { at, .. }
+            | Self::UnknownUpstream { at, .. }
+            | Self::BadHost { at, .. }
+            | Self::BadPathPrefix { at, .. }
+            | Self::DuplicateRoute { at, .. }
+            | Self::BadThreads { at }
+            | Self::BadUpstreamName { at, .. } => Some(at),
+        }
+    }
+}
+
+/// Everything that can be wrong with a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config file", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: invalid config", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{at}: listener name {name:?} is already used at line {first_line}")]
+    DuplicateListenerName {
+        at: Location,
+        name: String,
+        first_line: usize,
+    },
+    #[error("{at}: address {addr} is already used by listener {other:?}")]
+    DuplicateListenAddress {
+        at: Location,
+        addr: SocketAddr,
+        other: String,
+    },
+    #[error("{at}: {value:?} is not a listen address: expected IP:PORT such as \"0.0.0.0:8443\"")]
+    BadListenAddress { at: Location, value: String },
+    #[error("{at}: redirect_to_https is for plain HTTP listeners; this one has tls")]
+    RedirectOnTls { at: Location },
+    #[error("{at}: redirect_port is set but redirect_to_https is not true")]
+    RedirectPortUnused { at: Location },
+    #[error("{at}: redirect_port must be between 1 and 65535")]
+    BadRedirectPort { at: Location },
+    #[error("{at}: tls.certs is empty: list at least one directory holding tls.crt and tls.key")]
+    NoCerts { at: Location },
+    #[error("{at}: upstream {upstream:?} has no servers")]
+    EmptyServers { at: Location, upstream: String },
+    #[error("{at}: {value:?} is not a server address: {reason}")]
+    BadServer {
+        at: Location,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{at}: route names upstream {name:?}, which is not defined (defined: {defined})")]
+    UnknownUpstream {
+        at: Location,
+        name: String,
+        defined: String,
+    },
+    #[error("{at}: {value:?} is not a host: {reason}")]
+    BadHost {
+        at: Location,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{at}: path_prefix {value:?} must start with '/'")]
+    BadPathPrefix { at: Location, value: String },
+    #[error(
+        "{at}: a route for the same host and path_prefix is already defined at line {first_line}"
+    )]
+    DuplicateRoute { at: Location, first_line: usize },
+    #[error("{at}: threads must be at least 1")]
+    BadThreads { at: Location },
+    #[error("{at}: upstream name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'")]
+    BadUpstreamName { at: Location, name: String },
+}

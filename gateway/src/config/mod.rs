@@ -1,0 +1,45 @@
+//! Configuration: read `gateway.toml`, parse it (`file.rs`), validate it into the model (`model.rs`).
+
+mod error;
+mod file;
+mod model;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Location};
+pub use model::{
+    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Route, Server,
+    ServerAddr, Upstream,
+};
+
+/// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/gateway.toml";
+
+/// Reads, parses and validates the config file at `path`.
+///
+/// Returns every validation error found, not just the first; a parse error stops at once.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let source = std::fs::read_to_string(path).map_err(|source| {
+        vec![ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }]
+    })?;
+    from_str(path, &source)
+}
+
+/// Parses and validates `source` as if read from `path` (relative paths in it are
+/// relative to `path`'s directory).
+pub fn from_str(path: &Path, source: &str) -> Result<Config, Vec<ConfigError>> {
+    let raw: file::FileConfig = toml::from_str(source).map_err(|e| {
+        vec![ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        }]
+    })?;
+    validate::validate(path, source, raw)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! Unit tests for parsing and validation.
+
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[admin]
+listen = "127.0.0.1:9090"
+
+[[listener]]
+name = "https"
+listen = "0.0.0.0:8443"
+tls = { certs = ["tls", "/abs/other"] }
+
+[[listener]]
+name = "http"
+listen = "0.0.0.0:8080"
+redirect_to_https = true
+redirect_port = 8443
+
+[upstream.hello]
+servers = ["hello:80", "10.0.0.1:8080", "[::1]:81"]
+
+[[route]]
+path_prefix = "/"
+upstream = "hello"
+
+[[route]]
+host = "*.Example.com"
+path_prefix = "/api"
+upstream = "hello"
+"#;
+
+fn errors(src: &str) -> Vec<String> {
+    match from_str(Path::new("/etc/gw/gateway.toml"), src) {
+        Ok(_) => panic!("expected errors for:\n{src}"),
+        Err(errs) => errs.iter().map(|e| crate::error_chain(e)).collect(),
+    }
+}
+
+#[test]
+fn parses_the_contract_example() {
+    let cfg = from_str(Path::new("/etc/gw/gateway.toml"), GOOD).unwrap();
+    assert_eq!(cfg.admin.unwrap().addr, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(cfg.listeners.len(), 2);
+    let ListenerKind::Https { certs } = &cfg.listeners[0].kind else {
+        panic!("first listener is https");
+    };
+    assert_eq!(
+        certs[0].path,
+        Path::new("/etc/gw/tls"),
+        "relative to the config dir"
+    );
+    assert_eq!(certs[1].path, Path::new("/abs/other"));
+    assert_eq!(
+        cfg.listeners[1].kind,
+        ListenerKind::RedirectToHttps { port: Some(8443) }
+    );
+    assert_eq!(
+        cfg.upstreams[0].servers,
+        vec![
+            ServerAddr::Name {
+                host: "hello".into(),
+                port: 80
+            },
+            ServerAddr::Ip("10.0.0.1:8080".parse().unwrap()),
+            ServerAddr::Ip("[::1]:81".parse().unwrap()),
+        ]
+    );
+    assert_eq!(cfg.routes[0].path_prefix, "/");
+    assert_eq!(
+        cfg.routes[1].host,
+        Some(HostMatch::Suffix(".example.com".into()))
+    );
+    assert!(cfg.server.threads >= 1);
+}
+
+#[test]
+fn unknown_key_is_located() {
+    let errs = errors("[[listener]]\nname = \"a\"\nlisten = \"0.0.0.0:1\"\nlisen = 3\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("/etc/gw/gateway.toml"), "{}", errs[0]);
+    assert!(errs[0].contains("line 4, column 1"), "{}", errs[0]);
+    assert!(errs[0].contains("unknown field `lisen`"), "{}", errs[0]);
+}
+
+#[test]
+fn every_validation_error_is_reported_with_its_position() {
+    let src = r#"
+[[listener]]
+name = "a"
+listen = "0.0.0.0:8080"
+
+[[listener]]
+name = "a"
+listen = "127.0.0.1:8080"
+
+[upstream.empty]
+servers = []
+
+[upstream.bad]
+servers = ["nohost", "x:99999", "::1:80"]
+
+[[route]]
+upstream = "missing"
+"#;
+    let errs = errors(src);
+    let expect = [
+        "gateway.toml:7:8: listener name \"a\" is already used at line 3",
+        "gateway.toml:8:10: address 127.0.0.1:8080 is already used by listener \"a\"",
+        "gateway.toml:11:11: upstream \"empty\" has no servers",
+        "gateway.toml:14:12: \"nohost\" is not a server address",
+        "gateway.toml:14:22: \"x:99999\" is not a server address",
+        "gateway.toml:14:33: \"::1:80\" is not a server address",
+        "gateway.toml:17:12: route names upstream \"missing\", which is not defined",
+    ];
+    assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    for (e, want) in errs.iter().zip(expect) {
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn listener_options_are_checked() {
+    let errs = errors(
+        r#"
+[[listener]]
+name = "t"
+listen = "0.0.0.0:1"
+tls = { certs = [] }
+
+[[listener]]
+name = "u"
+listen = "0.0.0.0:2"
+redirect_port = 443
+
+[[listener]]
+name = "v"
+listen = "0.0.0.0:3"
+tls = { certs = ["x"] }
+redirect_to_https = true
+
+[[listener]]
+name = "w"
+listen = "localhost:4"
+"#,
+    );
+    assert!(errs[0].contains(":5:7: tls.certs is empty"), "{errs:#?}");
+    assert!(
+        errs[1].contains(":10:17: redirect_port is set"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].contains(":16:21: redirect_to_https is for plain"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].contains(":20:10: \"localhost:4\" is not a listen address"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn route_hosts_and_prefixes_are_checked() {
+    let errs = errors(
+        r#"
+[upstream.u]
+servers = ["a:1"]
+[[route]]
+host = "a.*.com"
+upstream = "u"
+[[route]]
+path_prefix = "api"
+upstream = "u"
+[[route]]
+host = "x.com:80"
+upstream = "u"
+[[route]]
+upstream = "u"
+[[route]]
+path_prefix = "/"
+upstream = "u"
+"#,
+    );
+    assert!(
+        errs[0].contains(":5:8: \"a.*.com\" is not a host"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains(":8:15: path_prefix \"api\" must start"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].contains("give the host without a port"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].contains(
+            ":15:1: a route for the same host and path_prefix is already defined at line 13"
+        ),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn server_entries() {
+    use validate::parse_server;
+    assert_eq!(
+        parse_server("Hello.NS.svc:80"),
+        Ok(ServerAddr::Name {
+            host: "hello.ns.svc".into(),
+            port: 80
+        })
+    );
+    assert!(parse_server("hello").is_err());
+    assert!(parse_server("hello:0").is_err());
+    assert!(parse_server("he llo:80").is_err());
+    assert!(parse_server("-x:80").is_err());
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let errs = load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
+    let msg = errs[0].to_string();
+    assert!(
+        msg.contains("/nonexistent/gateway.toml: cannot read"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn zero_threads_rejected() {
+    let errs = errors("[server]\nthreads = 0\n");
+    assert!(
+        errs[0].contains(":2:11: threads must be at least 1"),
+        "{errs:#?}"
+    );
+}

@@ -1,0 +1,342 @@
+//! Turns the raw file into the validated model, collecting every error it finds.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Location};
+use super::file::{FileConfig, ListenerFile, RouteFile, UpstreamFile};
+use super::model::{
+    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Route, Server,
+    ServerAddr, Upstream,
+};
+
+/// Validation context: where errors point and where they are collected.
+struct Checker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    base_dir: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>) -> Location {
+        Location::from_span(self.file, self.source, span)
+    }
+
+    fn line(&self, span: Range<usize>) -> usize {
+        self.at(span).line
+    }
+}
+
+/// Validates `raw`, read from `file` whose text is `source`.
+pub(crate) fn validate(
+    file: &Path,
+    source: &str,
+    raw: FileConfig,
+) -> Result<Config, Vec<ConfigError>> {
+    let base_dir = file.parent().unwrap_or(Path::new("."));
+    let mut c = Checker {
+        file,
+        source,
+        base_dir,
+        errors: Vec::new(),
+    };
+
+    let admin = raw.admin.and_then(|a| {
+        let addr = listen_addr(&mut c, &a.listen)?;
+        Some(Admin { addr })
+    });
+    let threads = match raw.server.threads {
+        Some(t) if *t.get_ref() == 0 => {
+            let at = c.at(t.span());
+            c.errors.push(ConfigError::BadThreads { at });
+            1
+        }
+        Some(t) => t.into_inner(),
+        None => default_threads(),
+    };
+    let listeners = listeners(&mut c, raw.listeners);
+    let upstreams: Vec<Upstream> = raw
+        .upstreams
+        .into_iter()
+        .filter_map(|(name, u)| upstream(&mut c, name, u))
+        .collect();
+    let routes = routes(&mut c, raw.routes, &upstreams);
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            source: file.to_path_buf(),
+            admin,
+            server: Server { threads },
+            listeners,
+            upstreams,
+            routes,
+        })
+    } else {
+        let mut errors = c.errors;
+        errors.sort_by_key(|e| e.location().map(|l| (l.line, l.column)));
+        Err(errors)
+    }
+}
+
+fn listen_addr(c: &mut Checker<'_>, value: &Spanned<String>) -> Option<SocketAddr> {
+    match value.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            let at = c.at(value.span());
+            let value = value.get_ref().clone();
+            c.errors.push(ConfigError::BadListenAddress { at, value });
+            None
+        }
+    }
+}
+
+fn listeners(c: &mut Checker<'_>, raw: Vec<Spanned<ListenerFile>>) -> Vec<Listener> {
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Listener> = Vec::new();
+    for l in raw {
+        let at = c.at(l.span());
+        let l = l.into_inner();
+        let name = l.name.get_ref().clone();
+        if let Some(&first_line) = names.get(&name) {
+            let at = c.at(l.name.span());
+            c.errors.push(ConfigError::DuplicateListenerName {
+                at,
+                name: name.clone(),
+                first_line,
+            });
+        } else {
+            names.insert(name.clone(), c.line(l.name.span()));
+        }
+        let Some(addr) = listen_addr(c, &l.listen) else {
+            continue;
+        };
+        if let Some(other) = out.iter().find(|o| addrs_overlap(o.addr, addr)) {
+            let at = c.at(l.listen.span());
+            let other = other.name.clone();
+            c.errors
+                .push(ConfigError::DuplicateListenAddress { at, addr, other });
+            continue;
+        }
+        let Some(kind) = listener_kind(c, &l) else {
+            continue;
+        };
+        out.push(Listener {
+            name,
+            addr,
+            kind,
+            at,
+        });
+    }
+    out
+}
+
+/// Two listen addresses conflict when they share a port and one IP covers the other.
+fn addrs_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn listener_kind(c: &mut Checker<'_>, l: &ListenerFile) -> Option<ListenerKind> {
+    let redirect = l.redirect_to_https.as_ref().is_some_and(|r| *r.get_ref());
+    if let Some(port) = &l.redirect_port {
+        if !redirect {
+            let at = c.at(port.span());
+            c.errors.push(ConfigError::RedirectPortUnused { at });
+        } else if *port.get_ref() == 0 {
+            let at = c.at(port.span());
+            c.errors.push(ConfigError::BadRedirectPort { at });
+        }
+    }
+    match (&l.tls, redirect) {
+        (Some(tls), _) => {
+            if let (Some(r), true) = (&l.redirect_to_https, redirect) {
+                let at = c.at(r.span());
+                c.errors.push(ConfigError::RedirectOnTls { at });
+            }
+            if tls.get_ref().certs.is_empty() {
+                let at = c.at(tls.span());
+                c.errors.push(ConfigError::NoCerts { at });
+                return None;
+            }
+            let certs = tls
+                .get_ref()
+                .certs
+                .iter()
+                .map(|dir| CertDir {
+                    path: c.base_dir.join(dir.get_ref()),
+                    at: c.at(dir.span()),
+                })
+                .collect();
+            Some(ListenerKind::Https { certs })
+        }
+        (None, true) => Some(ListenerKind::RedirectToHttps {
+            port: l.redirect_port.as_ref().map(|p| *p.get_ref()),
+        }),
+        (None, false) => Some(ListenerKind::Http),
+    }
+}
+
+fn upstream(
+    c: &mut Checker<'_>,
+    name: Spanned<String>,
+    raw: Spanned<UpstreamFile>,
+) -> Option<Upstream> {
+    let valid_name = !name.get_ref().is_empty()
+        && name
+            .get_ref()
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+    if !valid_name {
+        let at = c.at(name.span());
+        let name = name.into_inner();
+        c.errors.push(ConfigError::BadUpstreamName { at, name });
+        return None;
+    }
+    let name = name.into_inner();
+    let servers_field = &raw.get_ref().servers;
+    if servers_field.get_ref().is_empty() {
+        let at = c.at(servers_field.span());
+        c.errors
+            .push(ConfigError::EmptyServers { at, upstream: name });
+        return None;
+    }
+    let mut servers = Vec::new();
+    for s in servers_field.get_ref() {
+        match parse_server(s.get_ref()) {
+            Ok(addr) => servers.push(addr),
+            Err(reason) => {
+                let at = c.at(s.span());
+                let value = s.get_ref().clone();
+                c.errors.push(ConfigError::BadServer { at, value, reason });
+            }
+        }
+    }
+    Some(Upstream { name, servers })
+}
+
+/// Parses a `host:port` server entry: `10.0.0.1:80`, `[::1]:80` or `hello:80`.
+pub(crate) fn parse_server(value: &str) -> Result<ServerAddr, &'static str> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(ServerAddr::Ip(addr));
+    }
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or("expected host:port, such as \"hello:80\"")?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| "the port must be a number from 1 to 65535")?;
+    if port == 0 {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    if host.parse::<IpAddr>().is_ok() || host.starts_with('[') {
+        return Err("an IPv6 address must be written in brackets, such as \"[::1]:80\"");
+    }
+    check_dns_name(host)?;
+    Ok(ServerAddr::Name {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+/// Checks the syntax of a DNS name (letters, digits, hyphens; dot-separated labels).
+fn check_dns_name(host: &str) -> Result<(), &'static str> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return Err("the host name is empty or longer than 253 characters");
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    };
+    if host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("the host name may only hold letters, digits and '-' in dot-separated labels")
+    }
+}
+
+fn routes(c: &mut Checker<'_>, raw: Vec<Spanned<RouteFile>>, upstreams: &[Upstream]) -> Vec<Route> {
+    let mut seen: HashMap<(Option<HostMatch>, String), usize> = HashMap::new();
+    let mut out = Vec::new();
+    for r in raw {
+        let route_span = r.span();
+        let r = r.into_inner();
+        let host = match &r.host {
+            Some(h) => match parse_host_match(h.get_ref()) {
+                Ok(m) => Some(m),
+                Err(reason) => {
+                    let at = c.at(h.span());
+                    let value = h.get_ref().clone();
+                    c.errors.push(ConfigError::BadHost { at, value, reason });
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let path_prefix = match &r.path_prefix {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                let at = c.at(p.span());
+                let value = p.get_ref().clone();
+                c.errors.push(ConfigError::BadPathPrefix { at, value });
+                continue;
+            }
+            Some(p) => p.get_ref().clone(),
+            None => "/".to_owned(),
+        };
+        let Some(upstream) = upstreams
+            .iter()
+            .position(|u| u.name == *r.upstream.get_ref())
+        else {
+            let at = c.at(r.upstream.span());
+            let name = r.upstream.get_ref().clone();
+            let defined = if upstreams.is_empty() {
+                "none".to_owned()
+            } else {
+                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                names.join(", ")
+            };
+            c.errors
+                .push(ConfigError::UnknownUpstream { at, name, defined });
+            continue;
+        };
+        let key = (host.clone(), path_prefix.clone());
+        if let Some(&first_line) = seen.get(&key) {
+            let at = c.at(route_span);
+            c.errors
+                .push(ConfigError::DuplicateRoute { at, first_line });
+            continue;
+        }
+        seen.insert(key, c.line(route_span));
+        out.push(Route {
+            host,
+            path_prefix,
+            upstream,
+        });
+    }
+    out
+}
+
+/// Parses a route's `host`: `a.example.com` or `*.example.com`.
+pub(crate) fn parse_host_match(value: &str) -> Result<HostMatch, &'static str> {
+    let lower = value.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("*.") {
+        check_dns_name(rest)?;
+        return Ok(HostMatch::Suffix(format!(".{rest}")));
+    }
+    if lower.contains('*') {
+        return Err("a wildcard is only allowed as the whole first label, as in \"*.example.com\"");
+    }
+    if lower.contains(':') {
+        return Err("give the host without a port");
+    }
+    check_dns_name(&lower)?;
+    Ok(HostMatch::Exact(lower))
+}

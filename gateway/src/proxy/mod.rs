@@ -1,0 +1,287 @@
+//! The request path: pingora's `ProxyHttp` for one listener, routing over the live snapshot.
+
+mod respond;
+mod router;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::header::HOST;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType};
+
+pub use router::Router;
+
+use crate::config::{Listener, ListenerKind};
+use crate::state::SharedSnapshot;
+use crate::upstream::Upstream;
+
+/// What a listener does with a request.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Serve,
+    Redirect { port: Option<u16> },
+}
+
+/// The proxy logic of one listener.
+pub struct Gateway {
+    listener: Arc<str>,
+    mode: Mode,
+    /// `X-Forwarded-Proto` sent upstream.
+    proto: &'static str,
+    snapshot: SharedSnapshot,
+}
+
+impl Gateway {
+    pub fn new(listener: &Listener, snapshot: SharedSnapshot) -> Self {
+        let (mode, proto) = match listener.kind {
+            ListenerKind::Https { .. } => (Mode::Serve, "https"),
+            ListenerKind::Http => (Mode::Serve, "http"),
+            ListenerKind::RedirectToHttps { port } => (Mode::Redirect { port }, "http"),
+        };
+        Self {
+            listener: listener.name.as_str().into(),
+            mode,
+            proto,
+            snapshot,
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    /// The upstream the request was routed to, held so a reload never changes it midway.
+    upstream: Option<Arc<Upstream>>,
+    backend: Option<std::net::SocketAddr>,
+    /// A response the gateway wrote itself (404, redirect), for the access log.
+    local_status: Option<u16>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            upstream: None,
+            backend: None,
+            local_status: None,
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        if let Mode::Redirect { port } = self.mode {
+            ctx.local_status = Some(respond::redirect_to_https(session, port).await?);
+            return Ok(true);
+        }
+        let req = session.req_header();
+        let host = request_host(req).unwrap_or("");
+        ctx.upstream = self.snapshot.load().route(host, req.uri.path()).cloned();
+        if ctx.upstream.is_none() {
+            respond::json_error(session, 404).await?;
+            ctx.local_status = Some(404);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let backend = ctx.upstream.as_deref().and_then(Upstream::select);
+        let Some(backend) = backend else {
+            let mut e = Error::explain(ErrorType::ConnectNoRoute, "upstream has no backends");
+            e.esource = ErrorSource::Upstream;
+            return Err(e);
+        };
+        ctx.backend = Some(backend.addr);
+        Ok(backend.peer())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let mut xff = String::new();
+            for prev in upstream_request.headers.get_all("x-forwarded-for") {
+                if let Ok(prev) = prev.to_str() {
+                    xff.push_str(prev);
+                    xff.push_str(", ");
+                }
+            }
+            xff.push_str(&ip.to_string());
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", self.proto)?;
+        let host = request_authority(session.req_header()).map(str::to_owned);
+        if let Some(host) = host {
+            upstream_request.insert_header("x-forwarded-host", host)?;
+        }
+        Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // `logging` reports every error once, at a level that fits its cause.
+        true
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = error_status(e);
+        if code > 0 {
+            if let Err(write_error) = respond::json_error(session, code).await {
+                tracing::debug!(%write_error, "cannot send error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(0);
+        if let Some(e) = e {
+            if is_client_gone(e) {
+                tracing::debug!(listener = %self.listener, error = %e, "client went away");
+            } else {
+                tracing::warn!(listener = %self.listener, error = %e, "request failed");
+            }
+        }
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            listener = %self.listener,
+            method = %req.method,
+            host = request_authority(req).unwrap_or("-"),
+            path = req.uri.path(),
+            status,
+            upstream = %DisplayOpt(ctx.backend),
+            duration_ms = %Millis(ctx.start.elapsed()),
+        );
+    }
+}
+
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.
+fn request_authority(req: &RequestHeader) -> Option<&str> {
+    match req.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// The request's host without its port (IPv6 literals keep their brackets).
+pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
+    request_authority(req).map(strip_port)
+}
+
+fn strip_port(authority: &str) -> &str {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.split_once(':').map_or(host, |(h, _)| h)
+}
+
+/// The status to answer a failed request with; 0 when the client is gone.
+fn error_status(e: &Error) -> u16 {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (HTTPStatus(code), _) => *code,
+        (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+        (_, ErrorSource::Upstream) => 502,
+        (_, ErrorSource::Downstream) if is_client_gone(e) => 0,
+        (_, ErrorSource::Downstream) => 400,
+        _ => 500,
+    }
+}
+
+fn is_client_gone(e: &Error) -> bool {
+    use ErrorType::*;
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout
+        )
+}
+
+/// Formats `Some(x)` as `x` and `None` as `-`, only when the log line is written.
+struct DisplayOpt<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for DisplayOpt<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A duration in milliseconds with microsecond precision.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}", self.0.as_secs_f64() * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("a.test:8443"), "a.test");
+        assert_eq!(strip_port("a.test"), "a.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("u@a.test:1"), "a.test");
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        let up = |t| {
+            let mut e = Error::new(t);
+            e.esource = ErrorSource::Upstream;
+            e
+        };
+        let down = |t| {
+            let mut e = Error::new(t);
+            e.esource = ErrorSource::Downstream;
+            e
+        };
+        assert_eq!(error_status(&up(ErrorType::ConnectRefused)), 502);
+        assert_eq!(error_status(&up(ErrorType::ConnectTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ReadTimedout)), 504);
+        assert_eq!(error_status(&down(ErrorType::ConnectionClosed)), 0);
+        assert_eq!(error_status(&down(ErrorType::InvalidHTTPHeader)), 400);
+        assert_eq!(error_status(&Error::new(ErrorType::HTTPStatus(413))), 413);
+    }
+}

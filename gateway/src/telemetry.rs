@@ -1,0 +1,84 @@
+//! Logging: `tracing` to stderr, filtered RUST_LOG-style, with pingora's `log` records bridged in.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::EnvFilter;
+
+/// The filter used when `RUST_LOG` is not set: our INFO (access log included), pingora's WARN.
+pub const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn";
+
+/// Installs the global subscriber and the bridge for pingora's `log` records.
+/// `RUST_LOG` overrides [`DEFAULT_FILTER`]; an invalid `RUST_LOG` falls back to it.
+pub fn init() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let max_level = filter.max_level_hint();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let subscriber = tracing_subscriber::registry().with(filter).with(fmt);
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        return; // already initialised (tests)
+    }
+    if log::set_logger(&PingoraLog).is_ok() {
+        log::set_max_level(match max_level {
+            Some(tracing::level_filters::LevelFilter::OFF) => log::LevelFilter::Off,
+            Some(level) => match level.into_level() {
+                Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+                Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+                Some(tracing::Level::INFO) => log::LevelFilter::Info,
+                Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
+                _ => log::LevelFilter::Trace,
+            },
+            None => log::LevelFilter::Trace,
+        });
+    }
+}
+
+/// Forwards `log` records (pingora logs through `log`) to `tracing`.
+///
+/// pingora reports some failures caused only by clients at ERROR: a TLS handshake the
+/// client aborted or botched, an HTTP/2 preface the client never sent. Those say nothing
+/// about the gateway's health, so they are forwarded at DEBUG; everything else keeps its level.
+struct PingoraLog;
+
+/// Beginnings of pingora ERROR messages that describe a client's failure, not ours.
+const CLIENT_CAUSED: &[&str] = &[
+    "Downstream handshake error",
+    "Downstream handshake timeout",
+    "H2 handshake error",
+    "HTTP server fails to read from downstream",
+];
+
+impl log::Log for PingoraLog {
+    fn enabled(&self, _metadata: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let client_caused = record.level() == log::Level::Error
+            && record.args().as_str().map_or_else(
+                || {
+                    let text = record.args().to_string();
+                    CLIENT_CAUSED.iter().any(|p| text.starts_with(p))
+                },
+                |s| CLIENT_CAUSED.iter().any(|p| s.starts_with(p)),
+            );
+        if client_caused {
+            let downgraded = log::Record::builder()
+                .level(log::Level::Debug)
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .args(*record.args())
+                .build();
+            let _ = tracing_log::format_trace(&downgraded);
+        } else {
+            let _ = tracing_log::format_trace(record);
+        }
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,139 @@
+//! Loads a certificate directory laid out like a mounted TLS Secret into a checked `CertifiedKey`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::TlsError;
+
+/// File names of a `kubernetes.io/tls` Secret.
+pub const CERT_FILE: &str = "tls.crt";
+pub const KEY_FILE: &str = "tls.key";
+
+/// A certificate chain and its key, checked to belong together, plus what SNI
+/// selection and expiry reporting need from the leaf.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    pub dir: PathBuf,
+    pub key: Arc<CertifiedKey>,
+    /// DNS names the leaf covers (lower case; wildcards as `*.example.com`).
+    pub names: Vec<String>,
+    /// Validity of the leaf, in seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl LoadedCert {
+    /// Says why the leaf is not valid at `now` (seconds since the epoch), if it is not.
+    pub fn validity_problem(&self, now: i64) -> Option<String> {
+        if now < self.not_before {
+            Some(format!(
+                "{}: certificate is not valid yet (notBefore is {} s from now)",
+                self.dir.join(CERT_FILE).display(),
+                self.not_before - now
+            ))
+        } else if now > self.not_after {
+            Some(format!(
+                "{}: certificate expired {} s ago",
+                self.dir.join(CERT_FILE).display(),
+                now - self.not_after
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads `dir/tls.crt` (chain, leaf first) and `dir/tls.key` (PKCS#8, PKCS#1 or SEC1).
+pub fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let cert_pem = read(&cert_path)?;
+    let key_pem = read(&key_path)?;
+
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: cert_path.clone(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert_path });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| match source {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+            path: key_path.clone(),
+        },
+        source => TlsError::Pem {
+            path: key_path.clone(),
+            source,
+        },
+    })?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| {
+        TlsError::UnsupportedKey {
+            path: key_path.clone(),
+            source,
+        }
+    })?;
+
+    let (_, leaf) = X509Certificate::from_der(&chain[0]).map_err(|e| TlsError::BadCertificate {
+        path: cert_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let names = leaf_names(&leaf);
+    let not_before = leaf.validity().not_before.timestamp();
+    let not_after = leaf.validity().not_after.timestamp();
+
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(|source| TlsError::KeyMismatch {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+
+    Ok(LoadedCert {
+        dir: dir.to_path_buf(),
+        key: Arc::new(certified),
+        names,
+        not_before,
+        not_after,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// DNS names from the subjectAltName extension; the subject CN only when there is none.
+fn leaf_names(leaf: &X509Certificate<'_>) -> Vec<String> {
+    let mut names: Vec<String> = match leaf.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        names = leaf
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .map(str::to_ascii_lowercase)
+            .collect();
+    }
+    names
+}
