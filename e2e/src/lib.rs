@@ -1,1 +1,46 @@
+//! End-to-end harness: real `gateway` and `hello` processes on 127.0.0.1 with
+//! ephemeral ports, a TLS client, and certificate helpers.
+//!
+//! ```text
+//! let a = Hello::spawn("a");
+//! let certs = Certs::new();
+//! let tls = certs.server("tls", &["localhost"]);
+//! let gw = Gateway::start(&format!(r#"
+//!     [[listener]]
+//!     name = "https"
+//!     listen = "127.0.0.1:{{port:https}}"
+//!     tls = {{ certs = ["{}"] }}
+//!     ..."#, tls.display()));
+//! let resp = Client::new(&certs.ca()).get(gw.addr("https"), "localhost", "/").await;
+//! ```
 
+mod certs;
+mod client;
+mod gateway;
+mod hello;
+
+use std::time::{Duration, Instant};
+
+pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
+pub use client::{Client, Proto, Response};
+pub use gateway::{gateway_bin, Gateway, Outcome};
+pub use hello::Hello;
+
+/// Polls `condition` every 20 ms until it returns `Some`, or panics with `what`
+/// after `deadline`.
+pub fn wait_until<T>(
+    deadline: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = condition() {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -89,22 +89,17 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<LoadError>> {
 /// Checks that every listen address can be bound now, so a taken port is a clear
 /// error instead of a failure inside pingora's listener setup.
 pub fn check_binds(config: &Config) -> Result<(), Vec<LoadError>> {
-    let admin = config.admin.iter().map(|a| ("admin", a.addr, None));
+    let admin = config.admin.iter().map(|a| ("admin", a.addr, &a.at));
     let listeners = config
         .listeners
         .iter()
-        .map(|l| (l.name.as_str(), l.addr, Some(&l.at)));
+        .map(|l| (l.name.as_str(), l.addr, &l.at));
     let errors: Vec<LoadError> = admin
         .chain(listeners)
         .filter_map(|(name, addr, at)| {
             let source = TcpListener::bind(addr).err()?;
-            let at = at.cloned().unwrap_or_else(|| Location {
-                file: config.source.clone(),
-                line: 0,
-                column: 0,
-            });
             Some(LoadError::Bind {
-                at,
+                at: at.clone(),
                 name: name.to_owned(),
                 addr,
                 source,

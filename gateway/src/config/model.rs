@@ -27,6 +27,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     pub addr: SocketAddr,
+    pub at: Location,
 }
 
 /// Process-wide settings.

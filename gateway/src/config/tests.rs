@@ -42,7 +42,9 @@ fn errors(src: &str) -> Vec<String> {
 #[test]
 fn parses_the_contract_example() {
     let cfg = from_str(Path::new("/etc/gw/gateway.toml"), GOOD).unwrap();
-    assert_eq!(cfg.admin.unwrap().addr, "127.0.0.1:9090".parse().unwrap());
+    let admin = cfg.admin.unwrap();
+    assert_eq!(admin.addr, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!((admin.at.line, admin.at.column), (3, 10));
     assert_eq!(cfg.listeners.len(), 2);
     let ListenerKind::Https { certs } = &cfg.listeners[0].kind else {
         panic!("first listener is https");

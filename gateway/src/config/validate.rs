@@ -48,7 +48,8 @@ pub(crate) fn validate(
 
     let admin = raw.admin.and_then(|a| {
         let addr = listen_addr(&mut c, &a.listen)?;
-        Some(Admin { addr })
+        let at = c.at(a.listen.span());
+        Some(Admin { addr, at })
     });
     let threads = match raw.server.threads {
         Some(t) if *t.get_ref() == 0 => {

@@ -1,0 +1,128 @@
+//! Test certificates: a CA and server certificate dirs laid out like TLS Secrets,
+//! made with the repository's own `certs/dev-certs.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Server key algorithm.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyType {
+    Ecdsa,
+    Rsa,
+}
+
+/// Private key encoding in `tls.key`.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyFormat {
+    /// `PRIVATE KEY`
+    Pkcs8,
+    /// `RSA PRIVATE KEY`
+    Pkcs1,
+    /// `EC PRIVATE KEY`
+    Sec1,
+}
+
+/// A temporary directory holding one dev CA and any number of server cert dirs.
+pub struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Certs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Certs {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The CA certificate (PEM) that signs every server cert made here.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca/ca.crt")
+    }
+
+    /// `<tmp>/<name>`, where [`Certs::server`] puts a cert dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// An ECDSA P-256 certificate for `sans` with a PKCS#8 key, in dir `name`.
+    pub fn server(&self, name: &str, sans: &[&str]) -> PathBuf {
+        self.server_with(name, sans, KeyType::Ecdsa, KeyFormat::Pkcs8)
+    }
+
+    /// A certificate for `sans` with the given key, in dir `name`.
+    pub fn server_with(
+        &self,
+        name: &str,
+        sans: &[&str],
+        key: KeyType,
+        format: KeyFormat,
+    ) -> PathBuf {
+        let out = self.path(name);
+        dev_certs(&out, &self.dir.path().join("ca"), sans, key, format);
+        out
+    }
+
+    /// A self-signed ECDSA certificate valid only from `not_before` to `not_after`
+    /// (`(year, month, day)`), in dir `name`.
+    pub fn server_valid(
+        &self,
+        name: &str,
+        sans: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> PathBuf {
+        let out = self.path(name);
+        std::fs::create_dir_all(&out).expect("mkdir");
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-sign");
+        std::fs::write(out.join("tls.crt"), cert.pem()).expect("write crt");
+        std::fs::write(out.join("tls.key"), key.serialize_pem()).expect("write key");
+        out
+    }
+}
+
+/// Runs `certs/dev-certs.sh` from this repository.
+pub fn dev_certs(out: &Path, ca: &Path, sans: &[&str], key: KeyType, format: KeyFormat) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs/dev-certs.sh");
+    let key = match key {
+        KeyType::Ecdsa => "ecdsa",
+        KeyType::Rsa => "rsa",
+    };
+    let format = match format {
+        KeyFormat::Pkcs8 => "pkcs8",
+        KeyFormat::Pkcs1 => "pkcs1",
+        KeyFormat::Sec1 => "sec1",
+    };
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg("--out")
+        .arg(out)
+        .arg("--ca")
+        .arg(ca)
+        .args([
+            "--names",
+            &sans.join(","),
+            "--key",
+            key,
+            "--key-format",
+            format,
+        ])
+        .output()
+        .expect("run certs/dev-certs.sh");
+    assert!(
+        output.status.success(),
+        "dev-certs.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,246 @@
+//! A `gateway` process with a config written from a template, on reserved ports.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a gateway gets to start listening or to exit.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Path of workspace binary `bin`. The first call in a test process runs
+/// `cargo build --workspace --bins`, so `cargo test` never runs a stale binary; it
+/// builds with the same features as `cargo test --workspace`, sharing its artifacts.
+pub(crate) fn workspace_bin(bin: &str) -> PathBuf {
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    PROFILE_DIR.get_or_init(build_bins).join(bin)
+}
+
+fn build_bins() -> PathBuf {
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--workspace", "--bins"]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    // Variables cargo sets for this test process describe the test, not the build:
+    // passed on, they change build-script fingerprints and force rebuilds.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_crate = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ];
+        if per_crate.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(&*key);
+        }
+    }
+    let status = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --workspace --bins failed");
+    profile_dir
+}
+
+/// The `gateway` binary of this workspace.
+pub fn gateway_bin() -> PathBuf {
+    workspace_bin("gateway")
+}
+
+/// Reserves a free port on 127.0.0.1: binds port 0, reads the port, releases it.
+fn reserve_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A config file written into its own temporary directory.
+///
+/// Each `{{port:NAME}}` in the template becomes a free port, the same for every
+/// occurrence of NAME.
+struct ConfigFile {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    ports: HashMap<String, u16>,
+}
+
+impl ConfigFile {
+    fn write(template: &str) -> Self {
+        let mut ports = HashMap::new();
+        let mut text = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{port:") {
+            let end = rest[start..].find("}}").expect("unclosed {{port:") + start;
+            let name = &rest[start + 7..end];
+            let port = *ports.entry(name.to_owned()).or_insert_with(reserve_port);
+            text.push_str(&rest[..start]);
+            text.push_str(&port.to_string());
+            rest = &rest[end + 2..];
+        }
+        text.push_str(rest);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).expect("write config");
+        Self { dir, path, ports }
+    }
+}
+
+/// What a gateway command that was expected to end did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Outcome {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A running gateway; stopped (SIGKILL) when dropped. Its stderr goes to a log file.
+pub struct Gateway {
+    config: ConfigFile,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Writes `template` (see [`ConfigFile`]) and runs `gateway run` on it; returns once
+    /// every `{{port:..}}` port accepts connections. Panics with the log if it exits.
+    pub fn start(template: &str) -> Self {
+        Self::start_with_env(template, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(template: &str, env: &[(&str, &str)]) -> Self {
+        let config = ConfigFile::write(template);
+        let log = config.dir.path().join("gateway.log");
+        let stderr = std::fs::File::create(&log).expect("create log");
+        let mut child = Command::new(gateway_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config.path)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn gateway");
+        let start = Instant::now();
+        for port in config.ports.values() {
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(&log).unwrap_or_default();
+                    panic!("gateway exited ({status}) before listening:\n{log}");
+                }
+                if TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < START_DEADLINE,
+                    "gateway did not listen on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Self { config, child, log }
+    }
+
+    /// Runs `gateway check` on `template` and returns what it did.
+    pub fn check(template: &str) -> Outcome {
+        let config = ConfigFile::write(template);
+        Self::command(&["check", "--config"], &config.path)
+    }
+
+    /// Runs `gateway run` on `template`, expecting it to exit by itself (a bad config).
+    /// Kills it and panics if it is still running after the start deadline.
+    pub fn run_expecting_exit(template: &str) -> Outcome {
+        let config = ConfigFile::write(template);
+        let mut child = Command::new(gateway_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config.path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gateway");
+        let start = Instant::now();
+        while child.try_wait().expect("try_wait").is_none() {
+            if start.elapsed() > START_DEADLINE {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait");
+                panic!("gateway kept running: {:?}", Outcome::from(out));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("wait").into()
+    }
+
+    /// Runs the gateway binary with `args` followed by `path`.
+    pub fn command(args: &[&str], path: &Path) -> Outcome {
+        Command::new(gateway_bin())
+            .args(args)
+            .arg(path)
+            .output()
+            .expect("run gateway")
+            .into()
+    }
+
+    /// The port that `{{port:NAME}}` became.
+    pub fn port(&self, name: &str) -> u16 {
+        *self
+            .config
+            .ports
+            .get(name)
+            .unwrap_or_else(|| panic!("no {{{{port:{name}}}}} in the config"))
+    }
+
+    /// `127.0.0.1:<port of NAME>`.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port(name)))
+    }
+
+    /// The config file the gateway runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config.path
+    }
+
+    /// Everything the gateway wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

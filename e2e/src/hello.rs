@@ -1,0 +1,51 @@
+//! A `hello` greeter replica in a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+/// A running `hello` replica; killed when dropped.
+pub struct Hello {
+    pub name: String,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Hello {
+    /// Starts a replica named `name` on an ephemeral port of 127.0.0.1.
+    pub fn spawn(name: &str) -> Self {
+        Self::spawn_on(name, "127.0.0.1:0".parse().expect("literal address"))
+    }
+
+    /// Starts a replica named `name` on `listen` (port 0: an ephemeral one).
+    pub fn spawn_on(name: &str, listen: SocketAddr) -> Self {
+        let mut child = Command::new(crate::gateway::workspace_bin("hello"))
+            .args(["--listen", &listen.to_string(), "--name", name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hello");
+        let stdout = child.stdout.take().expect("hello stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read hello's first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("hello did not start: {line:?}"));
+        Self {
+            name: name.to_owned(),
+            addr,
+            child,
+        }
+    }
+}
+
+impl Drop for Hello {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
