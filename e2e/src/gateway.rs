@@ -71,34 +71,56 @@ fn reserve_port() -> u16 {
         .port()
 }
 
-/// A config file written into its own temporary directory.
-///
-/// Each `{{port:NAME}}` in the template becomes a free port, the same for every
-/// occurrence of NAME.
-struct ConfigFile {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-    ports: HashMap<String, u16>,
-}
+/// Ports reserved for `{{port:NAME}}` placeholders in config templates.
+#[derive(Debug, Default, Clone)]
+pub struct Ports(HashMap<String, u16>);
 
-impl ConfigFile {
-    fn write(template: &str) -> Self {
-        let mut ports = HashMap::new();
+impl Ports {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `template` with each `{{port:NAME}}` replaced by NAME's port, reserving a
+    /// free one the first time NAME is seen.
+    pub fn render(&mut self, template: &str) -> String {
         let mut text = String::new();
         let mut rest = template;
         while let Some(start) = rest.find("{{port:") {
             let end = rest[start..].find("}}").expect("unclosed {{port:") + start;
             let name = &rest[start + 7..end];
-            let port = *ports.entry(name.to_owned()).or_insert_with(reserve_port);
+            let port = *self.0.entry(name.to_owned()).or_insert_with(reserve_port);
             text.push_str(&rest[..start]);
             text.push_str(&port.to_string());
             rest = &rest[end + 2..];
         }
         text.push_str(rest);
+        text
+    }
+
+    pub fn get(&self, name: &str) -> Option<u16> {
+        self.0.get(name).copied()
+    }
+}
+
+/// A config file written into its own temporary directory.
+struct ConfigFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    ports: Ports,
+}
+
+impl ConfigFile {
+    fn write(template: &str) -> Self {
+        let mut ports = Ports::new();
+        let text = ports.render(template);
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, text).expect("write config");
-        Self { dir, path, ports }
+        Self {
+            _dir: dir,
+            path,
+            ports,
+        }
     }
 }
 
@@ -122,14 +144,18 @@ impl From<Output> for Outcome {
 
 /// A running gateway; stopped (SIGKILL) when dropped. Its stderr goes to a log file.
 pub struct Gateway {
-    config: ConfigFile,
+    /// Keeps a config written from a template alive.
+    _config_file: Option<ConfigFile>,
+    config_path: PathBuf,
+    ports: Ports,
     child: Child,
+    _log_dir: tempfile::TempDir,
     log: PathBuf,
 }
 
 impl Gateway {
-    /// Writes `template` (see [`ConfigFile`]) and runs `gateway run` on it; returns once
-    /// every `{{port:..}}` port accepts connections. Panics with the log if it exits.
+    /// Writes `template` (see [`Ports::render`]) and runs `gateway run` on it; returns
+    /// once every `{{port:..}}` port accepts connections. Panics with the log if it exits.
     pub fn start(template: &str) -> Self {
         Self::start_with_env(template, &[])
     }
@@ -137,19 +163,28 @@ impl Gateway {
     /// [`Gateway::start`] with extra environment variables (e.g. `RUST_LOG`).
     pub fn start_with_env(template: &str, env: &[(&str, &str)]) -> Self {
         let config = ConfigFile::write(template);
-        let log = config.dir.path().join("gateway.log");
+        let mut gw = Self::run(&config.path, &config.ports, env);
+        gw._config_file = Some(config);
+        gw
+    }
+
+    /// Runs `gateway run --config config_path`, where the file was rendered with `ports`;
+    /// returns once every port in `ports` accepts connections.
+    pub fn run(config_path: &Path, ports: &Ports, env: &[(&str, &str)]) -> Self {
+        let log_dir = tempfile::tempdir().expect("tempdir");
+        let log = log_dir.path().join("gateway.log");
         let stderr = std::fs::File::create(&log).expect("create log");
         let mut child = Command::new(gateway_bin())
             .arg("run")
             .arg("--config")
-            .arg(&config.path)
+            .arg(config_path)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn gateway");
         let start = Instant::now();
-        for port in config.ports.values() {
+        for port in ports.0.values() {
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -165,7 +200,14 @@ impl Gateway {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Self { config, child, log }
+        Self {
+            _config_file: None,
+            config_path: config_path.to_path_buf(),
+            ports: ports.clone(),
+            child,
+            _log_dir: log_dir,
+            log,
+        }
     }
 
     /// Runs `gateway check` on `template` and returns what it did.
@@ -210,9 +252,7 @@ impl Gateway {
 
     /// The port that `{{port:NAME}}` became.
     pub fn port(&self, name: &str) -> u16 {
-        *self
-            .config
-            .ports
+        self.ports
             .get(name)
             .unwrap_or_else(|| panic!("no {{{{port:{name}}}}} in the config"))
     }
@@ -224,7 +264,7 @@ impl Gateway {
 
     /// The config file the gateway runs with.
     pub fn config_path(&self) -> &Path {
-        &self.config.path
+        &self.config_path
     }
 
     /// Everything the gateway wrote to stderr so far.
@@ -236,10 +276,57 @@ impl Gateway {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends `signal` (e.g. "HUP") to the gateway.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// GET `path` from the admin listener (`{{port:admin}}`): status and body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port("admin"))).expect("connect admin");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .expect("write admin request");
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .expect("read admin response");
+        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        (status, body)
+    }
+
+    /// The value of the sample `name` (with its labels, as printed) on `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- gateway log ({}) ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -18,13 +18,17 @@ mod certs;
 mod client;
 mod gateway;
 mod hello;
+mod kubelet;
+mod load;
 
 use std::time::{Duration, Instant};
 
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
 pub use client::{Client, Proto, Response};
-pub use gateway::{gateway_bin, Gateway, Outcome};
+pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
 pub use hello::Hello;
+pub use kubelet::Volume;
+pub use load::{Load, LoadReport};
 
 /// Polls `condition` every 20 ms until it returns `Some`, or panics with `what`
 /// after `deadline`.

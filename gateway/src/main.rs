@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gateway::{app, config, error_chain, telemetry, tls};
+use gateway::{app, config, error_chain, reload, telemetry, tls};
 
 #[derive(Parser)]
 #[command(
@@ -31,27 +31,35 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+impl ConfigArg {
+    /// The config path made absolute, so its directory can be watched from anywhere.
+    fn absolute(&self) -> PathBuf {
+        std::path::absolute(&self.config).unwrap_or_else(|_| self.config.clone())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
     tls::install_crypto_provider();
     match cli.command {
-        Command::Check(arg) => match app::load(&arg.config) {
+        Command::Check(arg) => match reload::load(&arg.absolute()) {
             Ok(_) => {
                 println!("ok");
                 ExitCode::SUCCESS
             }
-            Err(errors) => report(&errors),
+            Err(failed) => report(&failed.errors),
         },
         Command::Run(arg) => {
-            let loaded = match app::load(&arg.config) {
+            let path = arg.absolute();
+            let loaded = match reload::load(&path) {
                 Ok(loaded) => loaded,
-                Err(errors) => return report(&errors),
+                Err(failed) => return report(&failed.errors),
             };
             if let Err(errors) = app::check_binds(&loaded.config) {
                 return report(&errors);
             }
-            match app::build(loaded) {
+            match app::build(&path, loaded) {
                 Ok(server) => server.run_forever(),
                 Err(error) => report(&[error]),
             }
@@ -60,7 +68,7 @@ fn main() -> ExitCode {
 }
 
 /// Prints each error with its causes on stderr; exit status 1.
-fn report(errors: &[app::LoadError]) -> ExitCode {
+fn report(errors: &[reload::LoadError]) -> ExitCode {
     for e in errors {
         eprintln!("error: {}", error_chain(e));
     }

@@ -54,6 +54,7 @@ impl ConfigError {
             | Self::BadPathPrefix { at, .. }
             | Self::DuplicateRoute { at, .. }
             | Self::BadThreads { at }
+            | Self::BadDuration { at, .. }
             | Self::BadUpstreamName { at, .. } => Some(at),
         }
     }
@@ -124,6 +125,12 @@ pub enum ConfigError {
     DuplicateRoute { at: Location, first_line: usize },
     #[error("{at}: threads must be at least 1")]
     BadThreads { at: Location },
+    #[error("{at}: {value:?} is not a duration: {reason}")]
+    BadDuration {
+        at: Location,
+        value: String,
+        reason: String,
+    },
     #[error("{at}: upstream name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'")]
     BadUpstreamName { at: Location, name: String },
 }

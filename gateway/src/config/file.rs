@@ -16,6 +16,8 @@ pub(crate) struct FileConfig {
     pub(crate) admin: Option<AdminFile>,
     #[serde(default)]
     pub(crate) server: ServerFile,
+    #[serde(default)]
+    pub(crate) reload: ReloadFile,
     #[serde(default, rename = "listener")]
     pub(crate) listeners: Vec<Spanned<ListenerFile>>,
     #[serde(default, rename = "upstream")]
@@ -36,6 +38,13 @@ pub(crate) struct AdminFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerFile {
     pub(crate) threads: Option<Spanned<usize>>,
+}
+
+/// `[reload]`: how config and certificate changes are picked up.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReloadFile {
+    pub(crate) poll_interval: Option<Spanned<String>>,
 }
 
 /// One `[[listener]]`.

@@ -9,8 +9,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, Location};
 pub use model::{
-    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Route, Server,
-    ServerAddr, Upstream,
+    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Reload, Route,
+    Server, ServerAddr, Upstream, DEFAULT_POLL_INTERVAL,
 };
 
 /// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::error::Location;
 
@@ -11,6 +12,9 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How often files are re-read even when no change was seen (`[reload] poll_interval`).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A whole, validated `gateway.toml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -18,6 +22,7 @@ pub struct Config {
     pub source: PathBuf,
     pub admin: Option<Admin>,
     pub server: Server,
+    pub reload: Reload,
     pub listeners: Vec<Listener>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
@@ -34,6 +39,13 @@ pub struct Admin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub threads: usize,
+}
+
+/// How changes to the files are picked up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// Period of the safety-net re-read that catches changes the watcher missed.
+    pub poll_interval: Duration,
 }
 
 /// One listening socket and what it does with requests.

@@ -232,6 +232,28 @@ fn missing_file_is_reported() {
 }
 
 #[test]
+fn poll_interval_is_a_duration_string() {
+    let cfg = from_str(
+        Path::new("/g.toml"),
+        "[reload]\npoll_interval = \"2s 500ms\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.reload.poll_interval,
+        std::time::Duration::from_millis(2500)
+    );
+    let cfg = from_str(Path::new("/g.toml"), "").unwrap();
+    assert_eq!(cfg.reload.poll_interval, DEFAULT_POLL_INTERVAL);
+    let errs = errors("[reload]\npoll_interval = \"often\"\n");
+    assert!(
+        errs[0].contains(":2:17: \"often\" is not a duration"),
+        "{errs:#?}"
+    );
+    let errs = errors("[reload]\npoll_interval = \"1ms\"\n");
+    assert!(errs[0].contains("must be at least 100ms"), "{errs:#?}");
+}
+
+#[test]
 fn zero_threads_rejected() {
     let errs = errors("[server]\nthreads = 0\n");
     assert!(

@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::error::{ConfigError, Location};
 use super::file::{FileConfig, ListenerFile, RouteFile, UpstreamFile};
 use super::model::{
-    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Route, Server,
-    ServerAddr, Upstream,
+    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Reload, Route,
+    Server, ServerAddr, Upstream, DEFAULT_POLL_INTERVAL,
 };
 
 /// Validation context: where errors point and where they are collected.
@@ -60,6 +61,10 @@ pub(crate) fn validate(
         Some(t) => t.into_inner(),
         None => default_threads(),
     };
+    let poll_interval = match &raw.reload.poll_interval {
+        Some(v) => duration(&mut c, v, Duration::from_millis(100)).unwrap_or(DEFAULT_POLL_INTERVAL),
+        None => DEFAULT_POLL_INTERVAL,
+    };
     let listeners = listeners(&mut c, raw.listeners);
     let upstreams: Vec<Upstream> = raw
         .upstreams
@@ -73,6 +78,7 @@ pub(crate) fn validate(
             source: file.to_path_buf(),
             admin,
             server: Server { threads },
+            reload: Reload { poll_interval },
             listeners,
             upstreams,
             routes,
@@ -82,6 +88,20 @@ pub(crate) fn validate(
         errors.sort_by_key(|e| e.location().map(|l| (l.line, l.column)));
         Err(errors)
     }
+}
+
+/// Parses a duration such as "10s", "500ms" or "1m 30s"; at least `min`.
+fn duration(c: &mut Checker<'_>, value: &Spanned<String>, min: Duration) -> Option<Duration> {
+    let reason = match humantime::parse_duration(value.get_ref()) {
+        Ok(d) if d >= min => return Some(d),
+        Ok(_) => format!("must be at least {}", humantime::format_duration(min)),
+        Err(e) => format!("{e} (write it like \"10s\", \"500ms\" or \"1m\")"),
+    };
+    let at = c.at(value.span());
+    let value = value.get_ref().clone();
+    c.errors
+        .push(ConfigError::BadDuration { at, value, reason });
+    None
 }
 
 fn listen_addr(c: &mut Checker<'_>, value: &Spanned<String>) -> Option<SocketAddr> {

@@ -15,37 +15,26 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 pub use router::Router;
 
-use crate::config::{Listener, ListenerKind};
-use crate::state::SharedSnapshot;
+use crate::state::{ListenerMode, SharedSnapshot};
 use crate::upstream::Upstream;
-
-/// What a listener does with a request.
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    Serve,
-    Redirect { port: Option<u16> },
-}
 
 /// The proxy logic of one listener.
 pub struct Gateway {
-    listener: Arc<str>,
-    mode: Mode,
+    /// Index of this listener in the snapshot's listener states.
+    index: usize,
+    name: Arc<str>,
     /// `X-Forwarded-Proto` sent upstream.
     proto: &'static str,
     snapshot: SharedSnapshot,
 }
 
 impl Gateway {
-    pub fn new(listener: &Listener, snapshot: SharedSnapshot) -> Self {
-        let (mode, proto) = match listener.kind {
-            ListenerKind::Https { .. } => (Mode::Serve, "https"),
-            ListenerKind::Http => (Mode::Serve, "http"),
-            ListenerKind::RedirectToHttps { port } => (Mode::Redirect { port }, "http"),
-        };
+    /// The proxy for listener `name`, number `index` among the running listeners.
+    pub fn new(name: &str, tls: bool, index: usize, snapshot: SharedSnapshot) -> Self {
         Self {
-            listener: listener.name.as_str().into(),
-            mode,
-            proto,
+            index,
+            name: name.into(),
+            proto: if tls { "https" } else { "http" },
             snapshot,
         }
     }
@@ -79,13 +68,17 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        if let Mode::Redirect { port } = self.mode {
+        let snapshot = self.snapshot.load();
+        let mode = snapshot.listeners.get(self.index).map(|l| l.mode);
+        if let Some(ListenerMode::RedirectToHttps { port }) = mode {
+            drop(snapshot);
             ctx.local_status = Some(respond::redirect_to_https(session, port).await?);
             return Ok(true);
         }
         let req = session.req_header();
         let host = request_host(req).unwrap_or("");
-        ctx.upstream = self.snapshot.load().route(host, req.uri.path()).cloned();
+        ctx.upstream = snapshot.route(host, req.uri.path()).cloned();
+        drop(snapshot);
         if ctx.upstream.is_none() {
             respond::json_error(session, 404).await?;
             ctx.local_status = Some(404);
@@ -169,15 +162,15 @@ impl ProxyHttp for Gateway {
             .unwrap_or(0);
         if let Some(e) = e {
             if is_client_gone(e) {
-                tracing::debug!(listener = %self.listener, error = %e, "client went away");
+                tracing::debug!(listener = %self.name, error = %e, "client went away");
             } else {
-                tracing::warn!(listener = %self.listener, error = %e, "request failed");
+                tracing::warn!(listener = %self.name, error = %e, "request failed");
             }
         }
         let req = session.req_header();
         tracing::info!(
             target: "access",
-            listener = %self.listener,
+            listener = %self.name,
             method = %req.method,
             host = request_authority(req).unwrap_or("-"),
             path = req.uri.path(),

@@ -49,14 +49,65 @@ impl LoadedCert {
     }
 }
 
-/// Reads `dir/tls.crt` (chain, leaf first) and `dir/tls.key` (PKCS#8, PKCS#1 or SEC1).
+/// The bytes of a certificate directory's `tls.crt` and `tls.key`, read from one
+/// generation of the directory.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub dir: PathBuf,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// How many times a read is retried when the kubelet removes the generation being read.
+const GENERATION_RETRIES: usize = 3;
+
+/// Reads `dir/tls.crt` and `dir/tls.key` from the same generation.
+///
+/// A Secret volume's files are symlinks through `..data`, which the kubelet swaps to a
+/// new timestamped directory; reading both files through one resolution of `..data`
+/// never pairs a new certificate with an old key. Plain directories are read as they are.
+pub fn read_files(dir: &Path) -> Result<CertFiles, TlsError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let base = match std::fs::read_link(dir.join("..data")) {
+            Ok(target) => dir.join(target),
+            Err(_) => dir.to_path_buf(),
+        };
+        let result = read(&base.join(CERT_FILE), &dir.join(CERT_FILE)).and_then(|cert_pem| {
+            let key_pem = read(&base.join(KEY_FILE), &dir.join(KEY_FILE))?;
+            Ok((cert_pem, key_pem))
+        });
+        match result {
+            Ok((cert_pem, key_pem)) => {
+                return Ok(CertFiles {
+                    dir: dir.to_path_buf(),
+                    cert_pem,
+                    key_pem,
+                })
+            }
+            // The generation was deleted after `..data` moved on: read the new one.
+            Err(TlsError::Read { ref source, .. })
+                if base != dir
+                    && source.kind() == std::io::ErrorKind::NotFound
+                    && attempt < GENERATION_RETRIES => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads and checks `dir/tls.crt` (chain, leaf first) and `dir/tls.key`.
 pub fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
+    parse(&read_files(dir)?)
+}
+
+/// Parses a chain (leaf first) and its key (PKCS#8, PKCS#1 or SEC1) and checks that
+/// they belong together.
+pub fn parse(files: &CertFiles) -> Result<LoadedCert, TlsError> {
+    let dir = files.dir.as_path();
     let cert_path = dir.join(CERT_FILE);
     let key_path = dir.join(KEY_FILE);
-    let cert_pem = read(&cert_path)?;
-    let key_pem = read(&key_path)?;
-
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let chain = CertificateDer::pem_slice_iter(&files.cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             path: cert_path.clone(),
@@ -65,7 +116,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
     if chain.is_empty() {
         return Err(TlsError::NoCertificate { path: cert_path });
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| match source {
+    let key = PrivateKeyDer::from_pem_slice(&files.key_pem).map_err(|source| match source {
         rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
             path: key_path.clone(),
         },
@@ -106,9 +157,10 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+/// Reads `path`; errors name `shown`, the path the user configured.
+fn read(path: &Path, shown: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
+        path: shown.to_path_buf(),
         source,
     })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 
-pub use certs::{load_dir, LoadedCert, CERT_FILE, KEY_FILE};
+pub use certs::{load_dir, parse, read_files, CertFiles, LoadedCert, CERT_FILE, KEY_FILE};
 pub use resolver::{CertSet, SniResolver};
 
 /// What can be wrong with a certificate directory.

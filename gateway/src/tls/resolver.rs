@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::certs::LoadedCert;
+use crate::state::SharedSnapshot;
 
 /// The certificates of one listener, indexed for lookup by server name.
 #[derive(Debug)]
@@ -62,29 +62,25 @@ impl CertSet {
     }
 }
 
-/// Picks the certificate for each TLS handshake from the current [`CertSet`].
-///
-/// The set is swapped whole by the reloader; a handshake uses the set it loaded.
+/// Picks the certificate for each TLS handshake of one listener from the current
+/// snapshot, so a reload's new certificates apply to the next handshake.
 #[derive(Debug)]
 pub struct SniResolver {
-    certs: ArcSwap<CertSet>,
+    snapshot: SharedSnapshot,
+    listener: usize,
 }
 
 impl SniResolver {
-    pub fn new(certs: CertSet) -> Self {
-        Self {
-            certs: ArcSwap::from_pointee(certs),
-        }
-    }
-
-    /// Publishes a new certificate set for the next handshakes.
-    pub fn store(&self, certs: CertSet) {
-        self.certs.store(Arc::new(certs));
+    /// Resolves for listener number `listener` of the snapshot.
+    pub fn new(snapshot: SharedSnapshot, listener: usize) -> Self {
+        Self { snapshot, listener }
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.certs.load().select(hello.server_name()).clone())
+        let snapshot = self.snapshot.load();
+        let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
+        Some(certs.select(hello.server_name()).clone())
     }
 }

@@ -1,4 +1,9 @@
-//! Logging: `tracing` to stderr, filtered RUST_LOG-style, with pingora's `log` records bridged in.
+//! Telemetry: logs (`tracing` to stderr, filtered RUST_LOG-style, pingora's `log` records
+//! bridged in) and Prometheus metrics (`metrics`).
+
+mod metrics;
+
+pub use metrics::Metrics;
 
 use std::io::IsTerminal;
 

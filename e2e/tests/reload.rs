@@ -1,0 +1,453 @@
+//! Live reload: ConfigMap edits and Secret rotation apply by themselves, without a
+//! restart or a failed request; bad files never replace a good state.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use e2e::{
+    wait_until, Certs, Client, Gateway, Hello, KeyFormat, KeyType, Load, Ports, Proto, Volume,
+};
+
+const APPLY: Duration = Duration::from_secs(10);
+const SUCCESS: &str = "gateway_config_reloads_total{result=\"success\"}";
+const FAILURE: &str = "gateway_config_reloads_total{result=\"failure\"}";
+const LAST_OK: &str = "gateway_config_last_reload_success";
+
+/// Two replica sets, `a` and `b`, a ConfigMap-style config volume, a Secret-style
+/// cert volume and a gateway running on them.
+struct Setup {
+    certs: Certs,
+    a: [Hello; 2],
+    b: [Hello; 2],
+    secret: Volume,
+    config: Volume,
+    ports: Ports,
+    gw: Gateway,
+    _dirs: tempfile::TempDir,
+}
+
+fn files(dir: &Path) -> [(&'static str, Vec<u8>); 2] {
+    [
+        ("tls.crt", std::fs::read(dir.join("tls.crt")).unwrap()),
+        ("tls.key", std::fs::read(dir.join("tls.key")).unwrap()),
+    ]
+}
+
+fn as_refs<'a>(files: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str, &'a [u8])> {
+    files.iter().map(|(n, c)| (*n, c.as_slice())).collect()
+}
+
+impl Setup {
+    fn new() -> Self {
+        let certs = Certs::new();
+        let dirs = tempfile::tempdir().unwrap();
+        let initial = certs.server_with("rsa", &["localhost"], KeyType::Rsa, KeyFormat::Pkcs8);
+        let secret = Volume::create(&dirs.path().join("tls"), &as_refs(&files(&initial)));
+        let a = [Hello::spawn("a1"), Hello::spawn("a2")];
+        let b = [Hello::spawn("b1"), Hello::spawn("b2")];
+        let mut ports = Ports::new();
+        let setup_config = |target: &str, ports: &mut Ports| {
+            ports.render(&config_text(secret.dir(), &a, &b, target, "https"))
+        };
+        let text = setup_config("a", &mut ports);
+        let config = Volume::create(
+            &dirs.path().join("config"),
+            &[("gateway.toml", text.as_bytes())],
+        );
+        let gw = Gateway::run(
+            &config.dir().join("gateway.toml"),
+            &ports,
+            &[("RUST_LOG", "info,gateway=debug")],
+        );
+        Self {
+            certs,
+            a,
+            b,
+            secret,
+            config,
+            ports,
+            gw,
+            _dirs: dirs,
+        }
+    }
+
+    /// The config routing `/` to replica set `target`, with `listener` as the HTTPS
+    /// listener's port name.
+    fn config(&mut self, target: &str, listener: &str) -> String {
+        let text = config_text(self.secret.dir(), &self.a, &self.b, target, listener);
+        self.ports.render(&text)
+    }
+
+    fn swap_config(&mut self, text: &str) {
+        self.config.update(&[("gateway.toml", text.as_bytes())]);
+    }
+
+    fn swap_cert(&mut self, dir: &Path) {
+        self.secret.update(&as_refs(&files(dir)));
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.certs.ca())
+    }
+
+    /// Waits until the metric `name` reaches `value`.
+    fn wait_metric(&self, name: &str, value: f64) {
+        wait_until(APPLY, &format!("{name} = {value}"), || {
+            (self.gw.metric(name) == Some(value)).then_some(())
+        });
+    }
+
+    /// Which replica set answers a request on a new connection.
+    async fn serving_set(&self) -> char {
+        let resp = self
+            .client()
+            .get(self.gw.addr("https"), "localhost", "/", Proto::H1)
+            .await;
+        assert_eq!(resp.status, 200);
+        resp.header("x-hello-instance").chars().next().unwrap()
+    }
+
+    async fn wait_serving(&self, set: char) {
+        let start = std::time::Instant::now();
+        while self.serving_set().await != set {
+            assert!(
+                start.elapsed() < APPLY,
+                "traffic did not move to {set}\n{}",
+                self.gw.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn config_text(
+    secret: &Path,
+    a: &[Hello; 2],
+    b: &[Hello; 2],
+    target: &str,
+    listener: &str,
+) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{{{{port:admin}}}}"
+
+[[listener]]
+name = "https"
+listen = "127.0.0.1:{{{{port:{listener}}}}}"
+tls = {{ certs = ["{secret}"] }}
+
+[upstream.a]
+servers = ["{a0}", "{a1}"]
+
+[upstream.b]
+servers = ["{b0}", "{b1}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "{target}"
+"#,
+        secret = secret.display(),
+        a0 = a[0].addr,
+        a1 = a[1].addr,
+        b0 = b[0].addr,
+        b1 = b[1].addr,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_moves_from_a_to_b_by_configmap_swap_with_no_failed_request() {
+    let mut s = Setup::new();
+    assert_eq!(s.gw.admin_get("/healthz").0, 200);
+    assert_eq!(s.gw.admin_get("/readyz").0, 200);
+    assert_eq!(s.gw.metric(LAST_OK), Some(1.0));
+    let load = Load::start(&s.client(), s.gw.addr("https"), "localhost", 8, Proto::H1);
+    load.wait_for_more(200, APPLY).await;
+    let text = s.config("b", "https");
+    s.swap_config(&text);
+    s.wait_serving('b').await;
+    load.wait_for_more(200, APPLY).await;
+    let report = load.stop().await;
+    assert!(
+        report.failures.is_empty(),
+        "{:?}",
+        &report.failures[..report.failures.len().min(5)]
+    );
+    assert!(report.by_instance.contains_key("a1") && report.by_instance.contains_key("b1"));
+    assert_eq!(s.gw.metric(SUCCESS), Some(1.0));
+    assert!(s.gw.log().contains("config and certificates reloaded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_keeps_working() {
+    let mut s = Setup::new();
+    let client = s.client();
+    let addr = s.gw.addr("https");
+    let mut before = client
+        .connect(addr, Some("localhost"), Proto::H2)
+        .await
+        .unwrap();
+    assert_eq!(before.get("/").await.unwrap().status, 200);
+    let old_cert = before.peer_cert.clone();
+
+    let ecdsa = s
+        .certs
+        .server_with("ecdsa", &["localhost"], KeyType::Ecdsa, KeyFormat::Sec1);
+    s.swap_cert(&ecdsa);
+    let new_cert = CertificateDer::from_pem_file(ecdsa.join("tls.crt")).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let conn = client
+            .connect(addr, Some("localhost"), Proto::H2)
+            .await
+            .unwrap();
+        if conn.peer_cert == new_cert {
+            break;
+        }
+        assert_eq!(conn.peer_cert, old_cert);
+        assert!(
+            start.elapsed() < APPLY,
+            "new certificate not served\n{}",
+            s.gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection opened before the rotation still works, on its old certificate.
+    for _ in 0..3 {
+        assert_eq!(before.get("/").await.unwrap().status, 200);
+    }
+    assert_eq!(before.peer_cert, old_cert);
+    let expiry = format!(
+        "gateway_tls_certificate_expiry_timestamp_seconds{{cert=\"{}\"}}",
+        s.secret.dir().display()
+    );
+    assert!(s.gw.metric(&expiry).unwrap() > 1.7e9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_config_and_mismatched_cert_keep_the_old_state_and_are_counted() {
+    let mut s = Setup::new();
+    let good = s.config("a", "https");
+    s.swap_config(&good.replace("[[route]]", "[[route]]\nupstrem = \"b\""));
+    s.wait_metric(FAILURE, 1.0);
+    assert_eq!(s.gw.metric(LAST_OK), Some(0.0));
+    assert_eq!(s.serving_set().await, 'a');
+    let log = s.gw.log();
+    assert!(
+        log.contains("ERROR") && log.contains("unknown field `upstrem`"),
+        "{log}"
+    );
+    assert!(log.contains("gateway.toml: invalid config"), "{log}");
+
+    // Back to a valid config (the same as the one serving), so certificates are read again.
+    s.swap_config(&good);
+    s.wait_metric(LAST_OK, 1.0);
+
+    // A Secret whose key belongs to another certificate: refused as a pair.
+    let other = s.certs.server("other", &["localhost"]);
+    let rsa = s.certs.path("rsa");
+    s.secret.update(&[
+        ("tls.crt", &std::fs::read(rsa.join("tls.crt")).unwrap()),
+        ("tls.key", &std::fs::read(other.join("tls.key")).unwrap()),
+    ]);
+    s.wait_metric(FAILURE, 2.0);
+    assert!(
+        s.gw.log().contains("tls.key does not match"),
+        "{}",
+        s.gw.log()
+    );
+    assert_eq!(s.serving_set().await, 'a');
+
+    // A valid change applies and clears the failure.
+    s.swap_cert(&rsa);
+    let to_b = s.config("b", "https");
+    s.swap_config(&to_b);
+    s.wait_serving('b').await;
+    s.wait_metric(LAST_OK, 1.0);
+    assert_eq!(s.gw.metric(FAILURE), Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_content_is_not_reloaded() {
+    let mut s = Setup::new();
+    let same = s.config("a", "https");
+    s.swap_config(&same); // same bytes, new generation
+    let to_b = s.config("b", "https");
+    s.swap_config(&to_b);
+    s.wait_serving('b').await;
+    assert_eq!(
+        s.gw.metric(SUCCESS),
+        Some(1.0),
+        "the identical swap was not a reload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listener_address_change_warns_and_applies_the_rest() {
+    let mut s = Setup::new();
+    let moved = s.config("b", "https_moved");
+    s.swap_config(&moved);
+    s.wait_serving('b').await;
+    let log = wait_until(APPLY, "restart warning", || {
+        let log = s.gw.log();
+        log.contains("need a restart").then_some(log)
+    });
+    let warning = log.lines().find(|l| l.contains("need a restart")).unwrap();
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("listener \"https\" listen"), "{warning}");
+}
+
+/// A config in a plain directory, edited the ways people and tools edit files.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_place_edits_editor_renames_and_sighup_apply() {
+    let certs = Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let (a, b) = (Hello::spawn("a1"), Hello::spawn("b1"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let text = |ports: &mut Ports, target: &Hello, extra: &str| {
+        ports.render(&format!(
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n[upstream.u]\nservers = [\"{}\"]\n[[route]]\nupstream = \"u\"\n{extra}",
+            tls.display(),
+            target.addr
+        ))
+    };
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text(&mut ports, &a, "")).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    let client = Client::new(&certs.ca());
+    let serving = || async {
+        let resp = client
+            .get(gw.addr("https"), "localhost", "/", Proto::H1)
+            .await;
+        resp.header("x-hello-instance").to_owned()
+    };
+    let wait_serving = |name: &'static str| {
+        let serving = &serving;
+        let gw = &gw;
+        async move {
+            let start = std::time::Instant::now();
+            while serving().await != name {
+                assert!(start.elapsed() < APPLY, "{name} not serving\n{}", gw.log());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let wait = |name: &str, value: f64| {
+        wait_until(APPLY, name, || {
+            (gw.metric(name) == Some(value)).then_some(())
+        });
+    };
+
+    // In place: invalid, then valid.
+    std::fs::write(&path, text(&mut ports, &b, "bogus = 1\n")).unwrap();
+    wait(FAILURE, 1.0);
+    assert_eq!(serving().await, "a1");
+    std::fs::write(&path, text(&mut ports, &b, "")).unwrap();
+    wait_serving("b1").await;
+    wait(LAST_OK, 1.0);
+
+    // Editor style: write a temporary file, rename it over the config.
+    let tmp = dir.path().join(".gateway.toml.swp");
+    std::fs::write(
+        &tmp,
+        text(&mut ports, &a, "[[route]]\nupstream = \"nope\"\n"),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait(FAILURE, 2.0);
+    std::fs::write(&tmp, text(&mut ports, &a, "")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_serving("a1").await;
+
+    // Deleted and recreated.
+    std::fs::remove_file(&path).unwrap();
+    wait(FAILURE, 3.0);
+    assert_eq!(serving().await, "a1");
+    std::fs::write(&path, text(&mut ports, &b, "")).unwrap();
+    wait_serving("b1").await;
+    wait(LAST_OK, 1.0);
+
+    // SIGHUP forces a reload even when nothing changed.
+    let before = gw.metric(SUCCESS).unwrap();
+    gw.signal("HUP");
+    wait(SUCCESS, before + 1.0);
+    assert!(gw.log().contains("cause=\"SIGHUP\""), "{}", gw.log());
+}
+
+/// A config reached through a symlink into a directory nobody watches: only SIGHUP
+/// (or the periodic re-read) can see its changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_change_the_watcher_cannot_see() {
+    let (a, b) = (Hello::spawn("a1"), Hello::spawn("b1"));
+    let hidden = tempfile::tempdir().unwrap();
+    let visible = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let text = |ports: &mut Ports, target: &Hello| {
+        ports.render(&format!(
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[reload]\npoll_interval = \"1h\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.u]\nservers = [\"{}\"]\n[[route]]\nupstream = \"u\"\n",
+            target.addr
+        ))
+    };
+    let real: PathBuf = hidden.path().join("real.toml");
+    std::fs::write(&real, text(&mut ports, &a)).unwrap();
+    let path = visible.path().join("gateway.toml");
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    std::fs::write(&real, text(&mut ports, &b)).unwrap();
+    gw.signal("HUP");
+    wait_until(APPLY, "SIGHUP reload", || {
+        (gw.metric(SUCCESS) == Some(1.0)).then_some(())
+    });
+    let (status, _) = gw.admin_get("/healthz");
+    assert_eq!(status, 200);
+    let body = plain_get(gw.port("http"));
+    assert!(body.contains("x-hello-instance: b1"), "{body}");
+}
+
+fn plain_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_config_swaps_and_ten_cert_swaps_under_load_fail_no_request() {
+    let mut s = Setup::new();
+    let rsa = s.certs.path("rsa");
+    let ecdsa = s
+        .certs
+        .server_with("ecdsa", &["localhost"], KeyType::Ecdsa, KeyFormat::Pkcs8);
+    let load = Load::start(&s.client(), s.gw.addr("https"), "localhost", 32, Proto::H1);
+    load.wait_for_more(100, APPLY).await;
+    let mut applied = 0.0;
+    for i in 0..60 {
+        if i % 6 == 5 {
+            s.swap_cert(if (i / 6) % 2 == 0 { &ecdsa } else { &rsa });
+        } else {
+            let text = s.config(if i % 2 == 0 { "b" } else { "a" }, "https");
+            s.swap_config(&format!("{text}# swap {i}\n"));
+        }
+        applied += 1.0;
+        s.wait_metric(SUCCESS, applied);
+        load.wait_for_more(32, APPLY).await;
+    }
+    let report = load.stop().await;
+    assert_eq!(s.gw.metric(FAILURE), Some(0.0));
+    assert!(
+        report.failures.is_empty(),
+        "{} failures of {}: {:?}",
+        report.failures.len(),
+        report.ok,
+        &report.failures[..report.failures.len().min(5)]
+    );
+    assert!(report.ok > 60 * 32);
+}

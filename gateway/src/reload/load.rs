@@ -1,0 +1,141 @@
+//! Reads the config file and every certificate it names, checks them all, and
+//! fingerprints what was read so an unchanged set of files can be recognised.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{self, Config, ConfigError, ListenerKind, Location};
+use crate::tls::{self, LoadedCert, TlsError};
+
+/// Anything that stops a config from being loaded or served.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{at}: bad certificate directory")]
+    Cert {
+        at: Location,
+        #[source]
+        source: Box<TlsError>,
+    },
+    #[error("{at}: listener {name:?} cannot listen on {addr}")]
+    Bind {
+        at: Location,
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listener {name:?}: cannot set up TLS")]
+    Tls {
+        name: String,
+        #[source]
+        source: Box<pingora::Error>,
+    },
+}
+
+/// A validated config with every certificate it names loaded and checked.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Per listener (same order as `config.listeners`): its certificates, empty for plain HTTP.
+    pub certs: Vec<Vec<LoadedCert>>,
+    /// Identifies the bytes read: equal fingerprints, equal files.
+    pub fingerprint: u64,
+}
+
+/// A load that failed, with a fingerprint of what was read and found wrong.
+#[derive(Debug)]
+pub struct Failed {
+    pub errors: Vec<LoadError>,
+    /// The config dirs to watch, when the config itself could be read and validated.
+    pub config: Option<Box<Config>>,
+    pub fingerprint: u64,
+}
+
+/// Reads and validates the config at `path` and reads and checks its certificates:
+/// everything `gateway check` reports. Certificate validity problems are logged as warnings.
+pub fn load(path: &Path) -> Result<Loaded, Failed> {
+    let mut hasher = DefaultHasher::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(source) => {
+            let error = ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            };
+            return Err(failed(hasher, vec![error.into()], None));
+        }
+    };
+    text.hash(&mut hasher);
+    let config = match config::from_str(path, &text) {
+        Ok(config) => config,
+        Err(errors) => {
+            let errors = errors.into_iter().map(LoadError::from).collect();
+            return Err(failed(hasher, errors, None));
+        }
+    };
+
+    let now = unix_now();
+    let mut errors = Vec::new();
+    let mut certs = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let mut loaded = Vec::new();
+        if let ListenerKind::Https { certs: dirs } = &listener.kind {
+            for dir in dirs {
+                let result = tls::read_files(&dir.path).and_then(|files| {
+                    files.cert_pem.hash(&mut hasher);
+                    files.key_pem.hash(&mut hasher);
+                    tls::parse(&files)
+                });
+                match result {
+                    Ok(cert) => {
+                        if let Some(problem) = cert.validity_problem(now) {
+                            tracing::warn!("{}: {problem}", dir.at);
+                        }
+                        loaded.push(cert);
+                    }
+                    Err(source) => errors.push(LoadError::Cert {
+                        at: dir.at.clone(),
+                        source: Box::new(source),
+                    }),
+                }
+            }
+        }
+        certs.push(loaded);
+    }
+    if errors.is_empty() {
+        Ok(Loaded {
+            config,
+            certs,
+            fingerprint: hasher.finish(),
+        })
+    } else {
+        Err(failed(hasher, errors, Some(Box::new(config))))
+    }
+}
+
+/// A failure's fingerprint covers the errors too: the same bad files give the same one.
+fn failed(
+    mut hasher: DefaultHasher,
+    errors: Vec<LoadError>,
+    config: Option<Box<Config>>,
+) -> Failed {
+    for e in &errors {
+        crate::error_chain(e).hash(&mut hasher);
+    }
+    Failed {
+        errors,
+        config,
+        fingerprint: hasher.finish(),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,108 @@
+//! Live reload: load files (`load`), rebuild and publish state (`reloader`), and the
+//! background service that reloads on file changes, a periodic re-read and SIGHUP.
+
+mod load;
+mod reloader;
+mod watcher;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+pub use load::{load, Failed, LoadError, Loaded};
+pub use reloader::{Outcome, Reloader, RunningListener};
+use watcher::DirWatcher;
+
+/// How long to wait after a change is seen before reading: one kubelet swap or
+/// editor save raises several events within a few milliseconds.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Reloads config and certificates whenever they change on disk.
+pub struct ReloadService {
+    reloader: Mutex<Option<Reloader>>,
+}
+
+impl ReloadService {
+    pub fn new(reloader: Reloader) -> Self {
+        Self {
+            reloader: Mutex::new(Some(reloader)),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ReloadService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self.reloader.lock().map(|mut r| r.take()).unwrap_or(None);
+        let Some(mut reloader) = taken else {
+            return; // started twice: the first start owns the reloader
+        };
+        let (changed_tx, mut changed) = mpsc::unbounded_channel();
+        let file_name = reloader.config_file_name();
+        let mut watcher = match DirWatcher::new(changed_tx, file_name) {
+            Ok(w) => Some(w),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch files; changes are picked up by the periodic re-read only");
+                None
+            }
+        };
+        if let Some(w) = watcher.as_mut() {
+            w.watch(reloader.watch_dirs());
+        }
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle SIGHUP");
+                None
+            }
+        };
+        let mut period = reloader.poll_interval();
+        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            let (cause, force) = tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = changed.recv() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while changed.try_recv().is_ok() {}
+                    ("file change", false)
+                }
+                _ = poll.tick() => ("periodic re-read", false),
+                Some(()) = recv_hangup(&mut hangup) => ("SIGHUP", true),
+            };
+            // Reading files and resolving names block: keep them off the async workers.
+            let job = tokio::task::spawn_blocking(move || {
+                reloader.reload(cause, force);
+                reloader
+            });
+            reloader = match job.await {
+                Ok(r) => r,
+                Err(error) => {
+                    tracing::error!(%error, "reload task failed; live reload stops");
+                    return;
+                }
+            };
+            if let Some(w) = watcher.as_mut() {
+                w.watch(reloader.watch_dirs());
+            }
+            if reloader.poll_interval() != period {
+                period = reloader.poll_interval();
+                poll = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            }
+        }
+    }
+}
+
+/// The next SIGHUP, or never when the signal cannot be handled.
+async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangup {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,335 @@
+//! Builds complete snapshots from loaded files and publishes them: the only writer of live state.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::load::{load, unix_now, Failed, LoadError, Loaded};
+use crate::config::{Config, ListenerKind, ServerAddr};
+use crate::proxy::Router;
+use crate::state::{ListenerMode, ListenerState, SharedSnapshot, Snapshot};
+use crate::telemetry::Metrics;
+use crate::tls::{CertSet, LoadedCert};
+use crate::upstream::Upstream;
+
+/// A listener the process is serving; fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct RunningListener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The files are the ones last read: nothing rebuilt.
+    Unchanged,
+    /// The new state is live; `needs_restart` names settings that changed but
+    /// cannot apply to a running process.
+    Applied { needs_restart: Vec<String> },
+    /// The files are invalid; the last good state keeps serving.
+    Failed(Vec<LoadError>),
+}
+
+/// Owns the live snapshot and rebuilds it from the config file on demand.
+pub struct Reloader {
+    path: PathBuf,
+    running: Vec<RunningListener>,
+    running_admin: Option<SocketAddr>,
+    running_threads: usize,
+    /// The config serving now.
+    applied: Config,
+    /// Fingerprint of the files last read, good or bad.
+    last_read: u64,
+    /// Directories whose changes matter: the config's and every cert dir.
+    watch_dirs: BTreeSet<PathBuf>,
+    /// Upstreams serving now, with the servers they were built from.
+    upstreams: HashMap<String, (Vec<ServerAddr>, Arc<Upstream>)>,
+    snapshot: SharedSnapshot,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// Builds the first snapshot from `loaded` (read from `path`); the listeners in it
+    /// become the running listeners.
+    pub fn new(path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Self {
+        let running = loaded
+            .config
+            .listeners
+            .iter()
+            .map(|l| RunningListener {
+                name: l.name.clone(),
+                addr: l.addr,
+                tls: matches!(l.kind, ListenerKind::Https { .. }),
+            })
+            .collect();
+        let mut upstreams = HashMap::new();
+        let listeners = listener_states(&loaded, &[], &[]);
+        let snapshot = build_snapshot(&loaded.config, listeners, &mut upstreams);
+        metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
+        Self {
+            path: path.to_path_buf(),
+            running,
+            running_admin: loaded.config.admin.as_ref().map(|a| a.addr),
+            running_threads: loaded.config.server.threads,
+            watch_dirs: watch_dirs(path, &loaded.config),
+            applied: loaded.config,
+            last_read: loaded.fingerprint,
+            upstreams,
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            metrics,
+        }
+    }
+
+    /// The live snapshot, for the listeners to read.
+    pub fn snapshot(&self) -> &SharedSnapshot {
+        &self.snapshot
+    }
+
+    /// The listeners the process serves.
+    pub fn running(&self) -> &[RunningListener] {
+        &self.running
+    }
+
+    /// The directories to watch for changes.
+    pub fn watch_dirs(&self) -> &BTreeSet<PathBuf> {
+        &self.watch_dirs
+    }
+
+    /// The config file's name, as it appears in its directory.
+    pub fn config_file_name(&self) -> std::ffi::OsString {
+        self.path.file_name().map(Into::into).unwrap_or_default()
+    }
+
+    /// The safety-net re-read period of the config serving now.
+    pub fn poll_interval(&self) -> Duration {
+        self.applied.reload.poll_interval
+    }
+
+    /// Re-reads every file; when anything changed (or `force`), builds and publishes
+    /// a complete new snapshot. Logs and counts the outcome.
+    pub fn reload(&mut self, cause: &str, force: bool) -> Outcome {
+        let outcome = self.try_reload(force);
+        match &outcome {
+            Outcome::Unchanged => tracing::debug!(cause, "config and certificates unchanged"),
+            Outcome::Applied { needs_restart } => {
+                tracing::info!(cause, "config and certificates reloaded");
+                if !needs_restart.is_empty() {
+                    tracing::warn!(
+                        "changes that need a restart to apply (everything else was applied): {}",
+                        needs_restart.join(", ")
+                    );
+                }
+            }
+            Outcome::Failed(errors) => {
+                for e in errors {
+                    tracing::error!(
+                        cause,
+                        "reload refused, still serving the last good config: {}",
+                        crate::error_chain(e)
+                    );
+                }
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self, force: bool) -> Outcome {
+        let loaded = match load(&self.path) {
+            Ok(loaded) => loaded,
+            Err(Failed {
+                errors,
+                config,
+                fingerprint,
+            }) => {
+                if let Some(config) = config {
+                    self.watch_dirs = watch_dirs(&self.path, &config);
+                }
+                if fingerprint == self.last_read && !force {
+                    return Outcome::Unchanged;
+                }
+                self.last_read = fingerprint;
+                self.metrics.reload_failed();
+                return Outcome::Failed(errors);
+            }
+        };
+        self.watch_dirs = watch_dirs(&self.path, &loaded.config);
+        if loaded.fingerprint == self.last_read && !force {
+            return Outcome::Unchanged;
+        }
+        self.last_read = loaded.fingerprint;
+
+        let needs_restart = self.needs_restart(&loaded.config);
+        let previous = self.snapshot.load();
+        let listeners = listener_states(&loaded, &self.running, &previous.listeners);
+        drop(previous);
+        let snapshot = build_snapshot(&loaded.config, listeners, &mut self.upstreams);
+        self.snapshot.store(Arc::new(snapshot));
+        self.metrics
+            .reload_succeeded(unix_now(), cert_expiry(&loaded.certs));
+        self.applied = loaded.config;
+        Outcome::Applied { needs_restart }
+    }
+
+    /// Settings of `new` that differ from what the process started with and cannot change live.
+    fn needs_restart(&self, new: &Config) -> Vec<String> {
+        let mut fields = Vec::new();
+        let new_admin = new.admin.as_ref().map(|a| a.addr);
+        if new_admin != self.running_admin {
+            fields.push(format!(
+                "admin.listen ({} -> {})",
+                show(self.running_admin),
+                show(new_admin)
+            ));
+        }
+        if new.server.threads != self.running_threads {
+            fields.push(format!(
+                "server.threads ({} -> {})",
+                self.running_threads, new.server.threads
+            ));
+        }
+        for running in &self.running {
+            match new.listeners.iter().find(|l| l.name == running.name) {
+                None => fields.push(format!("listener {:?} removed", running.name)),
+                Some(l) => {
+                    if l.addr != running.addr {
+                        fields.push(format!(
+                            "listener {:?} listen ({} -> {})",
+                            running.name, running.addr, l.addr
+                        ));
+                    }
+                    let tls = matches!(l.kind, ListenerKind::Https { .. });
+                    if tls != running.tls {
+                        fields.push(format!(
+                            "listener {:?} tls ({} -> {})",
+                            running.name,
+                            on_off(running.tls),
+                            on_off(tls)
+                        ));
+                    }
+                }
+            }
+        }
+        for l in &new.listeners {
+            if !self.running.iter().any(|r| r.name == l.name) {
+                fields.push(format!("listener {:?} added", l.name));
+            }
+        }
+        fields
+    }
+}
+
+fn show(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "none".to_owned(), |a| a.to_string())
+}
+
+fn on_off(tls: bool) -> &'static str {
+    if tls {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// The state of each running listener under `loaded`. A running listener whose
+/// config is gone or changed TLS on/off keeps its previous state until a restart.
+/// With no running listeners yet (startup), the config's listeners are the running ones.
+fn listener_states(
+    loaded: &Loaded,
+    running: &[RunningListener],
+    previous: &[ListenerState],
+) -> Vec<ListenerState> {
+    let from_config = |i: usize| {
+        let listener = &loaded.config.listeners[i];
+        let certs = loaded.certs.get(i).map(Vec::as_slice).unwrap_or_default();
+        let (mode, certs) = match listener.kind {
+            ListenerKind::Https { .. } => (ListenerMode::Serve, CertSet::new(certs).map(Arc::new)),
+            ListenerKind::Http => (ListenerMode::Serve, None),
+            ListenerKind::RedirectToHttps { port } => {
+                (ListenerMode::RedirectToHttps { port }, None)
+            }
+        };
+        ListenerState { mode, certs }
+    };
+    if running.is_empty() {
+        return (0..loaded.config.listeners.len())
+            .map(from_config)
+            .collect();
+    }
+    running
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let found = loaded
+                .config
+                .listeners
+                .iter()
+                .position(|l| l.name == r.name);
+            match found {
+                Some(j)
+                    if matches!(loaded.config.listeners[j].kind, ListenerKind::Https { .. })
+                        == r.tls =>
+                {
+                    from_config(j)
+                }
+                _ => previous.get(i).cloned().unwrap_or(ListenerState {
+                    mode: ListenerMode::Serve,
+                    certs: None,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Builds the routing part of a snapshot, reusing upstreams whose servers did not
+/// change (they keep their balancing state) and replacing `upstreams` with the new set.
+fn build_snapshot(
+    config: &Config,
+    listeners: Vec<ListenerState>,
+    upstreams: &mut HashMap<String, (Vec<ServerAddr>, Arc<Upstream>)>,
+) -> Snapshot {
+    let mut next = HashMap::with_capacity(config.upstreams.len());
+    let built: Vec<Arc<Upstream>> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let upstream = match upstreams.get(&u.name) {
+                Some((servers, existing)) if *servers == u.servers => existing.clone(),
+                _ => Arc::new(Upstream::from_config(u)),
+            };
+            next.insert(u.name.clone(), (u.servers.clone(), upstream.clone()));
+            upstream
+        })
+        .collect();
+    *upstreams = next;
+    Snapshot {
+        router: Router::new(&config.routes),
+        upstreams: built,
+        listeners,
+    }
+}
+
+/// The config file's directory and every certificate directory.
+fn watch_dirs(path: &Path, config: &Config) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    dirs.insert(path.parent().unwrap_or(Path::new(".")).to_path_buf());
+    for l in &config.listeners {
+        if let ListenerKind::Https { certs } = &l.kind {
+            dirs.extend(certs.iter().map(|c| c.path.clone()));
+        }
+    }
+    dirs
+}
+
+fn cert_expiry(certs: &[Vec<LoadedCert>]) -> Vec<(String, i64)> {
+    certs
+        .iter()
+        .flatten()
+        .map(|c| (c.dir.display().to_string(), c.not_after))
+        .collect()
+}

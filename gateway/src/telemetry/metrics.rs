@@ -1,0 +1,108 @@
+//! Prometheus metrics in the text exposition format, kept in atomics.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+/// The gateway's metrics. Writers only touch atomics; `/metrics` renders them.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    reloads_success: AtomicU64,
+    reloads_failure: AtomicU64,
+    last_reload_success: AtomicBool,
+    last_reload_timestamp: AtomicI64,
+    /// `(cert dir, notAfter)` of every certificate being served.
+    cert_expiry: ArcSwap<Vec<(String, i64)>>,
+}
+
+impl Metrics {
+    /// Records the config loaded at startup: good, but not a reload.
+    pub fn initial_load(&self, now: i64, cert_expiry: Vec<(String, i64)>) {
+        self.last_reload_success.store(true, Ordering::Relaxed);
+        self.last_reload_timestamp.store(now, Ordering::Relaxed);
+        self.cert_expiry.store(cert_expiry.into());
+    }
+
+    /// Records a reload that was applied.
+    pub fn reload_succeeded(&self, now: i64, cert_expiry: Vec<(String, i64)>) {
+        self.reloads_success.fetch_add(1, Ordering::Relaxed);
+        self.initial_load(now, cert_expiry);
+    }
+
+    /// Records a reload that was refused (the last good state keeps serving).
+    pub fn reload_failed(&self) {
+        self.reloads_failure.fetch_add(1, Ordering::Relaxed);
+        self.last_reload_success.store(false, Ordering::Relaxed);
+    }
+
+    /// Appends every metric to `out` in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let success = self.reloads_success.load(Ordering::Relaxed);
+        let failure = self.reloads_failure.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP gateway_config_reloads_total Config and certificate reloads, by result.\n",
+        );
+        out.push_str("# TYPE gateway_config_reloads_total counter\n");
+        let _ = writeln!(
+            out,
+            "gateway_config_reloads_total{{result=\"success\"}} {success}"
+        );
+        let _ = writeln!(
+            out,
+            "gateway_config_reloads_total{{result=\"failure\"}} {failure}"
+        );
+        out.push_str("# HELP gateway_config_last_reload_success Whether the last load of config and certificates was applied (1) or refused (0).\n");
+        out.push_str("# TYPE gateway_config_last_reload_success gauge\n");
+        let last = u8::from(self.last_reload_success.load(Ordering::Relaxed));
+        let _ = writeln!(out, "gateway_config_last_reload_success {last}");
+        out.push_str("# HELP gateway_config_last_reload_timestamp_seconds When config and certificates were last applied, in seconds since the epoch.\n");
+        out.push_str("# TYPE gateway_config_last_reload_timestamp_seconds gauge\n");
+        let ts = self.last_reload_timestamp.load(Ordering::Relaxed);
+        let _ = writeln!(out, "gateway_config_last_reload_timestamp_seconds {ts}");
+        out.push_str("# HELP gateway_tls_certificate_expiry_timestamp_seconds notAfter of each served certificate, in seconds since the epoch.\n");
+        out.push_str("# TYPE gateway_tls_certificate_expiry_timestamp_seconds gauge\n");
+        for (dir, not_after) in self.cert_expiry.load().iter() {
+            out.push_str("gateway_tls_certificate_expiry_timestamp_seconds{cert=\"");
+            escape_label(dir, out);
+            let _ = writeln!(out, "\"}} {not_after}");
+        }
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape_label(value: &str, out: &mut String) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_reload_and_certificate_metrics() {
+        let m = Metrics::default();
+        m.initial_load(100, vec![("/etc/gateway/tls".into(), 2_000)]);
+        m.reload_failed();
+        m.reload_succeeded(200, vec![("/a\"b".into(), 3_000)]);
+        m.reload_failed();
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "gateway_config_reloads_total{result=\"success\"} 1",
+            "gateway_config_reloads_total{result=\"failure\"} 2",
+            "gateway_config_last_reload_success 0",
+            "gateway_config_last_reload_timestamp_seconds 200",
+            "gateway_tls_certificate_expiry_timestamp_seconds{cert=\"/a\\\"b\"} 3000",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
+        }
+    }
+}
