@@ -19,13 +19,12 @@ pub(crate) fn workspace_bin(bin: &str) -> PathBuf {
 }
 
 fn build_bins() -> PathBuf {
-    // target/<profile>/deps/<test binary> -> target/<profile>
+    // target/<profile>/deps/<test binary> or target/<profile>/<binary> -> target/<profile>
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf();
+    let mut profile_dir = exe.parent().expect("binary in a directory").to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--quiet", "--workspace", "--bins"]);

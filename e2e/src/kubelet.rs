@@ -29,7 +29,7 @@ impl Volume {
             dir: dir.to_path_buf(),
             current: None,
         };
-        volume.update(files);
+        let _ = volume.update(files);
         volume
     }
 
@@ -37,8 +37,9 @@ impl Volume {
         &self.dir
     }
 
-    /// Replaces the volume's content with `files` in one atomic swap.
-    pub fn update(&mut self, files: &[(&str, &[u8])]) {
+    /// Replaces the volume's content with `files` in one atomic swap; returns when
+    /// the swap (the rename of `..data`) happened.
+    pub fn update(&mut self, files: &[(&str, &[u8])]) -> std::time::Instant {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970");
@@ -58,6 +59,7 @@ impl Volume {
         let _ = std::fs::remove_file(&tmp);
         symlink(&generation, &tmp).expect("symlink ..data_tmp");
         std::fs::rename(&tmp, self.dir.join("..data")).expect("rename ..data_tmp over ..data");
+        let swapped = std::time::Instant::now();
         for (name, _) in files {
             let visible = self.dir.join(name);
             if std::fs::symlink_metadata(&visible).is_err() {
@@ -67,5 +69,6 @@ impl Volume {
         if let Some(old) = self.current.replace(gen_dir) {
             std::fs::remove_dir_all(old).expect("remove old generation");
         }
+        swapped
     }
 }

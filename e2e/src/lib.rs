@@ -30,6 +30,28 @@ pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};
 
+/// A config template: one HTTPS listener (`{{port:https}}`) with the certificates in
+/// `cert_dirs`, in front of one upstream `hello` of `servers`, routed by `route`
+/// (the body of a `[[route]]` table without its `upstream` line, "" for all requests).
+pub fn https_config(
+    cert_dirs: &[&std::path::Path],
+    servers: &[std::net::SocketAddr],
+    route: &str,
+) -> String {
+    let quoted = |items: Vec<String>| {
+        items
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [{}] }}\n\n[upstream.hello]\nservers = [{}]\n\n[[route]]\n{route}\nupstream = \"hello\"\n",
+        quoted(cert_dirs.iter().map(|d| d.display().to_string()).collect()),
+        quoted(servers.iter().map(|a| a.to_string()).collect()),
+    )
+}
+
 /// Polls `condition` every 20 ms until it returns `Some`, or panics with `what`
 /// after `deadline`.
 pub fn wait_until<T>(

@@ -115,21 +115,10 @@ async fn no_route_is_404_and_unreachable_upstream_is_502_with_json_bodies() {
     }
 
     let tls = certs.path("tls");
-    let only_api = Gateway::start(&format!(
-        r#"
-[[listener]]
-name = "https"
-listen = "127.0.0.1:{{{{port:https}}}}"
-tls = {{ certs = ["{}"] }}
-[upstream.hello]
-servers = ["{}"]
-[[route]]
-host = "api.test"
-path_prefix = "/v1"
-upstream = "hello"
-"#,
-        tls.display(),
-        a.addr
+    let only_api = Gateway::start(&e2e::https_config(
+        &[&tls],
+        &[a.addr],
+        "host = \"api.test\"\npath_prefix = \"/v1\"",
     ));
     let mut conn = client
         .connect(only_api.addr("https"), Some("localhost"), Proto::H1)

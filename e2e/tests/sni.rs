@@ -21,21 +21,7 @@ async fn each_sni_gets_its_certificate_and_unknown_sni_gets_the_default() {
         KeyFormat::Sec1,
     );
     let hello = Hello::spawn("h");
-    let gw = Gateway::start(&format!(
-        r#"
-[[listener]]
-name = "https"
-listen = "127.0.0.1:{{{{port:https}}}}"
-tls = {{ certs = ["{a}", "{b}"] }}
-[upstream.hello]
-servers = ["{hello}"]
-[[route]]
-upstream = "hello"
-"#,
-        a = a.display(),
-        b = b.display(),
-        hello = hello.addr
-    ));
+    let gw = Gateway::start(&e2e::https_config(&[&a, &b], &[hello.addr], ""));
     let client = Client::new(&certs.ca());
     let addr = gw.addr("https");
     for (sni, dir) in [("a.test", &a), ("b.test", &b), ("x.c.test", &b)] {
@@ -78,20 +64,7 @@ async fn tls_1_2_and_1_3_are_served_and_older_versions_refused() {
     let certs = Certs::new();
     let tls = certs.server("tls", &["localhost"]);
     let hello = Hello::spawn("h");
-    let gw = Gateway::start(&format!(
-        r#"
-[[listener]]
-name = "https"
-listen = "127.0.0.1:{{{{port:https}}}}"
-tls = {{ certs = ["{}"] }}
-[upstream.hello]
-servers = ["{}"]
-[[route]]
-upstream = "hello"
-"#,
-        tls.display(),
-        hello.addr
-    ));
+    let gw = Gateway::start(&e2e::https_config(&[&tls], &[hello.addr], ""));
     let addr = gw.addr("https");
     for (version, expect) in [
         (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),

@@ -55,6 +55,12 @@ impl ConfigError {
             | Self::DuplicateRoute { at, .. }
             | Self::BadThreads { at }
             | Self::BadDuration { at, .. }
+            | Self::UpstreamSource { at, .. }
+            | Self::HashKeyMissing { at }
+            | Self::HashKeyUnused { at }
+            | Self::BadHashKey { at, .. }
+            | Self::BadValue { at, .. }
+            | Self::BadNameserver { at, .. }
             | Self::BadUpstreamName { at, .. } => Some(at),
         }
     }
@@ -131,6 +137,24 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{at}: upstream {upstream:?} needs exactly one of `servers` and `kubernetes`")]
+    UpstreamSource { at: Location, upstream: String },
+    #[error("{at}: balance = \"consistent_hash\" needs hash_key (\"header:NAME\", \"cookie:NAME\", \"client_ip\" or \"path\")")]
+    HashKeyMissing { at: Location },
+    #[error("{at}: hash_key is only used with balance = \"consistent_hash\"")]
+    HashKeyUnused { at: Location },
+    #[error("{at}: {value:?} is not a hash key: expected \"header:NAME\", \"cookie:NAME\", \"client_ip\" or \"path\"")]
+    BadHashKey { at: Location, value: String },
+    #[error("{at}: {field} {reason}")]
+    BadValue {
+        at: Location,
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error(
+        "{at}: {value:?} is not a nameserver address: expected IP:PORT such as \"10.96.0.10:53\""
+    )]
+    BadNameserver { at: Location, value: String },
     #[error("{at}: upstream name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'")]
     BadUpstreamName { at: Location, name: String },
 }

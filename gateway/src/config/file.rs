@@ -18,6 +18,8 @@ pub(crate) struct FileConfig {
     pub(crate) server: ServerFile,
     #[serde(default)]
     pub(crate) reload: ReloadFile,
+    #[serde(default)]
+    pub(crate) dns: DnsFile,
     #[serde(default, rename = "listener")]
     pub(crate) listeners: Vec<Spanned<ListenerFile>>,
     #[serde(default, rename = "upstream")]
@@ -47,6 +49,15 @@ pub(crate) struct ReloadFile {
     pub(crate) poll_interval: Option<Spanned<String>>,
 }
 
+/// `[dns]`: how upstream server names are resolved.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DnsFile {
+    pub(crate) nameservers: Option<Vec<Spanned<String>>>,
+    pub(crate) min_ttl: Option<Spanned<String>>,
+    pub(crate) max_ttl: Option<Spanned<String>>,
+}
+
 /// One `[[listener]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +80,55 @@ pub(crate) struct TlsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpstreamFile {
-    pub(crate) servers: Spanned<Vec<Spanned<String>>>,
+    pub(crate) servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) kubernetes: Option<Spanned<KubernetesFile>>,
+    pub(crate) balance: Option<Spanned<BalanceFile>>,
+    pub(crate) hash_key: Option<Spanned<String>>,
+    pub(crate) health: Option<Spanned<HealthFile>>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) read_timeout: Option<Spanned<String>>,
+    pub(crate) write_timeout: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
+}
+
+/// `balance = "..."`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BalanceFile {
+    RoundRobin,
+    Random,
+    LeastRequests,
+    ConsistentHash,
+}
+
+/// `kubernetes = { service = "...", namespace = "...", port = "http" | 80 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KubernetesFile {
+    pub(crate) service: Spanned<String>,
+    pub(crate) namespace: Option<Spanned<String>>,
+    pub(crate) port: Spanned<PortFile>,
+}
+
+/// A Service port by name or number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PortFile {
+    Number(u16),
+    Name(String),
+}
+
+/// `health = { ... }`: active checks and passive ejection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthFile {
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) interval: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) healthy_after: Option<Spanned<u32>>,
+    pub(crate) unhealthy_after: Option<Spanned<u32>>,
+    pub(crate) cooldown: Option<Spanned<String>>,
 }
 
 /// One `[[route]]`.

@@ -8,10 +8,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, Location};
-pub use model::{
-    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Reload, Route,
-    Server, ServerAddr, Upstream, DEFAULT_POLL_INTERVAL,
-};
+pub use model::*;
 
 /// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/gateway.toml";

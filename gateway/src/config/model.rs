@@ -15,6 +15,23 @@ pub fn default_threads() -> usize {
 /// How often files are re-read even when no change was seen (`[reload] poll_interval`).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Upstream defaults (`[upstream.NAME]`).
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Health defaults (`health = { ... }`).
+pub const DEFAULT_HEALTH_PATH: &str = "/";
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
+pub const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
+/// DNS defaults (`[dns]`).
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(1);
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(30);
+
 /// A whole, validated `gateway.toml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -23,6 +40,7 @@ pub struct Config {
     pub admin: Option<Admin>,
     pub server: Server,
     pub reload: Reload,
+    pub dns: Dns,
     pub listeners: Vec<Listener>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
@@ -46,6 +64,16 @@ pub struct Server {
 pub struct Reload {
     /// Period of the safety-net re-read that catches changes the watcher missed.
     pub poll_interval: Duration,
+}
+
+/// How server names are resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dns {
+    /// Servers to ask instead of those in `/etc/resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+    /// Answers are re-resolved when their TTL expires, kept within these bounds.
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
 }
 
 /// One listening socket and what it does with requests.
@@ -78,11 +106,91 @@ pub struct CertDir {
     pub at: Location,
 }
 
-/// A named group of servers.
+/// A named group of backends and how requests are spread over them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,
-    pub servers: Vec<ServerAddr>,
+    pub discovery: Discovery,
+    pub balance: Balance,
+    /// Active checks, when configured.
+    pub health: Option<ActiveHealth>,
+    pub passive: PassiveHealth,
+    /// Further backends tried after a failed connect or a connection closed before any
+    /// response byte.
+    pub retries: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Where an upstream's backends come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Discovery {
+    /// `servers = [...]`: IP literals, and names resolved by DNS.
+    Servers(Vec<ServerAddr>),
+    /// `kubernetes = {...}`: the ready endpoints of a Service's EndpointSlices.
+    Kubernetes(KubernetesService),
+}
+
+/// A Kubernetes Service whose EndpointSlices are watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesService {
+    pub service: String,
+    /// `None`: the pod's own namespace.
+    pub namespace: Option<String>,
+    pub port: ServicePort,
+}
+
+/// A Service port, by name or number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServicePort {
+    Name(String),
+    Number(u16),
+}
+
+/// How a backend is chosen for each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    /// Power of two random choices on in-flight requests.
+    LeastRequests,
+    ConsistentHash(HashKey),
+}
+
+/// What `consistent_hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header (lower case).
+    Header(String),
+    Cookie(String),
+    ClientIp,
+    Path,
+}
+
+/// Active HTTP health checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveHealth {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: u32,
+    pub unhealthy_after: u32,
+}
+
+/// Passive ejection: after `unhealthy_after` failed connects in a row a backend gets
+/// no requests for `cooldown`, then the next request probes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassiveHealth {
+    pub unhealthy_after: u32,
+    pub cooldown: Duration,
+}
+
+/// Timeouts towards an upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
 }
 
 /// One `servers` entry.

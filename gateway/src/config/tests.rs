@@ -60,15 +60,15 @@ fn parses_the_contract_example() {
         ListenerKind::RedirectToHttps { port: Some(8443) }
     );
     assert_eq!(
-        cfg.upstreams[0].servers,
-        vec![
+        cfg.upstreams[0].discovery,
+        Discovery::Servers(vec![
             ServerAddr::Name {
                 host: "hello".into(),
                 port: 80
             },
             ServerAddr::Ip("10.0.0.1:8080".parse().unwrap()),
             ServerAddr::Ip("[::1]:81".parse().unwrap()),
-        ]
+        ])
     );
     assert_eq!(cfg.routes[0].path_prefix, "/");
     assert_eq!(
@@ -251,6 +251,112 @@ fn poll_interval_is_a_duration_string() {
     );
     let errs = errors("[reload]\npoll_interval = \"1ms\"\n");
     assert!(errs[0].contains("must be at least 100ms"), "{errs:#?}");
+}
+
+#[test]
+fn upstream_policies_parse_with_defaults() {
+    let cfg = from_str(
+        Path::new("/g.toml"),
+        r#"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+max_ttl = "10s"
+[upstream.a]
+servers = ["a:80"]
+[upstream.b]
+kubernetes = { service = "hello", port = "http" }
+balance = "consistent_hash"
+hash_key = "header:X-User"
+health = { path = "/healthz", interval = "2s", unhealthy_after = 1 }
+retries = 0
+connect_timeout = "250ms"
+"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.dns.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+    assert_eq!(
+        (cfg.dns.min_ttl, cfg.dns.max_ttl),
+        (DEFAULT_MIN_TTL, std::time::Duration::from_secs(10))
+    );
+    let a = &cfg.upstreams[0];
+    assert_eq!(a.balance, Balance::RoundRobin);
+    assert_eq!((a.retries, a.health.is_none()), (DEFAULT_RETRIES, true));
+    assert_eq!(a.passive.unhealthy_after, DEFAULT_UNHEALTHY_AFTER);
+    assert_eq!(a.timeouts.read, DEFAULT_READ_TIMEOUT);
+    let b = &cfg.upstreams[1];
+    assert_eq!(
+        b.discovery,
+        Discovery::Kubernetes(KubernetesService {
+            service: "hello".into(),
+            namespace: None,
+            port: ServicePort::Name("http".into())
+        })
+    );
+    assert_eq!(
+        b.balance,
+        Balance::ConsistentHash(HashKey::Header("x-user".into()))
+    );
+    let h = b.health.as_ref().unwrap();
+    assert_eq!(
+        (
+            h.path.as_str(),
+            h.interval,
+            h.healthy_after,
+            h.unhealthy_after
+        ),
+        ("/healthz", std::time::Duration::from_secs(2), 2, 1)
+    );
+    assert_eq!(b.passive.unhealthy_after, 1);
+    assert_eq!(
+        (b.retries, b.timeouts.connect),
+        (0, std::time::Duration::from_millis(250))
+    );
+}
+
+#[test]
+fn upstream_policy_errors_are_located() {
+    let errs = errors(
+        r#"[upstream.a]
+servers = ["a:80"]
+kubernetes = { service = "a", port = 80 }
+[upstream.b]
+servers = ["b:80"]
+balance = "consistent_hash"
+[upstream.c]
+servers = ["c:80"]
+hash_key = "path"
+[upstream.d]
+servers = ["d:80"]
+balance = "consistent_hash"
+hash_key = "body"
+[upstream.e]
+servers = ["e:80"]
+health = { path = "x", unhealthy_after = 0 }
+read_timeout = "soon"
+[upstream.f]
+kubernetes = { service = "Hello", port = 0 }
+"#,
+    );
+    let expect = [
+        ":1:1: upstream \"a\" needs exactly one of `servers` and `kubernetes`",
+        ":6:11: balance = \"consistent_hash\" needs hash_key",
+        ":9:12: hash_key is only used with balance",
+        ":13:12: \"body\" is not a hash key",
+        ":16:19: health.path must start with '/'",
+        ":16:42: health.unhealthy_after must be at least 1",
+        ":17:16: \"soon\" is not a duration",
+        ":19:26: kubernetes.service must be a lower-case DNS label",
+        ":19:42: kubernetes.port must be a port name",
+    ];
+    assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    for (e, want) in errs.iter().zip(expect) {
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+    let errs = errors("[upstream.a]\nbalance = \"fastest\"\nservers = [\"a:1\"]\n");
+    assert!(
+        errs[0].contains("line 2, column 11") && errs[0].contains("unknown variant `fastest`"),
+        "{errs:#?}"
+    );
 }
 
 #[test]

@@ -9,11 +9,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, Location};
-use super::file::{FileConfig, ListenerFile, RouteFile, UpstreamFile};
-use super::model::{
-    default_threads, Admin, CertDir, Config, HostMatch, Listener, ListenerKind, Reload, Route,
-    Server, ServerAddr, Upstream, DEFAULT_POLL_INTERVAL,
+use super::file::{
+    BalanceFile, DnsFile, FileConfig, HealthFile, KubernetesFile, ListenerFile, PortFile,
+    RouteFile, UpstreamFile,
 };
+use super::model::*;
 
 /// Validation context: where errors point and where they are collected.
 struct Checker<'a> {
@@ -65,6 +65,7 @@ pub(crate) fn validate(
         Some(v) => duration(&mut c, v, Duration::from_millis(100)).unwrap_or(DEFAULT_POLL_INTERVAL),
         None => DEFAULT_POLL_INTERVAL,
     };
+    let dns = dns(&mut c, &raw.dns);
     let listeners = listeners(&mut c, raw.listeners);
     let upstreams: Vec<Upstream> = raw
         .upstreams
@@ -79,6 +80,7 @@ pub(crate) fn validate(
             admin,
             server: Server { threads },
             reload: Reload { poll_interval },
+            dns,
             listeners,
             upstreams,
             routes,
@@ -218,17 +220,52 @@ fn upstream(
         return None;
     }
     let name = name.into_inner();
-    let servers_field = &raw.get_ref().servers;
-    if servers_field.get_ref().is_empty() {
-        let at = c.at(servers_field.span());
-        c.errors
-            .push(ConfigError::EmptyServers { at, upstream: name });
+    let table_span = raw.span();
+    let raw = raw.into_inner();
+    let discovery = match (&raw.servers, &raw.kubernetes) {
+        (Some(servers), None) => Discovery::Servers(servers_list(c, &name, servers)?),
+        (None, Some(k)) => Discovery::Kubernetes(kubernetes(c, k)?),
+        _ => {
+            let at = c.at(table_span);
+            c.errors
+                .push(ConfigError::UpstreamSource { at, upstream: name });
+            return None;
+        }
+    };
+    let balance = balance(c, &raw, table_span)?;
+    let (health, passive) = health(c, raw.health.as_ref());
+    let timeouts = Timeouts {
+        connect: opt_duration(c, &raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+        read: opt_duration(c, &raw.read_timeout, DEFAULT_READ_TIMEOUT),
+        write: opt_duration(c, &raw.write_timeout, DEFAULT_WRITE_TIMEOUT),
+        idle: opt_duration(c, &raw.idle_timeout, DEFAULT_IDLE_TIMEOUT),
+    };
+    Some(Upstream {
+        name,
+        discovery,
+        balance,
+        health,
+        passive,
+        retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
+        timeouts,
+    })
+}
+
+fn servers_list(
+    c: &mut Checker<'_>,
+    upstream: &str,
+    servers: &Spanned<Vec<Spanned<String>>>,
+) -> Option<Vec<ServerAddr>> {
+    if servers.get_ref().is_empty() {
+        let at = c.at(servers.span());
+        let upstream = upstream.to_owned();
+        c.errors.push(ConfigError::EmptyServers { at, upstream });
         return None;
     }
-    let mut servers = Vec::new();
-    for s in servers_field.get_ref() {
+    let mut out = Vec::new();
+    for s in servers.get_ref() {
         match parse_server(s.get_ref()) {
-            Ok(addr) => servers.push(addr),
+            Ok(addr) => out.push(addr),
             Err(reason) => {
                 let at = c.at(s.span());
                 let value = s.get_ref().clone();
@@ -236,7 +273,208 @@ fn upstream(
             }
         }
     }
-    Some(Upstream { name, servers })
+    Some(out)
+}
+
+fn kubernetes(c: &mut Checker<'_>, k: &Spanned<KubernetesFile>) -> Option<KubernetesService> {
+    let k = k.get_ref();
+    let mut ok = true;
+    let mut label = |c: &mut Checker<'_>, v: &Spanned<String>, field: &'static str| {
+        if !is_dns_label(v.get_ref()) {
+            let at = c.at(v.span());
+            let reason = "must be a lower-case DNS label (letters, digits, '-'; at most 63)";
+            c.errors.push(ConfigError::BadValue { at, field, reason });
+            ok = false;
+        }
+    };
+    label(c, &k.service, "kubernetes.service");
+    if let Some(ns) = &k.namespace {
+        label(c, ns, "kubernetes.namespace");
+    }
+    let port = match k.port.get_ref() {
+        PortFile::Number(0) => None,
+        PortFile::Number(n) => Some(ServicePort::Number(*n)),
+        PortFile::Name(n) if !n.is_empty() && n.len() <= 15 => Some(ServicePort::Name(n.clone())),
+        PortFile::Name(_) => None,
+    };
+    let Some(port) = port else {
+        let at = c.at(k.port.span());
+        let reason = "must be a port name (at most 15 characters) or a number from 1 to 65535";
+        c.errors.push(ConfigError::BadValue {
+            at,
+            field: "kubernetes.port",
+            reason,
+        });
+        return None;
+    };
+    ok.then(|| KubernetesService {
+        service: k.service.get_ref().clone(),
+        namespace: k.namespace.as_ref().map(|n| n.get_ref().clone()),
+        port,
+    })
+}
+
+fn is_dns_label(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 63
+        && !v.starts_with('-')
+        && !v.ends_with('-')
+        && v.chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+}
+
+fn balance(c: &mut Checker<'_>, raw: &UpstreamFile, table_span: Range<usize>) -> Option<Balance> {
+    let kind = raw
+        .balance
+        .as_ref()
+        .map_or(BalanceFile::RoundRobin, |b| *b.get_ref());
+    match (kind, &raw.hash_key) {
+        (BalanceFile::ConsistentHash, Some(key)) => match parse_hash_key(key.get_ref()) {
+            Some(k) => Some(Balance::ConsistentHash(k)),
+            None => {
+                let at = c.at(key.span());
+                let value = key.get_ref().clone();
+                c.errors.push(ConfigError::BadHashKey { at, value });
+                None
+            }
+        },
+        (BalanceFile::ConsistentHash, None) => {
+            let span = raw.balance.as_ref().map_or(table_span, |b| b.span());
+            let at = c.at(span);
+            c.errors.push(ConfigError::HashKeyMissing { at });
+            None
+        }
+        (_, Some(key)) => {
+            let at = c.at(key.span());
+            c.errors.push(ConfigError::HashKeyUnused { at });
+            None
+        }
+        (BalanceFile::RoundRobin, None) => Some(Balance::RoundRobin),
+        (BalanceFile::Random, None) => Some(Balance::Random),
+        (BalanceFile::LeastRequests, None) => Some(Balance::LeastRequests),
+    }
+}
+
+fn parse_hash_key(value: &str) -> Option<HashKey> {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match value.split_once(':') {
+        Some(("header", name)) if token(name) => Some(HashKey::Header(name.to_ascii_lowercase())),
+        Some(("cookie", name)) if token(name) => Some(HashKey::Cookie(name.to_owned())),
+        None if value == "client_ip" => Some(HashKey::ClientIp),
+        None if value == "path" => Some(HashKey::Path),
+        _ => None,
+    }
+}
+
+fn health(
+    c: &mut Checker<'_>,
+    raw: Option<&Spanned<HealthFile>>,
+) -> (Option<ActiveHealth>, PassiveHealth) {
+    let Some(raw) = raw else {
+        let passive = PassiveHealth {
+            unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+            cooldown: DEFAULT_COOLDOWN,
+        };
+        return (None, passive);
+    };
+    let h = raw.get_ref();
+    let path = match &h.path {
+        Some(p) if !p.get_ref().starts_with('/') => {
+            let at = c.at(p.span());
+            let reason = "must start with '/'";
+            c.errors.push(ConfigError::BadValue {
+                at,
+                field: "health.path",
+                reason,
+            });
+            DEFAULT_HEALTH_PATH.to_owned()
+        }
+        Some(p) => p.get_ref().clone(),
+        None => DEFAULT_HEALTH_PATH.to_owned(),
+    };
+    let count = |c: &mut Checker<'_>, v: &Option<Spanned<u32>>, field, default| match v {
+        Some(n) if *n.get_ref() == 0 => {
+            let at = c.at(n.span());
+            c.errors.push(ConfigError::BadValue {
+                at,
+                field,
+                reason: "must be at least 1",
+            });
+            default
+        }
+        Some(n) => *n.get_ref(),
+        None => default,
+    };
+    let healthy_after = count(
+        c,
+        &h.healthy_after,
+        "health.healthy_after",
+        DEFAULT_HEALTHY_AFTER,
+    );
+    let unhealthy_after = count(
+        c,
+        &h.unhealthy_after,
+        "health.unhealthy_after",
+        DEFAULT_UNHEALTHY_AFTER,
+    );
+    let active = ActiveHealth {
+        path,
+        interval: opt_duration(c, &h.interval, DEFAULT_HEALTH_INTERVAL),
+        timeout: opt_duration(c, &h.timeout, DEFAULT_HEALTH_TIMEOUT),
+        healthy_after,
+        unhealthy_after,
+    };
+    let passive = PassiveHealth {
+        unhealthy_after,
+        cooldown: opt_duration(c, &h.cooldown, DEFAULT_COOLDOWN),
+    };
+    (Some(active), passive)
+}
+
+/// A duration field (at least 1 ms) or its default.
+fn opt_duration(c: &mut Checker<'_>, v: &Option<Spanned<String>>, default: Duration) -> Duration {
+    v.as_ref()
+        .and_then(|v| duration(c, v, Duration::from_millis(1)))
+        .unwrap_or(default)
+}
+
+fn dns(c: &mut Checker<'_>, raw: &DnsFile) -> Dns {
+    let mut nameservers = Vec::new();
+    for ns in raw.nameservers.iter().flatten() {
+        match ns.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => nameservers.push(addr),
+            Err(_) => {
+                let at = c.at(ns.span());
+                let value = ns.get_ref().clone();
+                c.errors.push(ConfigError::BadNameserver { at, value });
+            }
+        }
+    }
+    let min_ttl = opt_duration(c, &raw.min_ttl, DEFAULT_MIN_TTL);
+    let max_ttl = opt_duration(c, &raw.max_ttl, DEFAULT_MAX_TTL);
+    if min_ttl > max_ttl {
+        let span = raw
+            .max_ttl
+            .as_ref()
+            .or(raw.min_ttl.as_ref())
+            .map_or(0..0, |v| v.span());
+        let at = c.at(span);
+        let reason = "must not be below min_ttl";
+        c.errors.push(ConfigError::BadValue {
+            at,
+            field: "dns.max_ttl",
+            reason,
+        });
+    }
+    Dns {
+        nameservers,
+        min_ttl,
+        max_ttl,
+    }
 }
 
 /// Parses a `host:port` server entry: `10.0.0.1:80`, `[::1]:80` or `hello:80`.

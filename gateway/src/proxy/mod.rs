@@ -3,6 +3,7 @@
 mod respond;
 mod router;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,9 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 pub use router::Router;
 
+use crate::config::{Balance, HashKey};
 use crate::state::{ListenerMode, SharedSnapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{hash_of, InFlight, Upstream};
 
 /// The proxy logic of one listener.
 pub struct Gateway {
@@ -45,7 +47,14 @@ pub struct RequestCtx {
     start: Instant,
     /// The upstream the request was routed to, held so a reload never changes it midway.
     upstream: Option<Arc<Upstream>>,
-    backend: Option<std::net::SocketAddr>,
+    /// The backend of the current attempt, counted in flight until the request ends.
+    backend: Option<InFlight>,
+    /// Backends of earlier attempts (allocated only when a request is retried).
+    tried: Vec<SocketAddr>,
+    /// Attempts so far.
+    attempts: u32,
+    /// Whether the upstream's response head arrived (no retry after that).
+    responded: bool,
     /// A response the gateway wrote itself (404, redirect), for the access log.
     local_status: Option<u16>,
 }
@@ -59,6 +68,9 @@ impl ProxyHttp for Gateway {
             start: Instant::now(),
             upstream: None,
             backend: None,
+            tried: Vec::new(),
+            attempts: 0,
+            responded: false,
             local_status: None,
         }
     }
@@ -89,17 +101,99 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let backend = ctx.upstream.as_deref().and_then(Upstream::select);
-        let Some(backend) = backend else {
+        if let Some(previous) = ctx.backend.take() {
+            ctx.tried.push(previous.backend().addr);
+        }
+        ctx.attempts += 1;
+        let Some(upstream) = ctx.upstream.as_deref() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream routed",
+            ));
+        };
+        let key = match &upstream.config.balance {
+            Balance::ConsistentHash(key) => hash_key(session, key),
+            _ => 0,
+        };
+        let Some(chosen) = upstream.select(key, &ctx.tried) else {
             let mut e = Error::explain(ErrorType::ConnectNoRoute, "upstream has no backends");
             e.esource = ErrorSource::Upstream;
             return Err(e);
         };
-        ctx.backend = Some(backend.addr);
-        Ok(backend.peer())
+        let peer = chosen.backend().peer();
+        ctx.backend = Some(chosen);
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(upstream), Some(backend)) = (&ctx.upstream, &ctx.backend) {
+            backend.backend().connect_failed(&upstream.config.passive);
+            // Nothing reached the backend: any request may go to another one.
+            e.set_retry(ctx.attempts <= upstream.config.retries);
+        }
+        e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(backend) = &ctx.backend {
+            backend.backend().connect_succeeded();
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        // Retried only when the connection closed before any response byte, the
+        // request can be sent again, and attempts remain.
+        let retries = ctx.upstream.as_ref().map_or(0, |u| u.config.retries);
+        let closed_early = !ctx.responded
+            && e.esource() == &ErrorSource::Upstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        let req = session.req_header();
+        let replayable = req.method.is_idempotent() || !has_body(req);
+        e.set_retry(
+            closed_early
+                && replayable
+                && !session.as_ref().retry_buffer_truncated()
+                && ctx.attempts <= retries,
+        );
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        ctx.responded = true;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -175,9 +269,45 @@ impl ProxyHttp for Gateway {
             host = request_authority(req).unwrap_or("-"),
             path = req.uri.path(),
             status,
-            upstream = %DisplayOpt(ctx.backend),
+            upstream = %DisplayOpt(ctx.backend.as_ref().map(|b| b.backend().addr)),
             duration_ms = %Millis(ctx.start.elapsed()),
         );
+    }
+}
+
+/// Whether the request carries a body (Content-Length above 0, or chunked).
+fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// The `consistent_hash` key of the request.
+fn hash_key(session: &Session, key: &HashKey) -> u64 {
+    let req = session.req_header();
+    match key {
+        HashKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map_or(0, |v| hash_of(v.as_bytes())),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| hash_of(v.as_bytes()))
+            })
+            .unwrap_or(0),
+        HashKey::ClientIp => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(0, |a| hash_of(&a.ip())),
+        HashKey::Path => hash_of(req.uri.path().as_bytes()),
     }
 }
 

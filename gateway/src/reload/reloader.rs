@@ -9,12 +9,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
-use crate::config::{Config, ListenerKind, ServerAddr};
+use crate::config::{Config, ListenerKind};
 use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
-use crate::upstream::Upstream;
+use crate::upstream::{resolve_servers, Upstream};
 
 /// A listener the process is serving; fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -48,8 +48,8 @@ pub struct Reloader {
     last_read: u64,
     /// Directories whose changes matter: the config's and every cert dir.
     watch_dirs: BTreeSet<PathBuf>,
-    /// Upstreams serving now, with the servers they were built from.
-    upstreams: HashMap<String, (Vec<ServerAddr>, Arc<Upstream>)>,
+    /// Upstreams serving now, by name.
+    upstreams: HashMap<String, Arc<Upstream>>,
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
 }
@@ -286,12 +286,13 @@ fn listener_states(
         .collect()
 }
 
-/// Builds the routing part of a snapshot, reusing upstreams whose servers did not
-/// change (they keep their balancing state) and replacing `upstreams` with the new set.
+/// Builds the routing part of a snapshot, reusing upstreams whose definition did not
+/// change (they keep their backends' health and load state) and replacing `upstreams`
+/// with the new set.
 fn build_snapshot(
     config: &Config,
     listeners: Vec<ListenerState>,
-    upstreams: &mut HashMap<String, (Vec<ServerAddr>, Arc<Upstream>)>,
+    upstreams: &mut HashMap<String, Arc<Upstream>>,
 ) -> Snapshot {
     let mut next = HashMap::with_capacity(config.upstreams.len());
     let built: Vec<Arc<Upstream>> = config
@@ -299,10 +300,10 @@ fn build_snapshot(
         .iter()
         .map(|u| {
             let upstream = match upstreams.get(&u.name) {
-                Some((servers, existing)) if *servers == u.servers => existing.clone(),
-                _ => Arc::new(Upstream::from_config(u)),
+                Some(existing) if existing.config == *u => existing.clone(),
+                _ => Arc::new(new_upstream(u)),
             };
-            next.insert(u.name.clone(), (u.servers.clone(), upstream.clone()));
+            next.insert(u.name.clone(), upstream.clone());
             upstream
         })
         .collect();
@@ -312,6 +313,22 @@ fn build_snapshot(
         upstreams: built,
         listeners,
     }
+}
+
+/// A new upstream with its names resolved once.
+fn new_upstream(config: &crate::config::Upstream) -> Upstream {
+    let upstream = Upstream::new(config.clone());
+    if let crate::config::Discovery::Servers(servers) = &config.discovery {
+        if !upstream.settled() {
+            let (addrs, errors) = resolve_servers(servers);
+            for error in &errors {
+                tracing::warn!(upstream = %config.name, %error, "cannot resolve server; it gets no traffic");
+            }
+            upstream.set_addrs(&addrs);
+            upstream.discovered(errors.is_empty());
+        }
+    }
+    upstream
 }
 
 /// The config file's directory and every certificate directory.

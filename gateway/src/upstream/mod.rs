@@ -1,100 +1,194 @@
-//! Upstream groups: their backends (`discovery`) and the choice of one per request.
+//! Upstream groups: backends (`backend`), their discovery (`discovery`), health
+//! checks (`health`) and the choice of one per request (`balance`).
 
+mod backend;
+mod balance;
 mod discovery;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use pingora::upstreams::peer::HttpPeer;
+use arc_swap::ArcSwap;
 
-use crate::config;
+use crate::config::{self, Balance, Discovery, ServerAddr};
 
+pub use backend::{Backend, InFlight};
+pub use balance::hash_of;
 pub use discovery::resolve_servers;
 
-/// How long to wait for a TCP connection to a backend.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a backend may stay silent while a response is awaited or streamed.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a pooled keep-alive connection may stay idle before it is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One backend address and the peer template used to reach it.
-#[derive(Debug)]
-pub struct Backend {
-    pub addr: SocketAddr,
-    peer: HttpPeer,
+/// The backends of an upstream at one moment.
+#[derive(Debug, Default)]
+pub struct BackendSet {
+    pub backends: Vec<Arc<Backend>>,
+    ring: Option<balance::Ring>,
 }
 
-impl Backend {
-    pub fn new(addr: SocketAddr) -> Self {
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
-        peer.options.read_timeout = Some(READ_TIMEOUT);
-        peer.options.idle_timeout = Some(IDLE_TIMEOUT);
-        Self { addr, peer }
-    }
-
-    /// The peer pingora connects to; connections to equal peers share one pool.
-    pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
-    }
-}
-
-/// A named group of backends, balanced round-robin.
+/// A named group of backends. The set of backends changes when discovery says so
+/// (DNS answers, EndpointSlices); each backend keeps its health and load state for
+/// as long as its address stays in the set.
 #[derive(Debug)]
 pub struct Upstream {
-    pub name: String,
-    backends: Box<[Backend]>,
+    pub config: config::Upstream,
+    set: ArcSwap<BackendSet>,
     next: AtomicUsize,
+    /// Whether discovery has answered at least once (successfully or not).
+    settled: AtomicBool,
+    /// Discovery outcomes, for metrics.
+    pub discovery_ok: AtomicU64,
+    pub discovery_failed: AtomicU64,
 }
 
 impl Upstream {
-    pub fn new(name: String, addrs: Vec<SocketAddr>) -> Self {
-        Self {
-            name,
-            backends: addrs.into_iter().map(Backend::new).collect(),
+    /// An upstream for `config`: IP literals are backends at once; names and
+    /// Kubernetes services get theirs from discovery.
+    pub fn new(config: config::Upstream) -> Self {
+        let (ips, dynamic) = match &config.discovery {
+            Discovery::Servers(servers) => {
+                let ips: Vec<SocketAddr> = servers
+                    .iter()
+                    .filter_map(|s| match s {
+                        ServerAddr::Ip(a) => Some(*a),
+                        ServerAddr::Name { .. } => None,
+                    })
+                    .collect();
+                let dynamic = ips.len() != servers.len();
+                (ips, dynamic)
+            }
+            Discovery::Kubernetes(_) => (Vec::new(), true),
+        };
+        let upstream = Self {
+            config,
+            set: ArcSwap::from_pointee(BackendSet::default()),
             next: AtomicUsize::new(0),
+            settled: AtomicBool::new(!dynamic),
+            discovery_ok: AtomicU64::new(0),
+            discovery_failed: AtomicU64::new(0),
+        };
+        upstream.set_addrs(&ips);
+        upstream
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Replaces the backends with `addrs` (duplicates ignored); backends whose address
+    /// stays keep their state.
+    pub fn set_addrs(&self, addrs: &[SocketAddr]) {
+        let old = self.set.load();
+        let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            if backends.iter().any(|b| b.addr == *addr) {
+                continue;
+            }
+            let existing = old.backends.iter().find(|b| b.addr == *addr).cloned();
+            backends.push(
+                existing.unwrap_or_else(|| Arc::new(Backend::new(*addr, &self.config.timeouts))),
+            );
         }
+        let ring = matches!(self.config.balance, Balance::ConsistentHash(_))
+            .then(|| balance::Ring::new(&backends));
+        self.set.store(Arc::new(BackendSet { backends, ring }));
     }
 
-    /// Resolves the servers of a configured upstream (see [`resolve_servers`]).
-    pub fn from_config(upstream: &config::Upstream) -> Self {
-        Self::new(upstream.name.clone(), resolve_servers(upstream))
+    /// The current backends.
+    pub fn backends(&self) -> arc_swap::Guard<Arc<BackendSet>> {
+        self.set.load()
     }
 
-    /// The next backend in round-robin order, or `None` when there is none.
-    pub fn select(&self) -> Option<&Backend> {
-        if self.backends.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len();
-        self.backends.get(i)
+    /// Addresses of the current backends.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.set.load().backends.iter().map(|b| b.addr).collect()
     }
 
-    pub fn backends(&self) -> &[Backend] {
-        &self.backends
+    /// Chooses a backend for a request, avoiding `tried` ones, and counts it in flight.
+    /// `key` is the request's hash key for `consistent_hash`.
+    pub fn select(&self, key: u64, tried: &[SocketAddr]) -> Option<InFlight> {
+        let set = self.set.load();
+        let b = &set.backends;
+        let chosen = match (&self.config.balance, &set.ring) {
+            (Balance::RoundRobin, _) => balance::round_robin(b, &self.next, tried),
+            (Balance::Random, _) => balance::random(b, tried),
+            (Balance::LeastRequests, _) => balance::least_requests(b, tried),
+            (Balance::ConsistentHash(_), Some(ring)) => balance::consistent(b, ring, key, tried),
+            (Balance::ConsistentHash(_), None) => balance::round_robin(b, &self.next, tried),
+        };
+        chosen.map(Backend::start_request)
+    }
+
+    /// Records that discovery answered (`ok`) or failed.
+    pub fn discovered(&self, ok: bool) {
+        let counter = if ok {
+            &self.discovery_ok
+        } else {
+            &self.discovery_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.settled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether discovery has answered at least once.
+    pub fn settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{PassiveHealth, Timeouts};
+    use std::time::Duration;
 
-    #[test]
-    fn round_robin_visits_each_backend_in_turn() {
-        let addrs: Vec<SocketAddr> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
-        let up = Upstream::new("u".into(), addrs.clone());
-        let picked: Vec<SocketAddr> = (0..6).map(|_| up.select().unwrap().addr).collect();
-        assert_eq!(picked[..3], addrs[..]);
-        assert_eq!(picked[3..], addrs[..]);
+    pub(crate) fn config(servers: Vec<ServerAddr>, balance: Balance) -> config::Upstream {
+        config::Upstream {
+            name: "u".into(),
+            discovery: Discovery::Servers(servers),
+            balance,
+            health: None,
+            passive: PassiveHealth {
+                unhealthy_after: 3,
+                cooldown: Duration::from_secs(10),
+            },
+            retries: 2,
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                read: Duration::from_secs(1),
+                write: Duration::from_secs(1),
+                idle: Duration::from_secs(1),
+            },
+        }
     }
 
     #[test]
-    fn empty_upstream_selects_nothing() {
-        assert!(Upstream::new("u".into(), vec![]).select().is_none());
+    fn backends_keep_their_state_across_set_changes() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let up = Upstream::new(config(vec![ServerAddr::Ip(a)], Balance::RoundRobin));
+        assert!(up.settled(), "IP literals need no discovery");
+        let before = up.backends().backends[0].clone();
+        up.set_addrs(&[b, a, a]);
+        let after = up.backends();
+        assert_eq!(after.backends.len(), 2);
+        assert!(Arc::ptr_eq(&before, &after.backends[1]));
+        let named = Upstream::new(config(
+            vec![ServerAddr::Name {
+                host: "hello".into(),
+                port: 80,
+            }],
+            Balance::RoundRobin,
+        ));
+        assert!(!named.settled() && named.select(0, &[]).is_none());
+    }
+
+    #[test]
+    fn in_flight_is_counted_until_the_guard_drops() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let up = Upstream::new(config(vec![ServerAddr::Ip(a)], Balance::LeastRequests));
+        let guard = up.select(0, &[]).unwrap();
+        assert_eq!(guard.backend().in_flight(), 1);
+        let backend = guard.backend().clone();
+        drop(guard);
+        assert_eq!(backend.in_flight(), 0);
     }
 }
