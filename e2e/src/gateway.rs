@@ -199,14 +199,26 @@ impl Gateway {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Self {
+        let gw = Self {
             _config_file: None,
             config_path: config_path.to_path_buf(),
             ports: ports.clone(),
             child,
             _log_dir: log_dir,
             log,
+        };
+        // With an admin listener, also wait for readiness (first discovery answers).
+        if gw.ports.get("admin").is_some() {
+            while gw.admin_get("/readyz").0 != 200 {
+                assert!(
+                    start.elapsed() < START_DEADLINE,
+                    "gateway never ready:\n{}",
+                    gw.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        gw
     }
 
     /// Runs `gateway check` on `template` and returns what it did.

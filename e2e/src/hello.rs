@@ -19,8 +19,14 @@ impl Hello {
 
     /// Starts a replica named `name` on `listen` (port 0: an ephemeral one).
     pub fn spawn_on(name: &str, listen: SocketAddr) -> Self {
+        Self::spawn_with(name, listen, &[])
+    }
+
+    /// Starts a replica with extra `hello` flags (`--delay-ms N`, `--fail-health`).
+    pub fn spawn_with(name: &str, listen: SocketAddr, flags: &[&str]) -> Self {
         let mut child = Command::new(crate::gateway::workspace_bin("hello"))
             .args(["--listen", &listen.to_string(), "--name", name])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

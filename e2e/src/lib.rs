@@ -16,6 +16,7 @@
 
 mod certs;
 mod client;
+mod dns;
 mod gateway;
 mod hello;
 mod kubelet;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
 pub use client::{Client, Proto, Response};
+pub use dns::DnsServer;
 pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
 pub use hello::Hello;
 pub use kubelet::Volume;

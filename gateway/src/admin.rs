@@ -10,7 +10,8 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::telemetry::Metrics;
+use crate::state::SharedSnapshot;
+use crate::telemetry::{render_upstreams, Metrics};
 
 /// How long a readiness probe waits for a listener to accept.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -18,6 +19,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Serves the admin endpoints.
 pub struct AdminApp {
     metrics: Arc<Metrics>,
+    snapshot: SharedSnapshot,
     /// The addresses the proxy listeners were configured with.
     listeners: Vec<SocketAddr>,
     /// Set once every listener accepted a connection.
@@ -25,17 +27,27 @@ pub struct AdminApp {
 }
 
 impl AdminApp {
-    pub fn new(metrics: Arc<Metrics>, listeners: Vec<SocketAddr>) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        snapshot: SharedSnapshot,
+        listeners: Vec<SocketAddr>,
+    ) -> Self {
         Self {
             metrics,
+            snapshot,
             listeners,
             listening: AtomicBool::new(false),
         }
     }
 
     /// Ready once the config is loaded (true whenever the process runs: it does not
-    /// start without one) and every listener accepts connections.
+    /// start without one), every listener accepts connections, and discovery has
+    /// answered once for every upstream (an answer may be a failure: an upstream
+    /// without backends answers 502, but the gateway itself is fine).
     async fn ready(&self) -> bool {
+        if !self.snapshot.load().upstreams.iter().all(|u| u.settled()) {
+            return false;
+        }
         if self.listening.load(Ordering::Relaxed) {
             return true;
         }
@@ -77,6 +89,7 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 let mut text = String::with_capacity(2048);
                 self.metrics.render(&mut text);
+                render_upstreams(&self.snapshot.load().upstreams, &mut text);
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

@@ -85,7 +85,7 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<Server, LoadError> {
     }
     if let Some(addr) = admin_addr {
         let listeners = reloader.running().iter().map(|l| l.addr).collect();
-        let app = AdminApp::new(metrics, listeners);
+        let app = AdminApp::new(metrics, snapshot.clone(), listeners);
         let mut service = Service::new("admin".to_owned(), HttpServer::new_app(app));
         service.add_tcp(&addr.to_string());
         server.add_service(service);

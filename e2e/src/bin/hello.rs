@@ -1,10 +1,11 @@
 //! `hello`: the tutorial's backend greeter, `{"message":"Hello"}` on every request.
 //!
-//! `hello --listen ADDR [--name NAME]`. Prints `listening on ADDR` (the bound address,
+//! `hello --listen ADDR [--name NAME] [--delay-ms N] [--fail-health]`. Prints `listening on ADDR` (the bound address,
 //! so `:0` works) once ready. Every answer carries `x-hello-instance: NAME` (default:
 //! the bound address); `?delay_ms=N` delays it by N ms; `?echo_headers=1` answers
 //! with the request's headers as `name: value` lines instead (for tests of what the
-//! gateway forwards).
+//! gateway forwards). `--delay-ms N` delays every answer (a slow replica);
+//! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,18 +25,36 @@ use tokio::net::TcpListener;
 const BODY: &[u8] = br#"{"message":"Hello"}"#;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: hello --listen ADDR [--name NAME]");
+    eprintln!("usage: hello --listen ADDR [--name NAME] [--delay-ms N] [--fail-health]");
     ExitCode::from(64)
+}
+
+/// How this replica behaves.
+#[derive(Clone)]
+struct Behaviour {
+    instance: HeaderValue,
+    delay: Duration,
+    fail_health: bool,
 }
 
 fn main() -> ExitCode {
     let mut listen = None;
     let mut name = None;
+    let mut delay = Duration::ZERO;
+    let mut fail_health = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--fail-health" {
+            fail_health = true;
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--listen", Some(v)) => listen = Some(v),
             ("--name", Some(v)) => name = Some(v),
+            ("--delay-ms", Some(v)) => match v.parse() {
+                Ok(ms) => delay = Duration::from_millis(ms),
+                Err(_) => return usage(),
+            },
             _ => return usage(),
         }
     }
@@ -52,7 +71,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(listen, name)) {
+    match runtime.block_on(serve(listen, name, delay, fail_health)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hello: {e}");
@@ -61,12 +80,22 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: SocketAddr, name: Option<String>) -> std::io::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    name: Option<String>,
+    delay: Duration,
+    fail_health: bool,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let name = name.unwrap_or_else(|| bound.to_string());
     let instance = HeaderValue::from_str(&name)
         .map_err(|_| std::io::Error::other("--name must be a valid header value"))?;
+    let behaviour = Behaviour {
+        instance,
+        delay,
+        fail_health,
+    };
     let mut stdout = tokio::io::stdout();
     stdout
         .write_all(format!("listening on {bound}\n").as_bytes())
@@ -82,9 +111,9 @@ async fn serve(listen: SocketAddr, name: Option<String>) -> std::io::Result<()> 
             }
         };
         let _ = stream.set_nodelay(true);
-        let instance = instance.clone();
+        let behaviour = behaviour.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| respond(req, instance.clone()));
+            let service = service_fn(move |req| respond(req, behaviour.clone()));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -94,10 +123,16 @@ async fn serve(listen: SocketAddr, name: Option<String>) -> std::io::Result<()> 
 
 async fn respond(
     req: Request<hyper::body::Incoming>,
-    instance: HeaderValue,
+    behaviour: Behaviour,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if let Some(ms) = delay_ms(req.uri().query()) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+    let delay = delay_ms(req.uri().query()).map_or(behaviour.delay, Duration::from_millis);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if behaviour.fail_health && req.uri().path() == "/healthz" {
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"unhealthy\n")));
+        *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(resp);
     }
     let echo = req
         .uri()
@@ -118,7 +153,7 @@ async fn respond(
     let mut resp = Response::new(Full::new(body));
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert("x-hello-instance", instance);
+    headers.insert("x-hello-instance", behaviour.instance);
     Ok(resp)
 }
 

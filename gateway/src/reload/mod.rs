@@ -42,6 +42,7 @@ impl BackgroundService for ReloadService {
         let Some(mut reloader) = taken else {
             return; // started twice: the first start owns the reloader
         };
+        reloader.attach(tokio::runtime::Handle::current());
         let (changed_tx, mut changed) = mpsc::unbounded_channel();
         let file_name = reloader.config_file_name();
         let mut watcher = match DirWatcher::new(changed_tx, file_name) {

@@ -14,7 +14,7 @@ use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
-use crate::upstream::{resolve_servers, Upstream};
+use crate::upstream::{start_tasks, Resolver, Upstream};
 
 /// A listener the process is serving; fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -50,6 +50,10 @@ pub struct Reloader {
     watch_dirs: BTreeSet<PathBuf>,
     /// Upstreams serving now, by name.
     upstreams: HashMap<String, Arc<Upstream>>,
+    /// Resolves server names; rebuilt when `[dns]` changes.
+    resolver: Option<Arc<Resolver>>,
+    /// Where upstream tasks run, once the server's runtime is up.
+    runtime: Option<tokio::runtime::Handle>,
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
 }
@@ -70,7 +74,8 @@ impl Reloader {
             .collect();
         let mut upstreams = HashMap::new();
         let listeners = listener_states(&loaded, &[], &[]);
-        let snapshot = build_snapshot(&loaded.config, listeners, &mut upstreams);
+        let snapshot = build_snapshot(&loaded.config, listeners, &mut upstreams, true, None);
+        let resolver = new_resolver(&loaded.config);
         metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
         Self {
             path: path.to_path_buf(),
@@ -81,9 +86,20 @@ impl Reloader {
             applied: loaded.config,
             last_read: loaded.fingerprint,
             upstreams,
+            resolver,
+            runtime: None,
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
         }
+    }
+
+    /// Starts discovery and health checks on `runtime`, for the upstreams serving now
+    /// and every upstream built later.
+    pub fn attach(&mut self, runtime: tokio::runtime::Handle) {
+        for upstream in self.upstreams.values() {
+            start_tasks(upstream, self.resolver.as_ref(), &runtime);
+        }
+        self.runtime = Some(runtime);
     }
 
     /// The live snapshot, for the listeners to read.
@@ -168,7 +184,19 @@ impl Reloader {
         let previous = self.snapshot.load();
         let listeners = listener_states(&loaded, &self.running, &previous.listeners);
         drop(previous);
-        let snapshot = build_snapshot(&loaded.config, listeners, &mut self.upstreams);
+        let dns_changed = loaded.config.dns != self.applied.dns;
+        if dns_changed {
+            self.resolver = new_resolver(&loaded.config);
+        }
+        let reuse = !dns_changed && !force;
+        let started = self.runtime.as_ref().map(|rt| (self.resolver.as_ref(), rt));
+        let snapshot = build_snapshot(
+            &loaded.config,
+            listeners,
+            &mut self.upstreams,
+            reuse,
+            started,
+        );
         self.snapshot.store(Arc::new(snapshot));
         self.metrics
             .reload_succeeded(unix_now(), cert_expiry(&loaded.certs));
@@ -286,13 +314,16 @@ fn listener_states(
         .collect()
 }
 
-/// Builds the routing part of a snapshot, reusing upstreams whose definition did not
-/// change (they keep their backends' health and load state) and replacing `upstreams`
-/// with the new set.
+/// Builds the routing part of a snapshot. Upstreams whose definition did not change
+/// are reused when `reuse` (they keep their backends' health and load state); new
+/// ones get their tasks started when `started` gives a runtime. `upstreams` becomes
+/// the new set; dropped upstreams end their tasks.
 fn build_snapshot(
     config: &Config,
     listeners: Vec<ListenerState>,
     upstreams: &mut HashMap<String, Arc<Upstream>>,
+    reuse: bool,
+    started: Option<(Option<&Arc<Resolver>>, &tokio::runtime::Handle)>,
 ) -> Snapshot {
     let mut next = HashMap::with_capacity(config.upstreams.len());
     let built: Vec<Arc<Upstream>> = config
@@ -300,8 +331,14 @@ fn build_snapshot(
         .iter()
         .map(|u| {
             let upstream = match upstreams.get(&u.name) {
-                Some(existing) if existing.config == *u => existing.clone(),
-                _ => Arc::new(new_upstream(u)),
+                Some(existing) if reuse && existing.config == *u => existing.clone(),
+                _ => {
+                    let fresh = Arc::new(Upstream::new(u.clone()));
+                    if let Some((resolver, runtime)) = started {
+                        start_tasks(&fresh, resolver, runtime);
+                    }
+                    fresh
+                }
             };
             next.insert(u.name.clone(), upstream.clone());
             upstream
@@ -315,20 +352,15 @@ fn build_snapshot(
     }
 }
 
-/// A new upstream with its names resolved once.
-fn new_upstream(config: &crate::config::Upstream) -> Upstream {
-    let upstream = Upstream::new(config.clone());
-    if let crate::config::Discovery::Servers(servers) = &config.discovery {
-        if !upstream.settled() {
-            let (addrs, errors) = resolve_servers(servers);
-            for error in &errors {
-                tracing::warn!(upstream = %config.name, %error, "cannot resolve server; it gets no traffic");
-            }
-            upstream.set_addrs(&addrs);
-            upstream.discovered(errors.is_empty());
+/// The DNS resolver for `config`, or `None` (logged) when it cannot be built.
+fn new_resolver(config: &Config) -> Option<Arc<Resolver>> {
+    match Resolver::new(&config.dns) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(error) => {
+            tracing::error!(error = %crate::error_chain(&error), "cannot build the DNS resolver; server names will not resolve");
+            None
         }
     }
-    upstream
 }
 
 /// The config file's directory and every certificate directory.

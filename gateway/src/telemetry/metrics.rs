@@ -70,6 +70,41 @@ impl Metrics {
     }
 }
 
+/// Appends the upstream metrics of `upstreams`: backends by state, and DNS outcomes
+/// for upstreams with server names.
+pub fn render_upstreams(upstreams: &[std::sync::Arc<crate::upstream::Upstream>], out: &mut String) {
+    out.push_str("# HELP gateway_upstream_backends Backends of each upstream, by health.\n");
+    out.push_str("# TYPE gateway_upstream_backends gauge\n");
+    for u in upstreams {
+        let set = u.backends();
+        let healthy = set.backends.iter().filter(|b| b.healthy()).count();
+        for (state, n) in [
+            ("healthy", healthy),
+            ("unhealthy", set.backends.len() - healthy),
+        ] {
+            out.push_str("gateway_upstream_backends{upstream=\"");
+            escape_label(u.name(), out);
+            let _ = writeln!(out, "\",state=\"{state}\"}} {n}");
+        }
+    }
+    out.push_str("# HELP gateway_dns_resolutions_total DNS resolutions of upstream server names, by result.\n");
+    out.push_str("# TYPE gateway_dns_resolutions_total counter\n");
+    for u in upstreams.iter().filter(|u| u.resolves_names()) {
+        for (result, n) in [
+            ("success", &u.discovery_ok),
+            ("failure", &u.discovery_failed),
+        ] {
+            out.push_str("gateway_dns_resolutions_total{upstream=\"");
+            escape_label(u.name(), out);
+            let _ = writeln!(
+                out,
+                "\",result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 /// Escapes a label value: backslash, double quote and newline.
 fn escape_label(value: &str, out: &mut String) {
     for ch in value.chars() {

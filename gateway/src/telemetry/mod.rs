@@ -3,7 +3,7 @@
 
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{render_upstreams, Metrics};
 
 use std::io::IsTerminal;
 

@@ -94,7 +94,7 @@ pub fn random<'a>(backends: &'a [Arc<Backend>], tried: &[SocketAddr]) -> Option<
     })
 }
 
-/// Of two random backends, the one with fewer requests in flight.
+/// Of two distinct random backends, the one with fewer requests in flight.
 pub fn least_requests<'a>(
     backends: &'a [Arc<Backend>],
     tried: &[SocketAddr],
@@ -103,7 +103,13 @@ pub fn least_requests<'a>(
     if len == 0 {
         return None;
     }
-    let (x, y) = (random_below(len), random_below(len));
+    // Two distinct candidates (when there are two): the idle one is always among them.
+    let x = random_below(len);
+    let y = if len > 1 {
+        (x + 1 + random_below(len - 1)) % len
+    } else {
+        x
+    };
     with_fallback(tried, |ok| {
         let first = (0..len).map(|i| &backends[(x + i) % len]).find(|b| ok(b))?;
         let second = (0..len).map(|i| &backends[(y + i) % len]).find(|b| ok(b))?;
@@ -215,8 +221,8 @@ mod tests {
                 .entry(least_requests(&b, &[]).unwrap().addr.port())
                 .or_insert(0) += 1;
         }
-        // b[0] wins only when both random choices land on it (about a quarter).
-        assert!(counts[&1001] > 650, "{counts:?}");
+        // Two distinct choices always include the idle backend.
+        assert_eq!(counts[&1001], 1000, "{counts:?}");
     }
 
     #[test]

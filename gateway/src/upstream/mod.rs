@@ -4,6 +4,7 @@
 mod backend;
 mod balance;
 mod discovery;
+mod health;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,7 +16,25 @@ use crate::config::{self, Balance, Discovery, ServerAddr};
 
 pub use backend::{Backend, InFlight};
 pub use balance::hash_of;
-pub use discovery::resolve_servers;
+pub use discovery::{DnsError, Resolver};
+
+/// Starts the background work of `upstream`: discovery and active health checks.
+/// The tasks hold only a weak reference and end once the upstream is dropped.
+pub fn start_tasks(
+    upstream: &Arc<Upstream>,
+    resolver: Option<&Arc<Resolver>>,
+    runtime: &tokio::runtime::Handle,
+) {
+    match resolver {
+        Some(resolver) => discovery::start(upstream, resolver, runtime),
+        None if !upstream.settled() => {
+            tracing::error!(upstream = %upstream.name(), "no DNS resolver; server names cannot be resolved");
+            upstream.discovered(false);
+        }
+        None => {}
+    }
+    health::start(upstream, runtime);
+}
 
 /// The backends of an upstream at one moment.
 #[derive(Debug, Default)]
@@ -126,6 +145,11 @@ impl Upstream {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.settled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether some backends come from DNS names.
+    pub fn resolves_names(&self) -> bool {
+        matches!(&self.config.discovery, Discovery::Servers(s) if s.iter().any(|s| matches!(s, ServerAddr::Name { .. })))
     }
 
     /// Whether discovery has answered at least once.

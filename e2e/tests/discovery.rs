@@ -1,0 +1,334 @@
+//! Following the backend Service: DNS re-resolution against a real DNS server
+//! (dnsmasq), failover, health checks, timeouts and the balancing algorithms.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use e2e::{wait_until, DnsServer, Gateway, Hello};
+
+/// TTL dnsmasq puts on answers, and the gateway's `[dns] min_ttl`/`max_ttl`.
+const TTL: u32 = 1;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// Replicas on 127.0.0.`lasts` sharing one port.
+fn replicas(lasts: &[u8]) -> Vec<Hello> {
+    let first = Hello::spawn_on(&format!("r{}", lasts[0]), SocketAddr::new(ip(lasts[0]), 0));
+    let port = first.addr.port();
+    let mut all = vec![first];
+    for &last in &lasts[1..] {
+        all.push(Hello::spawn_on(
+            &format!("r{last}"),
+            SocketAddr::new(ip(last), port),
+        ));
+    }
+    all
+}
+
+/// A plain-HTTP gateway (`{{port:http}}`, admin on `{{port:admin}}`) whose upstream
+/// `hello` has `servers` and the extra `upstream` lines, resolving through `dns`.
+fn gateway(dns: Option<&DnsServer>, servers: &str, upstream: &str) -> Gateway {
+    let dns = dns.map_or(String::new(), |d| {
+        format!(
+            "[dns]\nnameservers = [\"{}\"]\nmin_ttl = \"{TTL}s\"\nmax_ttl = \"{TTL}s\"\n",
+            d.addr
+        )
+    });
+    Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n{dns}\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n\n[upstream.hello]\nservers = [{servers}]\n{upstream}\n\n[[route]]\nupstream = \"hello\"\n"
+    ))
+}
+
+/// One GET over a new connection: status, `x-hello-instance`.
+fn get(port: u16, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let instance = out
+        .lines()
+        .find_map(|l| l.strip_prefix("x-hello-instance: "))
+        .unwrap_or("")
+        .to_owned();
+    (status, instance)
+}
+
+/// Instances answering `n` requests.
+fn spread(port: u16, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let (status, instance) = get(port, "/", "");
+        assert_eq!(status, 200, "{instance}");
+        *seen.entry(instance).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn dns_changes_are_followed_within_the_ttl() {
+    let dns = DnsServer::start(TTL);
+    let r = replicas(&[11, 12, 13, 14]);
+    let port = r[0].addr.port();
+    dns.set("hello.test", &[ip(11), ip(12), ip(13)]);
+    let gw = gateway(Some(&dns), &format!("\"hello.test:{port}\""), "");
+    let port_http = gw.port("http");
+    wait_until(DEADLINE, "three replicas serving", || {
+        (spread(port_http, 12).len() == 3).then_some(())
+    });
+    assert_eq!(gw.admin_get("/readyz").0, 200);
+    assert!(
+        gw.metric("gateway_dns_resolutions_total{upstream=\"hello\",result=\"success\"}")
+            .unwrap()
+            >= 1.0
+    );
+
+    dns.set("hello.test", &[ip(11), ip(12)]);
+    let removed = Instant::now();
+    wait_until(DEADLINE, "r13 dropped", || {
+        (!spread(port_http, 12).contains_key("r13")).then_some(())
+    });
+    let took = removed.elapsed();
+    assert!(
+        took < Duration::from_secs(u64::from(TTL) + 2),
+        "took {took:?} with TTL {TTL}s"
+    );
+    for _ in 0..3 {
+        assert!(!spread(port_http, 12).contains_key("r13"));
+    }
+
+    dns.set("hello.test", &[ip(11), ip(12), ip(14)]);
+    wait_until(DEADLINE, "r14 added", || {
+        spread(port_http, 12).contains_key("r14").then_some(())
+    });
+}
+
+#[test]
+fn a_stopped_dns_server_keeps_the_last_good_backends() {
+    let mut dns = DnsServer::start(TTL);
+    let r = replicas(&[21, 22]);
+    dns.set("hello.test", &[ip(21), ip(22)]);
+    let gw = gateway(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "",
+    );
+    let port = gw.port("http");
+    wait_until(DEADLINE, "both serving", || {
+        (spread(port, 8).len() == 2).then_some(())
+    });
+    dns.stop();
+    let failure = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"failure\"}";
+    wait_until(DEADLINE, "a failed resolution", || {
+        (gw.metric(failure)? >= 1.0).then_some(())
+    });
+    assert_eq!(spread(port, 8).len(), 2, "the last good set still serves");
+    assert!(gw
+        .log()
+        .contains("DNS resolution failed; keeping the last good addresses"));
+    dns.restart();
+    wait_until(DEADLINE, "resolving again", || {
+        let ok =
+            gw.metric("gateway_dns_resolutions_total{upstream=\"hello\",result=\"success\"}")?;
+        (ok >= 2.0).then_some(())
+    });
+}
+
+#[test]
+fn an_unresolvable_name_at_startup_is_502_until_it_resolves() {
+    let dns = DnsServer::start(TTL);
+    let r = replicas(&[31]);
+    let gw = gateway(
+        Some(&dns),
+        &format!("\"later.test:{}\"", r[0].addr.port()),
+        "",
+    );
+    let port = gw.port("http");
+    wait_until(DEADLINE, "ready", || {
+        (gw.admin_get("/readyz").0 == 200).then_some(())
+    });
+    assert_eq!(get(port, "/", "").0, 502);
+    assert_eq!(
+        gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"healthy\"}"),
+        Some(0.0)
+    );
+    dns.set("later.test", &[ip(31)]);
+    wait_until(DEADLINE, "resolved", || {
+        (get(port, "/", "") == (200, "r31".into())).then_some(())
+    });
+}
+
+#[test]
+fn a_killed_replica_costs_no_request_and_rejoins_after_restart() {
+    let mut r = replicas(&[41, 42, 43]);
+    let servers: Vec<String> = r.iter().map(|h| format!("\"{}\"", h.addr)).collect();
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "health = { cooldown = \"1s\", unhealthy_after = 1 }",
+    );
+    let port = gw.port("http");
+    let killed = r.remove(1);
+    let addr = killed.addr;
+    drop(killed);
+    let mut failures = Vec::new();
+    for _ in 0..60 {
+        let (status, instance) = get(port, "/", "");
+        if status != 200 {
+            failures.push((status, instance));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}\n{}", gw.log());
+    let _back = Hello::spawn_on("r42", addr);
+    wait_until(DEADLINE, "r42 rejoined", || {
+        spread(port, 9).contains_key("r42").then_some(())
+    });
+}
+
+#[test]
+fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
+    let dead: Vec<String> = (0..2)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("\"{}\"", l.local_addr().unwrap())
+        })
+        .collect();
+    let gw = gateway(None, &dead.join(", "), "connect_timeout = \"500ms\"");
+    let start = Instant::now();
+    assert_eq!(get(gw.port("http"), "/", "").0, 502);
+    assert!(
+        start.elapsed() < Duration::from_millis(500) * 3,
+        "{:?}",
+        start.elapsed()
+    );
+
+    let r = replicas(&[51]);
+    let gw = gateway(
+        None,
+        &format!("\"{}\"", r[0].addr),
+        "read_timeout = \"300ms\"\nretries = 0",
+    );
+    let start = Instant::now();
+    assert_eq!(get(gw.port("http"), "/?delay_ms=5000", "").0, 504);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(get(gw.port("http"), "/", "").0, 200);
+}
+
+#[test]
+fn active_health_checks_take_a_failing_replica_out() {
+    let good = Hello::spawn("good");
+    let sick = Hello::spawn_with("sick", "127.0.0.1:0".parse().unwrap(), &["--fail-health"]);
+    let gw = gateway(
+        None,
+        &format!("\"{}\", \"{}\"", good.addr, sick.addr),
+        "health = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", unhealthy_after = 1 }",
+    );
+    wait_until(DEADLINE, "sick marked unhealthy", || {
+        let n = gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"unhealthy\"}")?;
+        (n == 1.0).then_some(())
+    });
+    let seen = spread(gw.port("http"), 10);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["good"], "{seen:?}");
+}
+
+#[test]
+fn consistent_hash_keeps_a_key_on_one_backend_and_moves_few_keys_when_one_leaves() {
+    let r = replicas(&[61, 62, 63]);
+    let servers = |rs: &[&Hello]| {
+        rs.iter()
+            .map(|h| format!("\"{}\"", h.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let hash = "balance = \"consistent_hash\"\nhash_key = \"header:x-user\"";
+    let mapping = |gw: &Gateway| -> Vec<String> {
+        (0..60)
+            .map(|k| get(gw.port("http"), "/", &format!("x-user: user-{k}\r\n")).1)
+            .collect()
+    };
+    let all = gateway(None, &servers(&[&r[0], &r[1], &r[2]]), hash);
+    let before = mapping(&all);
+    assert_eq!(before, mapping(&all), "a key stays on its backend");
+    assert_eq!(
+        before
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        3
+    );
+    let fewer = gateway(None, &servers(&[&r[0], &r[2]]), hash);
+    let after = mapping(&fewer);
+    for (b, a) in before.iter().zip(&after) {
+        if b != "r62" {
+            assert_eq!(a, b, "only keys of the removed backend move");
+        }
+    }
+}
+
+#[test]
+fn least_requests_steers_away_from_a_slow_replica() {
+    let fast = Hello::spawn("fast");
+    let slow = Hello::spawn_with(
+        "slow",
+        "127.0.0.1:0".parse().unwrap(),
+        &["--delay-ms", "200"],
+    );
+    let gw = gateway(
+        None,
+        &format!("\"{}\", \"{}\"", fast.addr, slow.addr),
+        "balance = \"least_requests\"",
+    );
+    let port = gw.port("http");
+    let counts = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| s.spawn(move || (0..15).map(|_| get(port, "/", "").1).collect::<Vec<_>>()))
+            .collect();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for w in workers {
+            for instance in w.join().unwrap() {
+                *counts.entry(instance).or_default() += 1;
+            }
+        }
+        counts
+    });
+    let (f, s) = (
+        counts.get("fast").copied().unwrap_or(0),
+        counts.get("slow").copied().unwrap_or(0),
+    );
+    assert!(f > 3 * s, "fast {f}, slow {s}");
+}
+
+#[test]
+fn random_balancing_reaches_every_replica() {
+    let r = replicas(&[71, 72, 73]);
+    let servers: Vec<String> = r.iter().map(|h| format!("\"{}\"", h.addr)).collect();
+    let gw = gateway(None, &servers.join(", "), "balance = \"random\"");
+    let seen = spread(gw.port("http"), 60);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+#[test]
+fn readyz_and_metrics_are_served() {
+    let r = replicas(&[81]);
+    let gw = gateway(None, &format!("\"{}\"", r[0].addr), "");
+    assert_eq!(gw.admin_get("/readyz").0, 200);
+    assert_eq!(
+        gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"healthy\"}"),
+        Some(1.0)
+    );
+}

@@ -1,0 +1,107 @@
+//! Discovery: keeps an upstream's backend set current (DNS names re-resolved at TTL
+//! expiry; Kubernetes EndpointSlices watched), in tasks that end with the upstream.
+
+mod dns;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub use dns::{DnsError, Resolver};
+
+use super::Upstream;
+use crate::config::{Discovery, ServerAddr};
+
+/// Starts the discovery task of `upstream`, if it has one.
+pub fn start(upstream: &Arc<Upstream>, resolver: &Arc<Resolver>, runtime: &tokio::runtime::Handle) {
+    match &upstream.config.discovery {
+        Discovery::Servers(servers) => {
+            let names: Vec<(String, u16)> = servers
+                .iter()
+                .filter_map(|s| match s {
+                    ServerAddr::Name { host, port } => Some((host.clone(), *port)),
+                    ServerAddr::Ip(_) => None,
+                })
+                .collect();
+            if names.is_empty() {
+                return;
+            }
+            let ips: Vec<SocketAddr> = servers
+                .iter()
+                .filter_map(|s| match s {
+                    ServerAddr::Ip(a) => Some(*a),
+                    ServerAddr::Name { .. } => None,
+                })
+                .collect();
+            runtime.spawn(follow_dns(
+                Arc::downgrade(upstream),
+                resolver.clone(),
+                names,
+                ips,
+            ));
+        }
+        Discovery::Kubernetes(service) => {
+            tracing::error!(
+                upstream = %upstream.name(),
+                service = %service.service,
+                "kubernetes discovery is not built into this binary; the upstream has no backends"
+            );
+            upstream.discovered(false);
+        }
+    }
+}
+
+/// Re-resolves `names` whenever the shortest TTL among them runs out. A failed or
+/// empty answer keeps the name's last good addresses and is retried with backoff.
+async fn follow_dns(
+    upstream: Weak<Upstream>,
+    resolver: Arc<Resolver>,
+    names: Vec<(String, u16)>,
+    ips: Vec<SocketAddr>,
+) {
+    let mut last_good: HashMap<&str, Vec<SocketAddr>> = HashMap::new();
+    let mut failures: u32 = 0;
+    loop {
+        let mut next = resolver.max_ttl();
+        let mut all_ok = true;
+        for (host, port) in &names {
+            match resolver.resolve(host, *port).await {
+                Ok((addrs, ttl)) => {
+                    next = next.min(ttl);
+                    last_good.insert(host, addrs);
+                }
+                Err(error) => {
+                    all_ok = false;
+                    let kept = last_good.get(host.as_str()).map_or(0, Vec::len);
+                    let Some(up) = upstream.upgrade() else { return };
+                    tracing::warn!(
+                        upstream = %up.name(),
+                        error = %crate::error_chain(&error),
+                        kept,
+                        "DNS resolution failed; keeping the last good addresses"
+                    );
+                }
+            }
+        }
+        let Some(up) = upstream.upgrade() else { return };
+        let mut addrs = ips.clone();
+        for (host, _) in &names {
+            addrs.extend(last_good.get(host.as_str()).into_iter().flatten().copied());
+        }
+        if up.addrs() != addrs {
+            tracing::info!(upstream = %up.name(), backends = addrs.len(), "backends changed (DNS)");
+            up.set_addrs(&addrs);
+        }
+        up.discovered(all_ok);
+        drop(up);
+        if all_ok {
+            failures = 0;
+        } else {
+            failures = failures.saturating_add(1);
+            let backoff = resolver.min_ttl().saturating_mul(1 << failures.min(5));
+            next = next.min(backoff.max(Duration::from_millis(500)));
+        }
+        tokio::time::sleep(next).await;
+    }
+}
