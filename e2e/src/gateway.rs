@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Path of workspace binary `bin`. The first call in a test process runs
-/// `cargo build --workspace --bins`, so `cargo test` never runs a stale binary; it
-/// builds with the same features as `cargo test --workspace`, sharing its artifacts.
+/// `cargo build --workspace --bins --all-features`, so `cargo test` never runs a stale
+/// binary; it builds with the same features as `cargo test --workspace --all-features`
+/// (the README's test command), sharing its artifacts.
 pub(crate) fn workspace_bin(bin: &str) -> PathBuf {
     static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
     PROFILE_DIR.get_or_init(build_bins).join(bin)
@@ -27,7 +28,13 @@ fn build_bins() -> PathBuf {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--workspace", "--bins"]);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--bins",
+        "--all-features",
+    ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -53,7 +60,10 @@ fn build_bins() -> PathBuf {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("run cargo build");
-    assert!(status.success(), "cargo build --workspace --bins failed");
+    assert!(
+        status.success(),
+        "cargo build --workspace --bins --all-features failed"
+    );
     profile_dir
 }
 

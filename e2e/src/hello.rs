@@ -17,6 +17,21 @@ impl Hello {
         Self::spawn_on(name, "127.0.0.1:0".parse().expect("literal address"))
     }
 
+    /// Replicas named `r<N>` on 127.0.0.`N` for each N in `lasts`, sharing one port,
+    /// like pods of a Deployment behind one Service port.
+    pub fn spawn_set(lasts: &[u8]) -> Vec<Hello> {
+        let ip = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+        let mut all: Vec<Hello> = Vec::new();
+        for &last in lasts {
+            let port = all.first().map_or(0, |h| h.addr.port());
+            all.push(Hello::spawn_on(
+                &format!("r{last}"),
+                SocketAddr::new(ip(last), port),
+            ));
+        }
+        all
+    }
+
     /// Starts a replica named `name` on `listen` (port 0: an ephemeral one).
     pub fn spawn_on(name: &str, listen: SocketAddr) -> Self {
         Self::spawn_with(name, listen, &[])

@@ -17,6 +17,7 @@
 mod certs;
 mod client;
 mod dns;
+mod fake_kube;
 mod gateway;
 mod hello;
 mod kubelet;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
 pub use client::{Client, Proto, Response};
 pub use dns::DnsServer;
+pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
 pub use hello::Hello;
 pub use kubelet::Volume;
@@ -52,6 +54,40 @@ pub fn https_config(
         quoted(cert_dirs.iter().map(|d| d.display().to_string()).collect()),
         quoted(servers.iter().map(|a| a.to_string()).collect()),
     )
+}
+
+/// One plain-HTTP GET on a new connection to 127.0.0.1:`port` with extra `headers`
+/// (each ending in CRLF): the status (0 when the connection failed) and the
+/// answering replica's `x-hello-instance`.
+pub fn http_get(port: u16, path: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let instance = out
+        .lines()
+        .find_map(|l| l.strip_prefix("x-hello-instance: "))
+        .unwrap_or("")
+        .to_owned();
+    (status, instance)
+}
+
+/// How many of `n` GETs on `port` each replica answered; panics on a non-200.
+pub fn spread(port: u16, n: usize) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..n {
+        let (status, instance) = http_get(port, "/", "");
+        assert_eq!(status, 200, "{instance}");
+        *seen.entry(instance).or_default() += 1;
+    }
+    seen
 }
 
 /// Polls `condition` every 20 ms until it returns `Some`, or panics with `what`

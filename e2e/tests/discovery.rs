@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use e2e::{wait_until, DnsServer, Gateway, Hello};
+use e2e::{spread, wait_until, DnsServer, Gateway, Hello};
 
 /// TTL dnsmasq puts on answers, and the gateway's `[dns] min_ttl`/`max_ttl`.
 const TTL: u32 = 1;
@@ -16,18 +16,8 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
 }
 
-/// Replicas on 127.0.0.`lasts` sharing one port.
 fn replicas(lasts: &[u8]) -> Vec<Hello> {
-    let first = Hello::spawn_on(&format!("r{}", lasts[0]), SocketAddr::new(ip(lasts[0]), 0));
-    let port = first.addr.port();
-    let mut all = vec![first];
-    for &last in &lasts[1..] {
-        all.push(Hello::spawn_on(
-            &format!("r{last}"),
-            SocketAddr::new(ip(last), port),
-        ));
-    }
-    all
+    Hello::spawn_set(lasts)
 }
 
 /// A plain-HTTP gateway (`{{port:http}}`, admin on `{{port:admin}}`) whose upstream
@@ -44,36 +34,8 @@ fn gateway(dns: Option<&DnsServer>, servers: &str, upstream: &str) -> Gateway {
     ))
 }
 
-/// One GET over a new connection: status, `x-hello-instance`.
 fn get(port: u16, path: &str, headers: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let instance = out
-        .lines()
-        .find_map(|l| l.strip_prefix("x-hello-instance: "))
-        .unwrap_or("")
-        .to_owned();
-    (status, instance)
-}
-
-/// Instances answering `n` requests.
-fn spread(port: u16, n: usize) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for _ in 0..n {
-        let (status, instance) = get(port, "/", "");
-        assert_eq!(status, 200, "{instance}");
-        *seen.entry(instance).or_default() += 1;
-    }
-    seen
+    e2e::http_get(port, path, headers)
 }
 
 #[test]
@@ -170,7 +132,8 @@ fn an_unresolvable_name_at_startup_is_502_until_it_resolves() {
 }
 
 #[test]
-fn a_killed_replica_costs_no_request_and_rejoins_after_restart() {
+fn a_killed_replica_costs_no_request_under_load_and_rejoins_after_restart() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let mut r = replicas(&[41, 42, 43]);
     let servers: Vec<String> = r.iter().map(|h| format!("\"{}\"", h.addr)).collect();
     let gw = gateway(
@@ -179,21 +142,107 @@ fn a_killed_replica_costs_no_request_and_rejoins_after_restart() {
         "health = { cooldown = \"1s\", unhealthy_after = 1 }",
     );
     let port = gw.port("http");
-    let killed = r.remove(1);
-    let addr = killed.addr;
-    drop(killed);
-    let mut failures = Vec::new();
-    for _ in 0..60 {
-        let (status, instance) = get(port, "/", "");
-        if status != 200 {
-            failures.push((status, instance));
-        }
-    }
-    assert!(failures.is_empty(), "{failures:?}\n{}", gw.log());
-    let _back = Hello::spawn_on("r42", addr);
-    wait_until(DEADLINE, "r42 rejoined", || {
-        spread(port, 9).contains_key("r42").then_some(())
+    let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
+    let failures = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut failures = Vec::new();
+                    // Bounded: stops when told, or after 20,000 requests.
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let (status, instance) = get(port, "/", "");
+                        if status != 200 {
+                            failures.push((status, instance));
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let progress = |n: usize| {
+            let target = done.load(Ordering::Relaxed) + n;
+            wait_until(DEADLINE, "load progress", || {
+                (done.load(Ordering::Relaxed) >= target).then_some(())
+            });
+        };
+        progress(100);
+        let killed = r.remove(1);
+        let addr = killed.addr;
+        drop(killed);
+        progress(300);
+        let back = Hello::spawn_on("r42", addr);
+        wait_until(DEADLINE, "r42 rejoined", || {
+            spread(port, 9).contains_key("r42").then_some(())
+        });
+        progress(100);
+        stop.store(true, Ordering::Relaxed);
+        drop(back);
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
     });
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        gw.log()
+    );
+}
+
+/// A backend that accepts connections and closes them without answering.
+fn closing_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            drop(conn);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_connection_closed_before_any_response_is_retried_only_when_safe() {
+    let good = Hello::spawn("good");
+    let bad = closing_backend();
+    // Round robin starts with the closing backend, so every first attempt fails.
+    let gw = gateway(
+        None,
+        &format!("\"{bad}\", \"{}\"", good.addr),
+        "health = { unhealthy_after = 1000 }",
+    );
+    let port = gw.port("http");
+    for _ in 0..6 {
+        assert_eq!(
+            get(port, "/", ""),
+            (200, "good".to_owned()),
+            "GET is retried on the other backend"
+        );
+    }
+    // A POST whose body was sent is not replayed; one of two lands on the closing backend.
+    let post = |port| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: hello\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.get(9..12)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    let statuses: Vec<u16> = (0..4).map(|_| post(port)).collect();
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
 }
 
 #[test]

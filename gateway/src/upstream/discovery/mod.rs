@@ -2,6 +2,8 @@
 //! expiry; Kubernetes EndpointSlices watched), in tasks that end with the upstream.
 
 mod dns;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +43,9 @@ pub fn start(upstream: &Arc<Upstream>, resolver: &Arc<Resolver>, runtime: &tokio
                 ips,
             ));
         }
+        #[cfg(feature = "kubernetes")]
+        Discovery::Kubernetes(service) => kubernetes::start(upstream, service.clone(), runtime),
+        #[cfg(not(feature = "kubernetes"))]
         Discovery::Kubernetes(service) => {
             tracing::error!(
                 upstream = %upstream.name(),
