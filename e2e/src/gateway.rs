@@ -308,6 +308,20 @@ impl Gateway {
         assert!(status.success(), "kill -{signal} failed");
     }
 
+    /// Waits up to `deadline` for the process to exit; its status, or `None` if it runs on.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// GET `path` from the admin listener (`{{port:admin}}`): status and body.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};

@@ -71,7 +71,7 @@ fn bad_configs_are_refused_with_their_location() {
             config(&good_tls, "[server]\nthread = 2\n"),
             vec![
                 "line 13, column 1".into(),
-                "unknown field `thread`, expected `threads`".into(),
+                "unknown field `thread`, expected one of `threads`".into(),
             ],
         ),
         (

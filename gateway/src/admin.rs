@@ -10,6 +10,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::lifecycle::Lifecycle;
 use crate::state::SharedSnapshot;
 use crate::telemetry::{render_upstreams, Metrics};
 
@@ -19,6 +20,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Serves the admin endpoints.
 pub struct AdminApp {
     metrics: Arc<Metrics>,
+    lifecycle: Arc<Lifecycle>,
     snapshot: SharedSnapshot,
     /// The addresses the proxy listeners were configured with.
     listeners: Vec<SocketAddr>,
@@ -29,11 +31,13 @@ pub struct AdminApp {
 impl AdminApp {
     pub fn new(
         metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
         snapshot: SharedSnapshot,
         listeners: Vec<SocketAddr>,
     ) -> Self {
         Self {
             metrics,
+            lifecycle,
             snapshot,
             listeners,
             listening: AtomicBool::new(false),
@@ -45,6 +49,9 @@ impl AdminApp {
     /// answered once for every upstream (an answer may be a failure: an upstream
     /// without backends answers 502, but the gateway itself is fine).
     async fn ready(&self) -> bool {
+        if self.lifecycle.draining() {
+            return false;
+        }
         if !self.snapshot.load().upstreams.iter().all(|u| u.settled()) {
             return false;
         }
@@ -81,10 +88,15 @@ impl ServeHttp for AdminApp {
         let (status, content_type, body) = match session.req_header().uri.path() {
             "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.ready().await => (StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+            "/readyz" if self.lifecycle.draining() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"shutting down\n".to_vec(),
+            ),
             "/readyz" => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
-                b"listeners not up yet\n".to_vec(),
+                b"not ready: listeners or discovery not up yet\n".to_vec(),
             ),
             "/metrics" => {
                 let mut text = String::with_capacity(2048);

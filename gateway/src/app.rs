@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::lifecycle::{DrainService, Lifecycle, SignalWatch};
 use crate::proxy::Gateway;
 use crate::reload::{LoadError, Loaded, ReloadService, Reloader};
 use crate::telemetry::Metrics;
@@ -45,16 +46,39 @@ pub fn check_binds(config: &Config) -> Result<(), Vec<LoadError>> {
     }
 }
 
+/// A built server and its shutdown policy, ready to run.
+pub struct App {
+    server: Server,
+    signals: SignalWatch,
+}
+
+impl App {
+    /// Serves until shut down (see [`crate::lifecycle`]).
+    pub fn run(self) {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(self.signals),
+        });
+    }
+}
+
 /// Builds the pingora server for the config `loaded` from `path`.
-pub fn build(path: &Path, loaded: Loaded) -> Result<Server, LoadError> {
+pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
+    let server_config = &loaded.config.server;
     let conf = ServerConf {
-        threads: loaded.config.server.threads,
+        threads: server_config.threads,
         // Idle upstream connections kept per process; at least the expected concurrency,
         // or connections churn (see the performance notes in ../shared).
         upstream_keepalive_pool_size: 1024,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(10),
+        // After listeners close, in-flight requests get this long (DrainService exits
+        // earlier once none is left); then the runtimes get one more second.
+        grace_period_seconds: Some(server_config.drain_timeout.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
+    };
+    let lifecycle = Arc::new(Lifecycle::default());
+    let signals = SignalWatch {
+        lifecycle: lifecycle.clone(),
+        shutdown_delay: server_config.shutdown_delay,
     };
     let admin_addr = loaded.config.admin.as_ref().map(|a| a.addr);
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -85,11 +109,12 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<Server, LoadError> {
     }
     if let Some(addr) = admin_addr {
         let listeners = reloader.running().iter().map(|l| l.addr).collect();
-        let app = AdminApp::new(metrics, snapshot.clone(), listeners);
+        let app = AdminApp::new(metrics, lifecycle, snapshot.clone(), listeners);
         let mut service = Service::new("admin".to_owned(), HttpServer::new_app(app));
         service.add_tcp(&addr.to_string());
         server.add_service(service);
     }
     server.add_service(background_service("reload", ReloadService::new(reloader)));
-    Ok(server)
+    server.add_service(background_service("drain", DrainService));
+    Ok(App { server, signals })
 }

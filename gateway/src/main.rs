@@ -60,7 +60,10 @@ fn main() -> ExitCode {
                 return report(&errors);
             }
             match app::build(&path, loaded) {
-                Ok(server) => server.run_forever(),
+                Ok(app) => {
+                    app.run();
+                    ExitCode::SUCCESS
+                }
                 Err(error) => report(&[error]),
             }
         }

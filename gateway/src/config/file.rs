@@ -40,6 +40,8 @@ pub(crate) struct AdminFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerFile {
     pub(crate) threads: Option<Spanned<usize>>,
+    pub(crate) shutdown_delay: Option<Spanned<String>>,
+    pub(crate) drain_timeout: Option<Spanned<String>>,
 }
 
 /// `[reload]`: how config and certificate changes are picked up.

@@ -15,6 +15,13 @@ pub fn default_threads() -> usize {
 /// How often files are re-read even when no change was seen (`[reload] poll_interval`).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
+/// After SIGTERM, how long the gateway keeps accepting while load balancers take the
+/// pod out (`[server] shutdown_delay`).
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+/// Then how long in-flight requests get to finish (`[server] drain_timeout`).
+/// 5 s + 20 s fits the default 30 s `terminationGracePeriodSeconds`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Upstream defaults (`[upstream.NAME]`).
 pub const DEFAULT_RETRIES: u32 = 2;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,6 +64,8 @@ pub struct Admin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub threads: usize,
+    pub shutdown_delay: Duration,
+    pub drain_timeout: Duration,
 }
 
 /// How changes to the files are picked up.

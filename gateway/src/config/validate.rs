@@ -65,6 +65,11 @@ pub(crate) fn validate(
         Some(v) => duration(&mut c, v, Duration::from_millis(100)).unwrap_or(DEFAULT_POLL_INTERVAL),
         None => DEFAULT_POLL_INTERVAL,
     };
+    let shutdown_delay = match &raw.server.shutdown_delay {
+        Some(v) => duration(&mut c, v, Duration::ZERO).unwrap_or(DEFAULT_SHUTDOWN_DELAY),
+        None => DEFAULT_SHUTDOWN_DELAY,
+    };
+    let drain_timeout = opt_duration(&mut c, &raw.server.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     let dns = dns(&mut c, &raw.dns);
     let listeners = listeners(&mut c, raw.listeners);
     let upstreams: Vec<Upstream> = raw
@@ -78,7 +83,11 @@ pub(crate) fn validate(
         Ok(Config {
             source: file.to_path_buf(),
             admin,
-            server: Server { threads },
+            server: Server {
+                threads,
+                shutdown_delay,
+                drain_timeout,
+            },
             reload: Reload { poll_interval },
             dns,
             listeners,

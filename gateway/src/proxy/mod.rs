@@ -17,6 +17,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 pub use router::Router;
 
 use crate::config::{Balance, HashKey};
+use crate::lifecycle::RequestGuard;
 use crate::state::{ListenerMode, SharedSnapshot};
 use crate::upstream::{hash_of, InFlight, Upstream};
 
@@ -57,6 +58,8 @@ pub struct RequestCtx {
     responded: bool,
     /// A response the gateway wrote itself (404, redirect), for the access log.
     local_status: Option<u16>,
+    /// Counts the request for the shutdown drain.
+    _in_flight: RequestGuard,
 }
 
 #[async_trait]
@@ -72,6 +75,7 @@ impl ProxyHttp for Gateway {
             attempts: 0,
             responded: false,
             local_status: None,
+            _in_flight: RequestGuard::new(),
         }
     }
 

@@ -60,6 +60,13 @@ impl Metrics {
         out.push_str("# TYPE gateway_config_last_reload_timestamp_seconds gauge\n");
         let ts = self.last_reload_timestamp.load(Ordering::Relaxed);
         let _ = writeln!(out, "gateway_config_last_reload_timestamp_seconds {ts}");
+        out.push_str("# HELP gateway_requests_in_flight Requests being processed.\n");
+        out.push_str("# TYPE gateway_requests_in_flight gauge\n");
+        let _ = writeln!(
+            out,
+            "gateway_requests_in_flight {}",
+            crate::lifecycle::in_flight()
+        );
         out.push_str("# HELP gateway_tls_certificate_expiry_timestamp_seconds notAfter of each served certificate, in seconds since the epoch.\n");
         out.push_str("# TYPE gateway_tls_certificate_expiry_timestamp_seconds gauge\n");
         for (dir, not_after) in self.cert_expiry.load().iter() {

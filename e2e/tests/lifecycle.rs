@@ -1,0 +1,67 @@
+//! Graceful shutdown: SIGTERM fails readiness at once, keeps serving for the shutdown
+//! delay, lets in-flight requests finish, exits 0; SIGINT exits at once.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::time::{Duration, Instant};
+
+use e2e::{http_get, wait_until, Gateway, Hello};
+
+const SHUTDOWN_DELAY: Duration = Duration::from_secs(2);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn gateway(hello: &Hello) -> Gateway {
+    Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[server]\nshutdown_delay = \"{}s\"\ndrain_timeout = \"{}s\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{}\"]\n[[route]]\nupstream = \"hello\"\n",
+        SHUTDOWN_DELAY.as_secs(),
+        DRAIN_TIMEOUT.as_secs(),
+        hello.addr
+    ))
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let hello = Hello::spawn("h");
+    let mut gw = gateway(&hello);
+    let port = gw.port("http");
+    // A request that takes longer than the shutdown delay is in flight at SIGTERM.
+    let slow = std::thread::spawn(move || http_get(port, "/?delay_ms=3000", ""));
+    wait_until(Duration::from_secs(5), "slow request in flight", || {
+        (gw.metric("gateway_requests_in_flight")? >= 1.0).then_some(())
+    });
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    wait_until(Duration::from_secs(2), "readiness failing", || {
+        (gw.admin_get("/readyz").0 == 503).then_some(())
+    });
+    assert!(
+        signalled.elapsed() < SHUTDOWN_DELAY,
+        "readiness failed only after {:?}",
+        signalled.elapsed()
+    );
+    // New requests during the shutdown delay are served.
+    assert_eq!(http_get(port, "/", "").0, 200);
+    assert_eq!(gw.admin_get("/healthz").0, 200);
+    assert_eq!(
+        slow.join().unwrap().0,
+        200,
+        "the in-flight request completes"
+    );
+    let status = gw.wait_exit(SHUTDOWN_DELAY + DRAIN_TIMEOUT + Duration::from_secs(1));
+    let status = status.unwrap_or_else(|| panic!("still running\n{}", gw.log()));
+    assert!(status.success(), "{status}\n{}", gw.log());
+    // It exited once drained, not after the whole drain timeout.
+    assert!(
+        signalled.elapsed() < SHUTDOWN_DELAY + DRAIN_TIMEOUT,
+        "{:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn sigint_exits_at_once() {
+    let hello = Hello::spawn("h");
+    let mut gw = gateway(&hello);
+    gw.signal("INT");
+    let status = gw.wait_exit(Duration::from_secs(2)).expect("exited");
+    assert!(status.success(), "{status}");
+}
