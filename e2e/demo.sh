@@ -10,7 +10,10 @@ command -v openssl >/dev/null || { echo "demo: openssl is needed (apt-get instal
 command -v cmake >/dev/null || { echo "demo: cmake is needed to build (apt-get install -y cmake)" >&2; exit 1; }
 
 cargo build --quiet --workspace --bins
-[ -s certs/dev/tls/tls.crt ] || certs/dev-certs.sh --out certs/dev/tls --ca certs/dev/ca
+# (Re)make dev certificates when missing or expiring within a day.
+if ! openssl x509 -checkend 86400 -noout -in certs/dev/tls/tls.crt >/dev/null 2>&1; then
+  certs/dev-certs.sh --out certs/dev/tls --ca certs/dev/ca
+fi
 
 pids=()
 cleanup() {

@@ -381,3 +381,73 @@ fn readyz_and_metrics_are_served() {
         Some(1.0)
     );
 }
+
+/// Runs `during` while 4 threads send requests; returns the failed ones.
+fn failures_under_load(port: u16, during: impl FnOnce()) -> Vec<(u16, String)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut failures = Vec::new();
+                    // Bounded: stops when told, or after 20,000 requests.
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let (status, instance) = get(port, "/", "");
+                        if status != 200 {
+                            failures.push((status, instance));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        during();
+        stop.store(true, Ordering::Relaxed);
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn sighup_and_dns_settings_changes_under_load_fail_no_request() {
+    let dns = DnsServer::start(TTL);
+    let r = replicas(&[91, 92]);
+    dns.set("hello.test", &[ip(91), ip(92)]);
+    let gw = gateway(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "",
+    );
+    let success = "gateway_config_reloads_total{result=\"success\"}";
+    let failures = failures_under_load(gw.port("http"), || {
+        for n in 1..=3 {
+            gw.signal("HUP");
+            wait_until(DEADLINE, "SIGHUP reload", || {
+                (gw.metric(success)? >= f64::from(n)).then_some(())
+            });
+        }
+        // New [dns] settings rebuild the upstream: it keeps serving its known backends.
+        let text = std::fs::read_to_string(gw.config_path()).unwrap();
+        std::fs::write(
+            gw.config_path(),
+            text.replace("max_ttl = \"1s\"", "max_ttl = \"2s\""),
+        )
+        .unwrap();
+        wait_until(DEADLINE, "[dns] reload", || {
+            (gw.metric(success)? >= 4.0).then_some(())
+        });
+        assert_eq!(spread(gw.port("http"), 8).len(), 2);
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

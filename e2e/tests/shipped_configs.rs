@@ -55,9 +55,27 @@ fn with_dev_certs(config: &Path, root: &Path) -> PathBuf {
 }
 
 #[test]
+fn the_configmap_holds_the_checked_kubernetes_config() {
+    // kustomize reads only files under config/k8s, so the ConfigMap's source is a copy.
+    let original = std::fs::read(repo().join("config/gateway.toml")).unwrap();
+    let copy = std::fs::read(repo().join("config/k8s/gateway.toml")).unwrap();
+    assert!(
+        original == copy,
+        "config/k8s/gateway.toml differs from config/gateway.toml"
+    );
+    let kustomization =
+        std::fs::read_to_string(repo().join("config/k8s/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("- gateway.toml") && kustomization.contains("name: frontend-config")
+    );
+}
+
+#[test]
 fn every_shipped_config_passes_check() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(repo().join("config")).unwrap() {
+    let dirs = [repo().join("config"), repo().join("config/k8s")];
+    let entries = dirs.iter().flat_map(|d| std::fs::read_dir(d).unwrap());
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
@@ -69,7 +87,10 @@ fn every_shipped_config_passes_check() {
         assert_eq!(out.stdout.trim(), "ok");
         checked += 1;
     }
-    assert!(checked >= 2, "expected the Kubernetes and the demo config");
+    assert!(
+        checked >= 3,
+        "expected the Kubernetes config, its ConfigMap copy and the demo config"
+    );
 }
 
 #[test]

@@ -44,7 +44,10 @@ fn main() -> ExitCode {
     tls::install_crypto_provider();
     match cli.command {
         Command::Check(arg) => match reload::load(&arg.absolute()) {
-            Ok(_) => {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }
@@ -56,6 +59,9 @@ fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(failed) => return report(&failed.errors),
             };
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
             if let Err(errors) = app::check_binds(&loaded.config) {
                 return report(&errors);
             }

@@ -360,6 +360,21 @@ kubernetes = { service = "Hello", port = 0 }
 }
 
 #[test]
+fn admin_may_not_share_a_listener_address_and_durations_are_bounded() {
+    let errs = errors(
+        "[admin]\nlisten = \"127.0.0.1:8443\"\n[[listener]]\nname = \"https\"\nlisten = \"0.0.0.0:8443\"\n[reload]\npoll_interval = \"300000000000y\"\n",
+    );
+    assert!(
+        errs[0].contains(":2:10: address 127.0.0.1:8443 is already used by listener \"https\""),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains(":7:17:") && errs[1].contains("must be at most 7days"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn zero_threads_rejected() {
     let errs = errors("[server]\nthreads = 0\n");
     assert!(

@@ -72,6 +72,13 @@ pub(crate) fn validate(
     let drain_timeout = opt_duration(&mut c, &raw.server.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     let dns = dns(&mut c, &raw.dns);
     let listeners = listeners(&mut c, raw.listeners);
+    if let Some(a) = &admin {
+        if let Some(l) = listeners.iter().find(|l| addrs_overlap(l.addr, a.addr)) {
+            let (at, addr, other) = (a.at.clone(), a.addr, l.name.clone());
+            c.errors
+                .push(ConfigError::DuplicateListenAddress { at, addr, other });
+        }
+    }
     let upstreams: Vec<Upstream> = raw
         .upstreams
         .into_iter()
@@ -101,10 +108,17 @@ pub(crate) fn validate(
     }
 }
 
+/// The longest duration any setting takes (longer ones overflow timers).
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Parses a duration such as "10s", "500ms" or "1m 30s"; at least `min`.
 fn duration(c: &mut Checker<'_>, value: &Spanned<String>, min: Duration) -> Option<Duration> {
     let reason = match humantime::parse_duration(value.get_ref()) {
-        Ok(d) if d >= min => return Some(d),
+        Ok(d) if d >= min && d <= MAX_DURATION => return Some(d),
+        Ok(d) if d > MAX_DURATION => format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ),
         Ok(_) => format!("must be at least {}", humantime::format_duration(min)),
         Err(e) => format!("{e} (write it like \"10s\", \"500ms\" or \"1m\")"),
     };

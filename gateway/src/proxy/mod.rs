@@ -118,9 +118,10 @@ impl ProxyHttp for Gateway {
                 "no upstream routed",
             ));
         };
+        // A request without the hash key is balanced round robin, not pinned.
         let key = match &upstream.config.balance {
             Balance::ConsistentHash(key) => hash_key(session, key),
-            _ => 0,
+            _ => None,
         };
         let Some(chosen) = upstream.select(key, &ctx.tried) else {
             let mut e = Error::explain(ErrorType::ConnectNoRoute, "upstream has no backends");
@@ -141,8 +142,11 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         if let (Some(upstream), Some(backend)) = (&ctx.upstream, &ctx.backend) {
             backend.backend().connect_failed(&upstream.config.passive);
-            // Nothing reached the backend: any request may go to another one.
-            e.set_retry(ctx.attempts <= upstream.config.retries);
+            // Nothing reached the backend: any request may go to another one, while
+            // attempts remain and the whole request stays within one connect timeout
+            // (so when every backend is unreachable the client gets 502 in time).
+            let in_budget = ctx.start.elapsed() < upstream.config.timeouts.connect;
+            e.set_retry(ctx.attempts <= upstream.config.retries && in_budget);
         }
         e
     }
@@ -179,8 +183,11 @@ impl ProxyHttp for Gateway {
                 e.etype(),
                 ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
             );
-        let req = session.req_header();
-        let replayable = req.method.is_idempotent() || !has_body(req);
+        // A body already sent upstream may only be replayed for idempotent methods;
+        // the downstream session knows whether the request has a body at all (an
+        // HTTP/2 request may carry one without Content-Length).
+        let replayable = session.req_header().method.is_idempotent()
+            || session.as_downstream_mut().is_body_empty();
         e.set_retry(
             closed_early
                 && replayable
@@ -279,23 +286,14 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// Whether the request carries a body (Content-Length above 0, or chunked).
-fn has_body(req: &RequestHeader) -> bool {
-    req.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-}
-
-/// The `consistent_hash` key of the request.
-fn hash_key(session: &Session, key: &HashKey) -> u64 {
+/// The `consistent_hash` key of the request, if it has one.
+fn hash_key(session: &Session, key: &HashKey) -> Option<u64> {
     let req = session.req_header();
     match key {
         HashKey::Header(name) => req
             .headers
             .get(name.as_str())
-            .map_or(0, |v| hash_of(v.as_bytes())),
+            .map(|v| hash_of(v.as_bytes())),
         HashKey::Cookie(name) => req
             .headers
             .get_all(http::header::COOKIE)
@@ -305,13 +303,12 @@ fn hash_key(session: &Session, key: &HashKey) -> u64 {
             .find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
                 (k == name).then(|| hash_of(v.as_bytes()))
-            })
-            .unwrap_or(0),
+            }),
         HashKey::ClientIp => session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map_or(0, |a| hash_of(&a.ip())),
-        HashKey::Path => hash_of(req.uri.path().as_bytes()),
+            .map(|a| hash_of(&a.ip())),
+        HashKey::Path => Some(hash_of(req.uri.path().as_bytes())),
     }
 }
 
@@ -341,7 +338,9 @@ fn error_status(e: &Error) -> u16 {
     use ErrorType::*;
     match (e.etype(), e.esource()) {
         (HTTPStatus(code), _) => *code,
-        (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+        // No backend could be reached (refused or timed out): 502. A backend that
+        // accepted the request and then went silent: 504.
+        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
         (_, ErrorSource::Upstream) => 502,
         (_, ErrorSource::Downstream) if is_client_gone(e) => 0,
         (_, ErrorSource::Downstream) => 400,
@@ -405,7 +404,7 @@ mod tests {
             e
         };
         assert_eq!(error_status(&up(ErrorType::ConnectRefused)), 502);
-        assert_eq!(error_status(&up(ErrorType::ConnectTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ConnectTimedout)), 502);
         assert_eq!(error_status(&up(ErrorType::ReadTimedout)), 504);
         assert_eq!(error_status(&down(ErrorType::ConnectionClosed)), 0);
         assert_eq!(error_status(&down(ErrorType::InvalidHTTPHeader)), 400);

@@ -42,6 +42,9 @@ pub struct Loaded {
     pub config: Config,
     /// Per listener (same order as `config.listeners`): its certificates, empty for plain HTTP.
     pub certs: Vec<Vec<LoadedCert>>,
+    /// Located problems that do not stop the load (an expired or not-yet-valid
+    /// certificate); logged when the load is applied.
+    pub warnings: Vec<String>,
     /// Identifies the bytes read: equal fingerprints, equal files.
     pub fingerprint: u64,
 }
@@ -56,7 +59,7 @@ pub struct Failed {
 }
 
 /// Reads and validates the config at `path` and reads and checks its certificates:
-/// everything `gateway check` reports. Certificate validity problems are logged as warnings.
+/// everything `gateway check` reports. Certificate validity problems are warnings.
 pub fn load(path: &Path) -> Result<Loaded, Failed> {
     let mut hasher = DefaultHasher::new();
     let text = match std::fs::read_to_string(path) {
@@ -80,6 +83,7 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
 
     let now = unix_now();
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut certs = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
         let mut loaded = Vec::new();
@@ -93,7 +97,7 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
                 match result {
                     Ok(cert) => {
                         if let Some(problem) = cert.validity_problem(now) {
-                            tracing::warn!("{}: {problem}", dir.at);
+                            warnings.push(format!("{}: {problem}", dir.at));
                         }
                         loaded.push(cert);
                     }
@@ -110,6 +114,7 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
         Ok(Loaded {
             config,
             certs,
+            warnings,
             fingerprint: hasher.finish(),
         })
     } else {

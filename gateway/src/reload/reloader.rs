@@ -41,7 +41,7 @@ pub struct Reloader {
     path: PathBuf,
     running: Vec<RunningListener>,
     running_admin: Option<SocketAddr>,
-    running_threads: usize,
+    running_server: crate::config::Server,
     /// The config serving now.
     applied: Config,
     /// Fingerprint of the files last read, good or bad.
@@ -81,7 +81,7 @@ impl Reloader {
             path: path.to_path_buf(),
             running,
             running_admin: loaded.config.admin.as_ref().map(|a| a.addr),
-            running_threads: loaded.config.server.threads,
+            running_server: loaded.config.server.clone(),
             watch_dirs: watch_dirs(path, &loaded.config),
             applied: loaded.config,
             last_read: loaded.fingerprint,
@@ -188,7 +188,9 @@ impl Reloader {
         if dns_changed {
             self.resolver = new_resolver(&loaded.config);
         }
-        let reuse = !dns_changed && !force;
+        // Names resolve differently under new [dns] settings: rebuild those upstreams.
+        // SIGHUP (force) rebuilds nothing that did not change: it re-reads the files.
+        let reuse = !dns_changed;
         let started = self.runtime.as_ref().map(|rt| (self.resolver.as_ref(), rt));
         let snapshot = build_snapshot(
             &loaded.config,
@@ -198,6 +200,9 @@ impl Reloader {
             started,
         );
         self.snapshot.store(Arc::new(snapshot));
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
         self.metrics
             .reload_succeeded(unix_now(), cert_expiry(&loaded.certs));
         self.applied = loaded.config;
@@ -215,10 +220,15 @@ impl Reloader {
                 show(new_admin)
             ));
         }
-        if new.server.threads != self.running_threads {
+        if new.server != self.running_server {
             fields.push(format!(
-                "server.threads ({} -> {})",
-                self.running_threads, new.server.threads
+                "server (threads {} -> {}, shutdown_delay {:?} -> {:?}, drain_timeout {:?} -> {:?})",
+                self.running_server.threads,
+                new.server.threads,
+                self.running_server.shutdown_delay,
+                new.server.shutdown_delay,
+                self.running_server.drain_timeout,
+                new.server.drain_timeout
             ));
         }
         for running in &self.running {
@@ -332,8 +342,13 @@ fn build_snapshot(
         .map(|u| {
             let upstream = match upstreams.get(&u.name) {
                 Some(existing) if reuse && existing.config == *u => existing.clone(),
-                _ => {
+                existing => {
                     let fresh = Arc::new(Upstream::new(u.clone()));
+                    // Same discovery source: serve the known backends until discovery
+                    // answers, rather than nothing (502) in between.
+                    if let Some(old) = existing.filter(|old| old.config.discovery == u.discovery) {
+                        fresh.inherit_backends(old);
+                    }
                     if let Some((resolver, runtime)) = started {
                         start_tasks(&fresh, resolver, runtime);
                     }

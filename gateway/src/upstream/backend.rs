@@ -97,8 +97,10 @@ impl Backend {
     }
 
     /// Records an active check result; flips the verdict after `healthy_after`
-    /// successes or `unhealthy_after` failures in a row. Returns the verdict.
-    pub fn record_check(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> bool {
+    /// successes or `unhealthy_after` failures in a row. Returns the active verdict
+    /// before and after.
+    pub fn record_check(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> (bool, bool) {
+        let before = self.active_healthy.load(Ordering::Relaxed);
         let streak = self.active_streak.load(Ordering::Relaxed);
         let streak = match (ok, streak) {
             (true, s) if s > 0 => s.saturating_add(1),
@@ -113,7 +115,7 @@ impl Backend {
         } else if -streak >= threshold(unhealthy_after) {
             self.active_healthy.store(false, Ordering::Relaxed);
         }
-        self.active_healthy.load(Ordering::Relaxed)
+        (before, self.active_healthy.load(Ordering::Relaxed))
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Upstream {
     /// Discovery outcomes, for metrics.
     pub discovery_ok: AtomicU64,
     pub discovery_failed: AtomicU64,
+    /// Dropped with the upstream: its tasks wait on [`Upstream::closed`] to end.
+    closing: tokio::sync::watch::Sender<()>,
 }
 
 impl Upstream {
@@ -83,6 +85,7 @@ impl Upstream {
             settled: AtomicBool::new(!dynamic),
             discovery_ok: AtomicU64::new(0),
             discovery_failed: AtomicU64::new(0),
+            closing: tokio::sync::watch::channel(()).0,
         };
         upstream.set_addrs(&ips);
         upstream
@@ -111,6 +114,22 @@ impl Upstream {
         self.set.store(Arc::new(BackendSet { backends, ring }));
     }
 
+    /// Resolves once the upstream is dropped: background tasks select on it.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move { while rx.changed().await.is_ok() {} }
+    }
+
+    /// Starts with `old`'s backends (new state objects, same addresses), settled if it was.
+    pub fn inherit_backends(&self, old: &Upstream) {
+        let mut addrs = self.addrs();
+        addrs.extend(old.addrs());
+        self.set_addrs(&addrs);
+        if old.settled() {
+            self.settled.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// The current backends.
     pub fn backends(&self) -> arc_swap::Guard<Arc<BackendSet>> {
         self.set.load()
@@ -122,16 +141,18 @@ impl Upstream {
     }
 
     /// Chooses a backend for a request, avoiding `tried` ones, and counts it in flight.
-    /// `key` is the request's hash key for `consistent_hash`.
-    pub fn select(&self, key: u64, tried: &[SocketAddr]) -> Option<InFlight> {
+    /// `key` is the request's hash key for `consistent_hash` (`None`: round robin).
+    pub fn select(&self, key: Option<u64>, tried: &[SocketAddr]) -> Option<InFlight> {
         let set = self.set.load();
         let b = &set.backends;
-        let chosen = match (&self.config.balance, &set.ring) {
-            (Balance::RoundRobin, _) => balance::round_robin(b, &self.next, tried),
-            (Balance::Random, _) => balance::random(b, tried),
-            (Balance::LeastRequests, _) => balance::least_requests(b, tried),
-            (Balance::ConsistentHash(_), Some(ring)) => balance::consistent(b, ring, key, tried),
-            (Balance::ConsistentHash(_), None) => balance::round_robin(b, &self.next, tried),
+        let chosen = match (&self.config.balance, &set.ring, key) {
+            (Balance::Random, _, _) => balance::random(b, tried),
+            (Balance::LeastRequests, _, _) => balance::least_requests(b, tried),
+            (Balance::ConsistentHash(_), Some(ring), Some(key)) => {
+                balance::consistent(b, ring, key, tried)
+            }
+            // Round robin, and consistent_hash for requests without the key.
+            _ => balance::round_robin(b, &self.next, tried),
         };
         chosen.map(Backend::start_request)
     }
@@ -202,14 +223,14 @@ mod tests {
             }],
             Balance::RoundRobin,
         ));
-        assert!(!named.settled() && named.select(0, &[]).is_none());
+        assert!(!named.settled() && named.select(None, &[]).is_none());
     }
 
     #[test]
     fn in_flight_is_counted_until_the_guard_drops() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let up = Upstream::new(config(vec![ServerAddr::Ip(a)], Balance::LeastRequests));
-        let guard = up.select(0, &[]).unwrap();
+        let guard = up.select(None, &[]).unwrap();
         assert_eq!(guard.backend().in_flight(), 1);
         let backend = guard.backend().clone();
         drop(guard);

@@ -53,7 +53,18 @@ async fn follow(upstream: Weak<Upstream>, service: KubernetesService) {
         .default_backoff()
         .reflect(writer)
         .boxed();
-    while let Some(event) = events.next().await {
+    let Some(closed) = upstream.upgrade().map(|u| u.closed()) else {
+        return;
+    };
+    tokio::pin!(closed);
+    loop {
+        let event = tokio::select! {
+            () = &mut closed => return,
+            event = events.next() => match event {
+                Some(event) => event,
+                None => return,
+            },
+        };
         let Some(up) = upstream.upgrade() else { return };
         match event {
             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
@@ -85,7 +96,8 @@ async fn follow(upstream: Weak<Upstream>, service: KubernetesService) {
 }
 
 /// Addresses of the endpoints that take traffic: ready (a missing condition means
-/// ready) and not terminating, on the slice port named or numbered `port`.
+/// ready) and not terminating, on the slice port named `port` (the Service port's
+/// name) or numbered `port` (the endpoints' port, i.e. the target port).
 pub fn ready_endpoints(slices: &[Arc<EndpointSlice>], port: &ServicePort) -> Vec<SocketAddr> {
     let mut addrs = Vec::new();
     for slice in slices {
@@ -101,10 +113,15 @@ pub fn ready_endpoints(slices: &[Arc<EndpointSlice>], port: &ServicePort) -> Vec
             ServicePort::Number(n) => ports
                 .iter()
                 .find(|p| p.port == Some(i32::from(*n)))
-                .or_else(|| (ports.len() == 1).then(|| &ports[0]))
                 .and_then(|p| p.port),
         };
         let Some(number) = number.and_then(|n| u16::try_from(n).ok()) else {
+            let name = slice.metadata.name.as_deref().unwrap_or("?");
+            tracing::warn!(
+                slice = name,
+                ?port,
+                "EndpointSlice has no such port; its endpoints are not used"
+            );
             continue;
         };
         for endpoint in &slice.endpoints {
@@ -159,6 +176,7 @@ mod tests {
         );
         let by_number = ready_endpoints(std::slice::from_ref(&s), &ServicePort::Number(9090));
         assert_eq!(by_number.len(), 2);
+        assert!(ready_endpoints(std::slice::from_ref(&s), &ServicePort::Number(80)).is_empty());
         assert!(ready_endpoints(&[s], &ServicePort::Name("grpc".into())).is_empty());
     }
 }

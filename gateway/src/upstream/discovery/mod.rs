@@ -67,13 +67,19 @@ async fn follow_dns(
 ) {
     let mut last_good: HashMap<&str, Vec<SocketAddr>> = HashMap::new();
     let mut failures: u32 = 0;
+    let Some(closed) = upstream.upgrade().map(|u| u.closed()) else {
+        return;
+    };
+    tokio::pin!(closed);
     loop {
         let mut next = resolver.max_ttl();
         let mut all_ok = true;
         for (host, port) in &names {
             match resolver.resolve(host, *port).await {
-                Ok((addrs, ttl)) => {
+                Ok((mut addrs, ttl)) => {
                     next = next.min(ttl);
+                    // DNS servers rotate answers: order them so a shuffle is no change.
+                    addrs.sort();
                     last_good.insert(host, addrs);
                 }
                 Err(error) => {
@@ -107,6 +113,9 @@ async fn follow_dns(
             let backoff = resolver.min_ttl().saturating_mul(1 << failures.min(5));
             next = next.min(backoff.max(Duration::from_millis(500)));
         }
-        tokio::time::sleep(next).await;
+        tokio::select! {
+            () = &mut closed => return,
+            () = tokio::time::sleep(next) => {}
+        }
     }
 }
