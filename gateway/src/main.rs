@@ -12,6 +12,15 @@ use gateway::{app, config, error_chain, reload, telemetry, tls};
     about = "TLS-terminating reverse-proxy frontend for Kubernetes"
 )]
 struct Cli {
+    /// Log line format (the container image uses json).
+    #[arg(
+        long,
+        global = true,
+        env = "GATEWAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,7 +49,7 @@ impl ConfigArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init(cli.log_format);
     tls::install_crypto_provider();
     match cli.command {
         Command::Check(arg) => match reload::load(&arg.absolute()) {

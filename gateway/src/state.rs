@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::proxy::Router;
+use crate::telemetry::RequestSeries;
 use crate::tls::CertSet;
 use crate::upstream::Upstream;
 
@@ -14,16 +15,28 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct Snapshot {
     pub router: Router,
-    /// Indexed by the router's upstream indices.
+    /// Indexed by the router's route indices.
+    pub routes: Vec<Arc<RouteState>>,
+    /// Every upstream (routed or not), for discovery, health and metrics.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Indexed like the listeners the process started with.
     pub listeners: Vec<ListenerState>,
+}
+
+/// What a matched route leads to.
+#[derive(Debug)]
+pub struct RouteState {
+    pub upstream: Arc<Upstream>,
+    /// Request metrics of this route, per running listener.
+    pub series: Vec<Arc<RequestSeries>>,
 }
 
 /// The live settings of one running listener.
 #[derive(Debug, Clone)]
 pub struct ListenerState {
     pub mode: ListenerMode,
+    /// Request metrics of requests no route matched (or redirected).
+    pub unrouted: Arc<RequestSeries>,
     /// The certificates of an HTTPS listener.
     pub certs: Option<Arc<CertSet>>,
 }
@@ -38,11 +51,11 @@ pub enum ListenerMode {
 }
 
 impl Snapshot {
-    /// The upstream that serves `host` and `path`, if a route matches.
-    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Upstream>> {
+    /// The route that serves `host` and `path`, if one matches.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<RouteState>> {
         self.router
             .lookup(host, path)
-            .and_then(|i| self.upstreams.get(i))
+            .and_then(|i| self.routes.get(i))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -18,8 +18,8 @@ pub use router::Router;
 
 use crate::config::{Balance, HashKey};
 use crate::lifecycle::RequestGuard;
-use crate::state::{ListenerMode, SharedSnapshot};
-use crate::upstream::{hash_of, InFlight, Upstream};
+use crate::state::{ListenerMode, RouteState, SharedSnapshot};
+use crate::upstream::{hash_of, InFlight, Outcome};
 
 /// The proxy logic of one listener.
 pub struct Gateway {
@@ -46,8 +46,9 @@ impl Gateway {
 /// Per-request state.
 pub struct RequestCtx {
     start: Instant,
-    /// The upstream the request was routed to, held so a reload never changes it midway.
-    upstream: Option<Arc<Upstream>>,
+    /// The route the request matched (its upstream and metrics), held so a reload
+    /// never changes it midway.
+    route: Option<Arc<RouteState>>,
     /// The backend of the current attempt, counted in flight until the request ends.
     backend: Option<InFlight>,
     /// Backends of earlier attempts (allocated only when a request is retried).
@@ -58,8 +59,38 @@ pub struct RequestCtx {
     responded: bool,
     /// A response the gateway wrote itself (404, redirect), for the access log.
     local_status: Option<u16>,
+    /// `X-Request-Id`: the client's, or one generated for the request.
+    request_id: Option<HeaderValue>,
     /// Counts the request for the shutdown drain.
     _in_flight: RequestGuard,
+}
+
+impl RequestCtx {
+    /// The request's id: the client's valid `X-Request-Id`, else a new random one.
+    fn request_id(&mut self, session: &Session) -> &HeaderValue {
+        self.request_id.get_or_insert_with(|| {
+            session
+                .req_header()
+                .headers
+                .get(REQUEST_ID)
+                .filter(|v| {
+                    (1..=128).contains(&v.len())
+                        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+                })
+                .cloned()
+                .unwrap_or_else(new_request_id)
+        })
+    }
+}
+
+/// The request id header, sent upstream and returned to the client.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// 128 random bits as 32 lower-case hex digits.
+fn new_request_id() -> HeaderValue {
+    let (hi, lo) = (crate::upstream::random_u64(), crate::upstream::random_u64());
+    let text = format!("{hi:016x}{lo:016x}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[async_trait]
@@ -69,12 +100,13 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
-            upstream: None,
+            route: None,
             backend: None,
             tried: Vec::new(),
             attempts: 0,
             responded: false,
             local_status: None,
+            request_id: None,
             _in_flight: RequestGuard::new(),
         }
     }
@@ -84,19 +116,21 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        let request_id = ctx.request_id(session).clone();
         let snapshot = self.snapshot.load();
         let mode = snapshot.listeners.get(self.index).map(|l| l.mode);
         if let Some(ListenerMode::RedirectToHttps { port }) = mode {
             drop(snapshot);
-            ctx.local_status = Some(respond::redirect_to_https(session, port).await?);
+            let status = respond::redirect_to_https(session, port, &request_id).await?;
+            ctx.local_status = Some(status);
             return Ok(true);
         }
         let req = session.req_header();
         let host = request_host(req).unwrap_or("");
-        ctx.upstream = snapshot.route(host, req.uri.path()).cloned();
+        ctx.route = snapshot.route(host, req.uri.path()).cloned();
         drop(snapshot);
-        if ctx.upstream.is_none() {
-            respond::json_error(session, 404).await?;
+        if ctx.route.is_none() {
+            respond::json_error(session, 404, &request_id).await?;
             ctx.local_status = Some(404);
             return Ok(true);
         }
@@ -112,7 +146,7 @@ impl ProxyHttp for Gateway {
             ctx.tried.push(previous.backend().addr);
         }
         ctx.attempts += 1;
-        let Some(upstream) = ctx.upstream.as_deref() else {
+        let Some(upstream) = ctx.route.as_deref().map(|r| &*r.upstream) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "no upstream routed",
@@ -140,7 +174,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(upstream), Some(backend)) = (&ctx.upstream, &ctx.backend) {
+        if let (Some(route), Some(backend)) = (&ctx.route, &ctx.backend) {
+            let upstream = &route.upstream;
+            backend.backend().count(Outcome::ConnectFailure);
             backend.backend().connect_failed(&upstream.config.passive);
             // Nothing reached the backend: any request may go to another one, while
             // attempts remain and the whole request stays within one connect timeout
@@ -176,7 +212,10 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         // Retried only when the connection closed before any response byte, the
         // request can be sent again, and attempts remain.
-        let retries = ctx.upstream.as_ref().map_or(0, |u| u.config.retries);
+        if let Some(backend) = &ctx.backend {
+            backend.backend().count(Outcome::Error);
+        }
+        let retries = ctx.route.as_ref().map_or(0, |r| r.upstream.config.retries);
         let closed_early = !ctx.responded
             && e.esource() == &ErrorSource::Upstream
             && matches!(
@@ -197,6 +236,16 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        upstream_response.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
+        Ok(())
+    }
+
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -211,7 +260,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(ip) = session
             .client_addr()
@@ -229,6 +278,7 @@ impl ProxyHttp for Gateway {
             upstream_request.insert_header("x-forwarded-for", xff)?;
         }
         upstream_request.insert_header("x-forwarded-proto", self.proto)?;
+        upstream_request.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
         let host = request_authority(session.req_header()).map(str::to_owned);
         if let Some(host) = host {
             upstream_request.insert_header("x-forwarded-host", host)?;
@@ -245,11 +295,12 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let code = error_status(e);
         if code > 0 {
-            if let Err(write_error) = respond::json_error(session, code).await {
+            let request_id = ctx.request_id(session).clone();
+            if let Err(write_error) = respond::json_error(session, code, &request_id).await {
                 tracing::debug!(%write_error, "cannot send error response");
             }
         }
@@ -265,6 +316,25 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(0);
+        let upstream_ok = e.is_none_or(|e| e.esource() != &ErrorSource::Upstream);
+        if let (true, true, Some(backend)) = (ctx.responded, upstream_ok, &ctx.backend) {
+            backend.backend().count(Outcome::Success);
+        }
+        if status > 0 {
+            let elapsed = ctx.start.elapsed();
+            match &ctx.route {
+                Some(route) => {
+                    if let Some(series) = route.series.get(self.index) {
+                        series.record(status, elapsed);
+                    }
+                }
+                None => {
+                    if let Some(l) = self.snapshot.load().listeners.get(self.index) {
+                        l.unrouted.record(status, elapsed);
+                    }
+                }
+            }
+        }
         if let Some(e) = e {
             if is_client_gone(e) {
                 tracing::debug!(listener = %self.name, error = %e, "client went away");
@@ -272,16 +342,29 @@ impl ProxyHttp for Gateway {
                 tracing::warn!(listener = %self.name, error = %e, "request failed");
             }
         }
+        let bytes = session.as_downstream().body_bytes_sent();
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let request_id = ctx
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
         let req = session.req_header();
         tracing::info!(
             target: "access",
             listener = %self.name,
+            client = %DisplayOpt(client),
             method = %req.method,
             host = request_authority(req).unwrap_or("-"),
             path = req.uri.path(),
             status,
             upstream = %DisplayOpt(ctx.backend.as_ref().map(|b| b.backend().addr)),
             duration_ms = %Millis(ctx.start.elapsed()),
+            bytes,
+            request_id,
         );
     }
 }

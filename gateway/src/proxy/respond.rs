@@ -1,7 +1,7 @@
 //! Answers the gateway writes itself: JSON errors and the HTTPS redirect.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
@@ -18,10 +18,15 @@ pub(crate) fn error_body(status: u16) -> &'static str {
 }
 
 /// Writes a complete `status` response with the JSON error body.
-pub(crate) async fn json_error(session: &mut Session, status: u16) -> pingora::Result<()> {
+pub(crate) async fn json_error(
+    session: &mut Session,
+    status: u16,
+    request_id: &HeaderValue,
+) -> pingora::Result<()> {
     let body = error_body(status);
-    let mut resp = ResponseHeader::build(status, Some(2))?;
+    let mut resp = ResponseHeader::build(status, Some(3))?;
     resp.insert_header(CONTENT_TYPE, "application/json")?;
+    resp.insert_header(super::REQUEST_ID, request_id)?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     session.write_response_header(Box::new(resp), false).await?;
     session
@@ -36,12 +41,14 @@ pub(crate) async fn json_error(session: &mut Session, status: u16) -> pingora::R
 pub(crate) async fn redirect_to_https(
     session: &mut Session,
     port: Option<u16>,
+    request_id: &HeaderValue,
 ) -> pingora::Result<u16> {
     let Some(location) = https_location(session.req_header(), port) else {
-        json_error(session, 400).await?;
+        json_error(session, 400, request_id).await?;
         return Ok(400);
     };
-    let mut resp = ResponseHeader::build(308, Some(2))?;
+    let mut resp = ResponseHeader::build(308, Some(3))?;
+    resp.insert_header(super::REQUEST_ID, request_id)?;
     resp.insert_header(LOCATION, location)?;
     resp.insert_header(CONTENT_LENGTH, 0)?;
     session.write_response_header(Box::new(resp), true).await?;

@@ -21,7 +21,8 @@ pub struct Router {
 #[derive(Debug)]
 struct Entry {
     prefix: Box<str>,
-    upstream: usize,
+    /// Index of the route in the config.
+    route: usize,
 }
 
 /// The longest host name a lookup lower-cases on the stack (DNS allows 253).
@@ -30,10 +31,10 @@ const MAX_HOST: usize = 255;
 impl Router {
     pub fn new(routes: &[Route]) -> Self {
         let mut router = Router::default();
-        for r in routes {
+        for (route, r) in routes.iter().enumerate() {
             let entry = Entry {
                 prefix: r.path_prefix.as_str().into(),
-                upstream: r.upstream,
+                route,
             };
             let group = match &r.host {
                 None => &mut router.any,
@@ -61,7 +62,7 @@ impl Router {
         router
     }
 
-    /// The upstream index for a request to `host` (any case, port already removed)
+    /// The index of the route for a request to `host` (any case, port already removed)
     /// and `path`, or `None` when no route matches.
     pub fn lookup(&self, host: &str, path: &str) -> Option<usize> {
         let mut buf = [0u8; MAX_HOST];
@@ -70,7 +71,7 @@ impl Router {
             entries
                 .iter()
                 .find(|e| path.starts_with(&*e.prefix))
-                .map(|e| e.upstream)
+                .map(|e| e.route)
         };
         if let Some(host) = host {
             if let Some(found) = self.exact.get(host).and_then(|g| longest(g)) {

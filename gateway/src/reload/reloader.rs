@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
 use crate::config::{Config, ListenerKind};
 use crate::proxy::Router;
-use crate::state::{ListenerMode, ListenerState, SharedSnapshot, Snapshot};
+use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
 use crate::upstream::{start_tasks, Resolver, Upstream};
@@ -62,7 +62,7 @@ impl Reloader {
     /// Builds the first snapshot from `loaded` (read from `path`); the listeners in it
     /// become the running listeners.
     pub fn new(path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Self {
-        let running = loaded
+        let running: Vec<RunningListener> = loaded
             .config
             .listeners
             .iter()
@@ -73,8 +73,16 @@ impl Reloader {
             })
             .collect();
         let mut upstreams = HashMap::new();
-        let listeners = listener_states(&loaded, &[], &[]);
-        let snapshot = build_snapshot(&loaded.config, listeners, &mut upstreams, true, None);
+        let listeners = listener_states(&loaded, &running, &[], &metrics);
+        let snapshot = build_snapshot(
+            &loaded.config,
+            listeners,
+            &running,
+            &mut upstreams,
+            true,
+            None,
+            &metrics,
+        );
         let resolver = new_resolver(&loaded.config);
         metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
         Self {
@@ -182,7 +190,7 @@ impl Reloader {
 
         let needs_restart = self.needs_restart(&loaded.config);
         let previous = self.snapshot.load();
-        let listeners = listener_states(&loaded, &self.running, &previous.listeners);
+        let listeners = listener_states(&loaded, &self.running, &previous.listeners, &self.metrics);
         drop(previous);
         let dns_changed = loaded.config.dns != self.applied.dns;
         if dns_changed {
@@ -195,11 +203,14 @@ impl Reloader {
         let snapshot = build_snapshot(
             &loaded.config,
             listeners,
+            &self.running,
             &mut self.upstreams,
             reuse,
             started,
+            &self.metrics,
         );
         self.snapshot.store(Arc::new(snapshot));
+        self.metrics.requests.prune();
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
@@ -276,47 +287,46 @@ fn on_off(tls: bool) -> &'static str {
 
 /// The state of each running listener under `loaded`. A running listener whose
 /// config is gone or changed TLS on/off keeps its previous state until a restart.
-/// With no running listeners yet (startup), the config's listeners are the running ones.
 fn listener_states(
     loaded: &Loaded,
     running: &[RunningListener],
     previous: &[ListenerState],
+    metrics: &Metrics,
 ) -> Vec<ListenerState> {
-    let from_config = |i: usize| {
-        let listener = &loaded.config.listeners[i];
-        let certs = loaded.certs.get(i).map(Vec::as_slice).unwrap_or_default();
-        let (mode, certs) = match listener.kind {
-            ListenerKind::Https { .. } => (ListenerMode::Serve, CertSet::new(certs).map(Arc::new)),
-            ListenerKind::Http => (ListenerMode::Serve, None),
-            ListenerKind::RedirectToHttps { port } => {
-                (ListenerMode::RedirectToHttps { port }, None)
-            }
-        };
-        ListenerState { mode, certs }
-    };
-    if running.is_empty() {
-        return (0..loaded.config.listeners.len())
-            .map(from_config)
-            .collect();
-    }
     running
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            let unrouted = metrics.requests.series(&r.name, "-", "-");
             let found = loaded
                 .config
                 .listeners
                 .iter()
                 .position(|l| l.name == r.name);
+            let same_tls = |j: usize| {
+                matches!(loaded.config.listeners[j].kind, ListenerKind::Https { .. }) == r.tls
+            };
             match found {
-                Some(j)
-                    if matches!(loaded.config.listeners[j].kind, ListenerKind::Https { .. })
-                        == r.tls =>
-                {
-                    from_config(j)
+                Some(j) if same_tls(j) => {
+                    let certs = loaded.certs.get(j).map(Vec::as_slice).unwrap_or_default();
+                    let (mode, certs) = match loaded.config.listeners[j].kind {
+                        ListenerKind::Https { .. } => {
+                            (ListenerMode::Serve, CertSet::new(certs).map(Arc::new))
+                        }
+                        ListenerKind::Http => (ListenerMode::Serve, None),
+                        ListenerKind::RedirectToHttps { port } => {
+                            (ListenerMode::RedirectToHttps { port }, None)
+                        }
+                    };
+                    ListenerState {
+                        mode,
+                        unrouted,
+                        certs,
+                    }
                 }
                 _ => previous.get(i).cloned().unwrap_or(ListenerState {
                     mode: ListenerMode::Serve,
+                    unrouted,
                     certs: None,
                 }),
             }
@@ -331,9 +341,11 @@ fn listener_states(
 fn build_snapshot(
     config: &Config,
     listeners: Vec<ListenerState>,
+    running: &[RunningListener],
     upstreams: &mut HashMap<String, Arc<Upstream>>,
     reuse: bool,
     started: Option<(Option<&Arc<Resolver>>, &tokio::runtime::Handle)>,
+    metrics: &Metrics,
 ) -> Snapshot {
     let mut next = HashMap::with_capacity(config.upstreams.len());
     let built: Vec<Arc<Upstream>> = config
@@ -360,8 +372,22 @@ fn build_snapshot(
         })
         .collect();
     *upstreams = next;
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| {
+            let upstream = built[r.upstream].clone();
+            let label = r.label();
+            let series = running
+                .iter()
+                .map(|l| metrics.requests.series(&l.name, &label, upstream.name()))
+                .collect();
+            Arc::new(RouteState { upstream, series })
+        })
+        .collect();
     Snapshot {
         router: Router::new(&config.routes),
+        routes,
         upstreams: built,
         listeners,
     }

@@ -14,11 +14,18 @@ pub struct Metrics {
     last_reload_timestamp: AtomicI64,
     /// `(cert dir, notAfter)` of every certificate being served.
     cert_expiry: ArcSwap<Vec<(String, i64)>>,
+    /// Request counts and latencies by listener, route and upstream.
+    pub requests: super::RequestRegistry,
+    /// When the process started, in seconds since the epoch.
+    start_time: AtomicI64,
 }
 
 impl Metrics {
     /// Records the config loaded at startup: good, but not a reload.
     pub fn initial_load(&self, now: i64, cert_expiry: Vec<(String, i64)>) {
+        let _ = self
+            .start_time
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         self.last_reload_success.store(true, Ordering::Relaxed);
         self.last_reload_timestamp.store(now, Ordering::Relaxed);
         self.cert_expiry.store(cert_expiry.into());
@@ -74,7 +81,53 @@ impl Metrics {
             escape_label(dir, out);
             let _ = writeln!(out, "\"}} {not_after}");
         }
+        self.requests.render(out);
+        render_process(self.start_time.load(Ordering::Relaxed), out);
     }
+}
+
+/// Appends `process_*` metrics read from /proc (Linux).
+fn render_process(start_time: i64, out: &mut String) {
+    // utime and stime (fields 14 and 15) in clock ticks of 1/100 s (USER_HZ on Linux).
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        });
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+            Some(
+                kb.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()?
+                    * 1024,
+            )
+        });
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).ok();
+    if let Some(cpu) = cpu {
+        out.push_str("# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\n");
+        let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
+    }
+    if let Some(rss) = rss {
+        out.push_str("# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\n");
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
+    if let Some(fds) = fds {
+        out.push_str(
+            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\n",
+        );
+        let _ = writeln!(out, "process_open_fds {fds}");
+    }
+    out.push_str("# HELP process_start_time_seconds Start time of the process since the epoch.\n# TYPE process_start_time_seconds gauge\n");
+    let _ = writeln!(out, "process_start_time_seconds {start_time}");
 }
 
 /// Appends the upstream metrics of `upstreams`: backends by state, and DNS outcomes
@@ -92,6 +145,19 @@ pub fn render_upstreams(upstreams: &[std::sync::Arc<crate::upstream::Upstream>],
             out.push_str("gateway_upstream_backends{upstream=\"");
             escape_label(u.name(), out);
             let _ = writeln!(out, "\",state=\"{state}\"}} {n}");
+        }
+    }
+    out.push_str(
+        "# HELP gateway_upstream_requests_total Attempts sent to each backend, by outcome.\n",
+    );
+    out.push_str("# TYPE gateway_upstream_requests_total counter\n");
+    for u in upstreams {
+        for b in u.backends().backends.iter() {
+            for (outcome, n) in b.outcomes() {
+                out.push_str("gateway_upstream_requests_total{upstream=\"");
+                escape_label(u.name(), out);
+                let _ = writeln!(out, "\",backend=\"{}\",outcome=\"{outcome}\"}} {n}", b.addr);
+            }
         }
     }
     out.push_str("# HELP gateway_dns_resolutions_total DNS resolutions of upstream server names, by result.\n");
@@ -113,7 +179,7 @@ pub fn render_upstreams(upstreams: &[std::sync::Arc<crate::upstream::Upstream>],
 }
 
 /// Escapes a label value: backslash, double quote and newline.
-fn escape_label(value: &str, out: &mut String) {
+pub(super) fn escape_label(value: &str, out: &mut String) {
     for ch in value.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),

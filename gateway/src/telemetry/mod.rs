@@ -2,8 +2,10 @@
 //! bridged in) and Prometheus metrics (`metrics`).
 
 mod metrics;
+mod requests;
 
 pub use metrics::{render_upstreams, Metrics};
+pub use requests::{RequestRegistry, RequestSeries};
 
 use std::io::IsTerminal;
 
@@ -13,17 +15,39 @@ use tracing_subscriber::EnvFilter;
 /// The filter used when `RUST_LOG` is not set: our INFO (access log included), pingora's WARN.
 pub const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn";
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, event fields at the top level (for log pipelines).
+    Json,
+}
+
 /// Installs the global subscriber and the bridge for pingora's `log` records.
 /// `RUST_LOG` overrides [`DEFAULT_FILTER`]; an invalid `RUST_LOG` falls back to it.
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let max_level = filter.max_level_hint();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let subscriber = tracing_subscriber::registry().with(filter).with(fmt);
-    if tracing::subscriber::set_global_default(subscriber).is_err() {
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Text => {
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal());
+            tracing::subscriber::set_global_default(registry.with(fmt))
+        }
+        LogFormat::Json => {
+            let fmt = tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_writer(std::io::stderr);
+            tracing::subscriber::set_global_default(registry.with(fmt))
+        }
+    };
+    if installed.is_err() {
         return; // already initialised (tests)
     }
     if log::set_logger(&PingoraLog).is_ok() {

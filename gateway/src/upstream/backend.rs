@@ -30,6 +30,19 @@ pub struct Backend {
     active_healthy: AtomicBool,
     /// Active check results in a row: positive for successes, negative for failures.
     active_streak: std::sync::atomic::AtomicI32,
+    /// Attempts by outcome, indexed by [`Outcome`].
+    outcomes: [AtomicU64; 3],
+}
+
+/// How an attempt to a backend ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// A response came back.
+    Success = 0,
+    /// The connection could not be made.
+    ConnectFailure = 1,
+    /// The connection failed or timed out while proxying.
+    Error = 2,
 }
 
 impl Backend {
@@ -47,6 +60,7 @@ impl Backend {
             ejected_until: AtomicU64::new(0),
             active_healthy: AtomicBool::new(true),
             active_streak: std::sync::atomic::AtomicI32::new(0),
+            outcomes: Default::default(),
         }
     }
 
@@ -68,6 +82,21 @@ impl Backend {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts an attempt's outcome.
+    pub fn count(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts so far, by outcome label.
+    pub fn outcomes(&self) -> [(&'static str, u64); 3] {
+        let n = |o: Outcome| self.outcomes[o as usize].load(Ordering::Relaxed);
+        [
+            ("success", n(Outcome::Success)),
+            ("connect_failure", n(Outcome::ConnectFailure)),
+            ("error", n(Outcome::Error)),
+        ]
     }
 
     /// Counts a request to this backend until the guard is dropped.

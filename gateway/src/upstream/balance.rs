@@ -147,17 +147,21 @@ fn seed() -> u64 {
     hash_of(&(t, std::thread::current().id())) | 1
 }
 
-/// A random number in `0..n` (xorshift64*, per thread; not for secrets).
-pub fn random_below(n: usize) -> usize {
+/// A random number (xorshift64*, per thread; fast, not for secrets).
+pub fn random_u64() -> u64 {
     RNG.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         state.set(x);
-        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (r % n as u64) as usize
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     })
+}
+
+/// A random number in `0..n`.
+pub fn random_below(n: usize) -> usize {
+    (random_u64() % n as u64) as usize
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Balance, Discovery, ServerAddr};
 
-pub use backend::{Backend, InFlight};
-pub use balance::hash_of;
+pub use backend::{Backend, InFlight, Outcome};
+pub use balance::{hash_of, random_u64};
 pub use discovery::{DnsError, Resolver};
 
 /// Starts the background work of `upstream`: discovery and active health checks.

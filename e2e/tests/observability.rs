@@ -1,0 +1,182 @@
+//! Metrics and logs: /metrics is valid Prometheus exposition and its counters move
+//! with traffic; the JSON access log carries the right fields; X-Request-Id is kept
+//! or generated, passed upstream and returned.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use e2e::{http_get, wait_until, Gateway, Hello};
+
+fn gateway(hello: &Hello, env: &[(&str, &str)]) -> Gateway {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    Gateway::start_with_env(
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{}\"]\n[upstream.dead]\nservers = [\"{closed}\"]\nretries = 0\n[[route]]\npath_prefix = \"/\"\nupstream = \"hello\"\n[[route]]\npath_prefix = \"/dead\"\nupstream = \"dead\"\n[[route]]\nhost = \"only.test\"\npath_prefix = \"/x\"\nupstream = \"hello\"\n",
+            hello.addr
+        ),
+        env,
+    )
+}
+
+/// Parses `text` with the Prometheus client library's exposition parser; returns
+/// `name{labels} value` lines as it understood them, or the parse error.
+fn parse_exposition(text: &str) -> Result<String, String> {
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfor fam in parse(sys.stdin.read()):\n    for s in fam.samples:\n        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n        print(f'{s.name}{{{labels}}} {s.value}')\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (with pip install prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
+    let hello = Hello::spawn("h");
+    let gw = gateway(&hello, &[]);
+    let port = gw.port("http");
+    let (_, before) = gw.admin_get("/metrics");
+    parse_exposition(&before).unwrap();
+    for _ in 0..5 {
+        assert_eq!(http_get(port, "/", "").0, 200);
+    }
+    assert_eq!(http_get(port, "/dead/1", "").0, 502);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: only.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    let (status, text) = gw.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let value = |line: &str| {
+        samples
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{samples}"))
+    };
+    assert_eq!(
+        value("gateway_requests_total{code=200,listener=http,route=/,upstream=hello}"),
+        5.0
+    );
+    assert_eq!(
+        value("gateway_requests_total{code=502,listener=http,route=/dead,upstream=dead}"),
+        1.0
+    );
+    assert_eq!(
+        value("gateway_requests_total{code=200,listener=http,route=only.test/x,upstream=hello}"),
+        1.0
+    );
+    assert_eq!(
+        value("gateway_request_duration_seconds_count{route=/,upstream=hello}"),
+        5.0
+    );
+    assert_eq!(
+        value("gateway_request_duration_seconds_bucket{le=+Inf,route=/,upstream=hello}"),
+        5.0
+    );
+    let backend = format!("backend={},outcome=success,upstream=hello", hello.addr);
+    assert_eq!(
+        value(&format!("gateway_upstream_requests_total{{{backend}}}")),
+        6.0
+    );
+    assert!(value("process_resident_memory_bytes{}") > 1e6);
+    assert!(value("process_open_fds{}") > 3.0);
+    assert!(value("process_cpu_seconds_total{}") >= 0.0);
+    assert_eq!(value("gateway_config_last_reload_success{}"), 1.0);
+}
+
+/// One request with raw `headers`; returns the response head.
+fn request(port: u16, path: &str, headers: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn json_access_log_and_request_ids() {
+    let hello = Hello::spawn("h");
+    let gw = gateway(&hello, &[("GATEWAY_LOG_FORMAT", "json")]);
+    let port = gw.port("http");
+
+    // A client's id is kept, passed upstream and returned.
+    let resp = request(port, "/?echo_headers=1", "X-Request-Id: client-id-1\r\n");
+    assert_eq!(header(&resp, "x-request-id"), Some("client-id-1"), "{resp}");
+    assert!(
+        resp.contains("x-request-id: client-id-1"),
+        "upstream saw it: {resp}"
+    );
+    // Without one, an id is generated, the same upstream and back.
+    let resp = request(port, "/?echo_headers=1", "");
+    let id = header(&resp, "x-request-id").unwrap().to_owned();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert!(resp.contains(&format!("x-request-id: {id}")), "{resp}");
+    // Answers the gateway writes itself carry it too.
+    let resp = request(port, "/dead/1", "X-Request-Id: client-id-2\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 502") && header(&resp, "x-request-id") == Some("client-id-2"),
+        "{resp}"
+    );
+
+    let line = wait_until(std::time::Duration::from_secs(5), "access line", || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains("client-id-1"))
+            .map(str::to_owned)
+    });
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["target"], "access", "{line}");
+    assert!(v["timestamp"].is_string(), "{line}");
+    assert_eq!(v["client"], "127.0.0.1", "{line}");
+    assert_eq!(v["method"], "GET", "{line}");
+    assert_eq!(v["host"], "hello", "{line}");
+    assert_eq!(v["path"], "/", "{line}");
+    assert_eq!(v["status"], 200, "{line}");
+    assert_eq!(v["upstream"], hello.addr.to_string(), "{line}");
+    assert_eq!(v["request_id"], "client-id-1", "{line}");
+    assert!(v["bytes"].as_u64().unwrap() > 0, "{line}");
+    assert!(
+        v["duration_ms"].as_str().unwrap().parse::<f64>().unwrap() > 0.0,
+        "{line}"
+    );
+    for l in gw.log().lines() {
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+    }
+}
