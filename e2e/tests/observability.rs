@@ -180,3 +180,48 @@ fn json_access_log_and_request_ids() {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshakes_and_open_connections_are_counted() {
+    let hello = Hello::spawn("h");
+    let certs = e2e::Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let template = format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n{}",
+        e2e::https_config(&[&tls], &[hello.addr], "")
+    );
+    let gw = tokio::task::block_in_place(|| Gateway::start(&template));
+    let client = e2e::Client::new(&certs.ca());
+    let tls12 = e2e::Client::new(&certs.ca()).with_versions(&[&rustls::version::TLS12]);
+    let mut a = client
+        .connect(gw.addr("https"), Some("localhost"), e2e::Proto::H2)
+        .await
+        .unwrap();
+    let mut b = tls12
+        .connect(gw.addr("https"), Some("localhost"), e2e::Proto::H1)
+        .await
+        .unwrap();
+    assert_eq!(a.get("/").await.unwrap().status, 200);
+    assert_eq!(b.get("/").await.unwrap().status, 200);
+    let metric = |name: &str| tokio::task::block_in_place(|| gw.metric(name));
+    assert_eq!(
+        metric("gateway_connections_active{listener=\"https\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric("gateway_tls_handshakes_total{listener=\"https\",version=\"TLSv1.3\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("gateway_tls_handshakes_total{listener=\"https\",version=\"TLSv1.2\"}"),
+        Some(1.0)
+    );
+    drop((a, b));
+    tokio::task::block_in_place(|| {
+        wait_until(
+            std::time::Duration::from_secs(5),
+            "connections closed",
+            || (gw.metric("gateway_connections_active{listener=\"https\"}")? == 0.0).then_some(()),
+        )
+    });
+}

@@ -97,7 +97,8 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         let addr = listener.addr.to_string();
         if listener.tls {
             let resolver = Arc::new(SniResolver::new(snapshot.clone(), index));
-            let settings = tls::acceptor(resolver).map_err(|source| LoadError::Tls {
+            let stats = metrics.connections.listener(&listener.name);
+            let settings = tls::acceptor(resolver, stats).map_err(|source| LoadError::Tls {
                 name: listener.name.clone(),
                 source,
             })?;

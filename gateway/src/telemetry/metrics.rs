@@ -16,6 +16,8 @@ pub struct Metrics {
     cert_expiry: ArcSwap<Vec<(String, i64)>>,
     /// Request counts and latencies by listener, route and upstream.
     pub requests: super::RequestRegistry,
+    /// TLS handshakes and open connections by listener.
+    pub connections: super::ConnectionRegistry,
     /// When the process started, in seconds since the epoch.
     start_time: AtomicI64,
 }
@@ -82,6 +84,7 @@ impl Metrics {
             let _ = writeln!(out, "\"}} {not_after}");
         }
         self.requests.render(out);
+        self.connections.render(out);
         render_process(self.start_time.load(Ordering::Relaxed), out);
     }
 }

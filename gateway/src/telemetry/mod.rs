@@ -1,9 +1,11 @@
 //! Telemetry: logs (`tracing` to stderr, filtered RUST_LOG-style, pingora's `log` records
 //! bridged in) and Prometheus metrics (`metrics`).
 
+mod connections;
 mod metrics;
 mod requests;
 
+pub use connections::{ActiveConnection, ConnectionRegistry, ConnectionStats};
 pub use metrics::{render_upstreams, Metrics};
 pub use requests::{RequestRegistry, RequestSeries};
 

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 
+use crate::telemetry::ConnectionStats;
+
 pub use certs::{load_dir, parse, read_files, CertFiles, LoadedCert, CERT_FILE, KEY_FILE};
 pub use resolver::{CertSet, SniResolver};
 
@@ -53,15 +55,32 @@ pub fn install_crypto_provider() {
 }
 
 /// TLS settings for an HTTPS listener: TLS 1.2 and 1.3 (pingora's rustls acceptor
-/// allows no other), HTTP/2 and HTTP/1.1 by ALPN, certificates from `resolver`.
+/// allows no other), HTTP/2 and HTTP/1.1 by ALPN, certificates from `resolver`,
+/// handshakes and open connections counted in `stats`.
 ///
 /// Built without certificate files, so pingora's `build()` never reads (or panics on) files.
-pub fn acceptor(resolver: Arc<SniResolver>) -> pingora::Result<TlsSettings> {
-    // Empty paths: with a resolver set, `build()` ignores them.
-    let mut settings = TlsSettings::intermediate("", "")?;
+pub fn acceptor(
+    resolver: Arc<SniResolver>,
+    stats: Arc<ConnectionStats>,
+) -> pingora::Result<TlsSettings> {
+    let mut settings = TlsSettings::with_callbacks(Box::new(CountConnections(stats)))?;
     settings.set_cert_resolver(resolver);
     settings.enable_h2();
     Ok(settings)
+}
+
+/// Counts each completed handshake; the guard it returns is kept by pingora with the
+/// connection (in its TLS digest), so the connection counts as active until it closes.
+struct CountConnections(Arc<ConnectionStats>);
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for CountConnections {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(Arc::new(self.0.handshake(tls.version())))
+    }
 }
 
 #[cfg(test)]
