@@ -63,7 +63,7 @@ fn dns_changes_are_followed_within_the_ttl() {
     });
     let took = removed.elapsed();
     assert!(
-        took < Duration::from_secs(u64::from(TTL) + 2),
+        took < Duration::from_secs(u64::from(TTL) + 1),
         "took {took:?} with TTL {TTL}s"
     );
     for _ in 0..3 {
@@ -257,7 +257,7 @@ fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
     let start = Instant::now();
     assert_eq!(get(gw.port("http"), "/", "").0, 502);
     assert!(
-        start.elapsed() < Duration::from_millis(500) * 3,
+        start.elapsed() < Duration::from_millis(500),
         "{:?}",
         start.elapsed()
     );

@@ -96,6 +96,28 @@ async fn thirty_requests_reach_three_replicas_in_round_robin_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_pooled_and_reused() {
+    let certs = Certs::new();
+    let a = Hello::spawn("a");
+    let gw = gateway(&certs, &[&a]);
+    let client = Client::new(&certs.ca());
+    let mut upstream_connections = std::collections::HashSet::new();
+    // New client connections each time: only the gateway's upstream pool can reuse.
+    for _ in 0..20 {
+        let resp = client
+            .get(gw.addr("https"), "localhost", "/", Proto::H1)
+            .await;
+        assert_eq!(resp.status, 200);
+        upstream_connections.insert(resp.header("x-hello-connection").to_owned());
+    }
+    assert!(
+        upstream_connections.len() <= 2,
+        "20 requests used {} upstream connections",
+        upstream_connections.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_route_is_404_and_unreachable_upstream_is_502_with_json_bodies() {
     let certs = Certs::new();
     let a = Hello::spawn("a");
@@ -198,6 +220,15 @@ async fn access_log_has_one_line_per_request_and_no_error_for_client_disconnects
             .unwrap();
         raw.write_all(b"\x16\x03\x01\x00\x05garbage").await.unwrap();
     }
+    // A client that sends a request and hangs up before the answer.
+    let mut impatient = client
+        .connect(gw.addr("https"), Some("localhost"), Proto::H1)
+        .await
+        .unwrap();
+    let cut = std::time::Duration::from_millis(100);
+    let hung_up = tokio::time::timeout(cut, impatient.get("/?delay_ms=500")).await;
+    assert!(hung_up.is_err(), "the request was cut short");
+    drop(impatient);
     let resp = client
         .get(gw.addr("https"), "localhost", "/a/path?q=1", Proto::H1)
         .await;
@@ -217,6 +248,12 @@ async fn access_log_has_one_line_per_request_and_no_error_for_client_disconnects
         assert!(line.contains(field), "{field} missing in {line}");
     }
     assert!(line.contains("host=\"localhost\""), "{line}");
+    // The hung-up request is over once its access line is written.
+    e2e::wait_until(
+        std::time::Duration::from_secs(5),
+        "the hung-up request ended",
+        || gw.log().contains("path=\"/\"").then_some(()),
+    );
     let log = gw.log();
     assert!(
         !log.contains("ERROR"),

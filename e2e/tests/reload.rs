@@ -183,6 +183,35 @@ async fn route_moves_from_a_to_b_by_configmap_swap_with_no_failed_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_request_in_flight_finishes_on_the_state_it_started_with() {
+    let mut s = Setup::new();
+    let client = s.client();
+    let addr = s.gw.addr("https");
+    let slow = tokio::spawn(async move {
+        client
+            .get(addr, "localhost", "/?delay_ms=1500", Proto::H1)
+            .await
+    });
+    // The slow request is on its way to set a before the swap.
+    let metrics_in_flight = || s.gw.metric("gateway_requests_in_flight").unwrap_or(0.0);
+    tokio::task::block_in_place(|| {
+        wait_until(APPLY, "request in flight", || {
+            (metrics_in_flight() >= 1.0).then_some(())
+        })
+    });
+    let to_b = s.config("b", "https");
+    s.swap_config(&to_b);
+    s.wait_serving('b').await;
+    let resp = slow.await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("x-hello-instance").starts_with('a'),
+        "{}",
+        resp.header("x-hello-instance")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_keeps_working() {
     let mut s = Setup::new();
     let client = s.client();

@@ -6,6 +6,8 @@
 //! with the request's headers as `name: value` lines instead (for tests of what the
 //! gateway forwards). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
+//! `x-hello-connection: N` numbers the TCP connection the request came on (to see
+//! connection reuse).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -102,6 +104,7 @@ async fn serve(
         .await?;
     stdout.flush().await?;
 
+    let mut connections: u64 = 0;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -112,8 +115,11 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let behaviour = behaviour.clone();
+        connections += 1;
+        let connection = HeaderValue::from(connections);
         tokio::spawn(async move {
-            let service = service_fn(move |req| respond(req, behaviour.clone()));
+            let service =
+                service_fn(move |req| respond(req, behaviour.clone(), connection.clone()));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -124,6 +130,7 @@ async fn serve(
 async fn respond(
     req: Request<hyper::body::Incoming>,
     behaviour: Behaviour,
+    connection: HeaderValue,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let delay = delay_ms(req.uri().query()).map_or(behaviour.delay, Duration::from_millis);
     if !delay.is_zero() {
@@ -154,6 +161,7 @@ async fn respond(
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("x-hello-instance", behaviour.instance);
+    headers.insert("x-hello-connection", connection);
     Ok(resp)
 }
 

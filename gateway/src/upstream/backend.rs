@@ -163,3 +163,44 @@ impl Drop for InFlight {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn passive_ejection_cools_down_then_probes() {
+        let t = Timeouts {
+            connect: Duration::from_secs(1),
+            read: Duration::from_secs(1),
+            write: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        };
+        let b = Backend::new("127.0.0.1:1".parse().unwrap(), &t);
+        let passive = PassiveHealth {
+            unhealthy_after: 2,
+            cooldown: Duration::from_millis(50),
+        };
+        b.connect_failed(&passive);
+        assert!(b.available(now_ms()), "one failure is not enough");
+        b.connect_failed(&passive);
+        assert!(
+            !b.available(now_ms()),
+            "ejected after unhealthy_after failures"
+        );
+        // After the cooldown it takes requests again (polled, not slept).
+        let start = Instant::now();
+        while !b.available(now_ms()) {
+            assert!(start.elapsed() < Duration::from_secs(5), "never came back");
+            std::thread::yield_now();
+        }
+        // The probe fails: ejected again at once. It succeeds: the streak ends.
+        b.connect_failed(&passive);
+        assert!(!b.available(now_ms()));
+        b.connect_succeeded();
+        assert!(b.available(now_ms()));
+        b.connect_failed(&passive);
+        assert!(b.available(now_ms()), "the streak restarted from zero");
+    }
+}
