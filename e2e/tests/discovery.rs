@@ -133,7 +133,6 @@ fn an_unresolvable_name_at_startup_is_502_until_it_resolves() {
 
 #[test]
 fn a_killed_replica_costs_no_request_under_load_and_rejoins_after_restart() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let mut r = replicas(&[41, 42, 43]);
     let servers: Vec<String> = r.iter().map(|h| format!("\"{}\"", h.addr)).collect();
     let gw = gateway(
@@ -142,50 +141,17 @@ fn a_killed_replica_costs_no_request_under_load_and_rejoins_after_restart() {
         "health = { cooldown = \"1s\", unhealthy_after = 1 }",
     );
     let port = gw.port("http");
-    let stop = AtomicBool::new(false);
-    let done = AtomicUsize::new(0);
-    let failures = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut failures = Vec::new();
-                    // Bounded: stops when told, or after 20,000 requests.
-                    for _ in 0..20_000 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let (status, instance) = get(port, "/", "");
-                        if status != 200 {
-                            failures.push((status, instance));
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    failures
-                })
-            })
-            .collect();
-        let progress = |n: usize| {
-            let target = done.load(Ordering::Relaxed) + n;
-            wait_until(DEADLINE, "load progress", || {
-                (done.load(Ordering::Relaxed) >= target).then_some(())
-            });
-        };
+    let failures = failures_under_load(port, |progress| {
         progress(100);
         let killed = r.remove(1);
         let addr = killed.addr;
         drop(killed);
         progress(300);
-        let back = Hello::spawn_on("r42", addr);
+        let _back = Hello::spawn_on("r42", addr);
         wait_until(DEADLINE, "r42 rejoined", || {
             spread(port, 9).contains_key("r42").then_some(())
         });
         progress(100);
-        stop.store(true, Ordering::Relaxed);
-        drop(back);
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
     });
     assert!(
         failures.is_empty(),
@@ -382,16 +348,17 @@ fn readyz_and_metrics_are_served() {
     );
 }
 
-/// Runs `during` while 4 threads send requests; returns the failed ones.
-fn failures_under_load(port: u16, during: impl FnOnce()) -> Vec<(u16, String)> {
-    use std::sync::atomic::{AtomicBool, Ordering};
+/// Runs `during` while 4 threads send requests (bounded: at most 20,000 each); returns
+/// the failed ones. `during` gets a function that waits until N more requests were sent.
+fn failures_under_load(port: u16, during: impl FnOnce(&dyn Fn(usize))) -> Vec<(u16, String)> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let stop = AtomicBool::new(false);
+    let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| {
                     let mut failures = Vec::new();
-                    // Bounded: stops when told, or after 20,000 requests.
                     for _ in 0..20_000 {
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -400,12 +367,19 @@ fn failures_under_load(port: u16, during: impl FnOnce()) -> Vec<(u16, String)> {
                         if status != 200 {
                             failures.push((status, instance));
                         }
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                     failures
                 })
             })
             .collect();
-        during();
+        let progress = |n: usize| {
+            let target = done.load(Ordering::Relaxed) + n;
+            wait_until(DEADLINE, "load progress", || {
+                (done.load(Ordering::Relaxed) >= target).then_some(())
+            });
+        };
+        during(&progress);
         stop.store(true, Ordering::Relaxed);
         workers
             .into_iter()
@@ -425,7 +399,7 @@ fn sighup_and_dns_settings_changes_under_load_fail_no_request() {
         "",
     );
     let success = "gateway_config_reloads_total{result=\"success\"}";
-    let failures = failures_under_load(gw.port("http"), || {
+    let failures = failures_under_load(gw.port("http"), |_| {
         for n in 1..=3 {
             gw.signal("HUP");
             wait_until(DEADLINE, "SIGHUP reload", || {

@@ -139,6 +139,17 @@ pub enum Discovery {
     Kubernetes(KubernetesService),
 }
 
+/// The IP literals among `servers`.
+pub fn ip_servers(servers: &[ServerAddr]) -> Vec<SocketAddr> {
+    servers
+        .iter()
+        .filter_map(|s| match s {
+            ServerAddr::Ip(a) => Some(*a),
+            ServerAddr::Name { .. } => None,
+        })
+        .collect()
+}
+
 /// A Kubernetes Service whose EndpointSlices are watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesService {

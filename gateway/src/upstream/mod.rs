@@ -66,13 +66,7 @@ impl Upstream {
     pub fn new(config: config::Upstream) -> Self {
         let (ips, dynamic) = match &config.discovery {
             Discovery::Servers(servers) => {
-                let ips: Vec<SocketAddr> = servers
-                    .iter()
-                    .filter_map(|s| match s {
-                        ServerAddr::Ip(a) => Some(*a),
-                        ServerAddr::Name { .. } => None,
-                    })
-                    .collect();
+                let ips = config::ip_servers(servers);
                 let dynamic = ips.len() != servers.len();
                 (ips, dynamic)
             }

@@ -29,13 +29,7 @@ pub fn start(upstream: &Arc<Upstream>, resolver: &Arc<Resolver>, runtime: &tokio
             if names.is_empty() {
                 return;
             }
-            let ips: Vec<SocketAddr> = servers
-                .iter()
-                .filter_map(|s| match s {
-                    ServerAddr::Ip(a) => Some(*a),
-                    ServerAddr::Name { .. } => None,
-                })
-                .collect();
+            let ips = crate::config::ip_servers(servers);
             runtime.spawn(follow_dns(
                 Arc::downgrade(upstream),
                 resolver.clone(),
