@@ -324,25 +324,7 @@ impl Gateway {
 
     /// GET `path` from the admin listener (`{{port:admin}}`): status and body.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", self.port("admin"))).expect("connect admin");
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .expect("write admin request");
-        let mut text = String::new();
-        stream
-            .read_to_string(&mut text)
-            .expect("read admin response");
-        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_owned();
-        (status, body)
+        crate::admin_get(self.port("admin"), path)
     }
 
     /// The value of the sample `name` (with its labels, as printed) on `/metrics`.

@@ -56,27 +56,41 @@ pub fn https_config(
     )
 }
 
-/// One plain-HTTP GET on a new connection to 127.0.0.1:`port` with extra `headers`
-/// (each ending in CRLF): the status (0 when the connection failed) and the
-/// answering replica's `x-hello-instance`.
-pub fn http_get(port: u16, path: &str, headers: &str) -> (u16, String) {
+/// One plain-HTTP/1.1 GET of `path` on a new connection to 127.0.0.1:`port`, with
+/// `Host: host` and extra `headers` (each ending in CRLF): the status (0 when the
+/// connection failed) and the whole response text.
+pub fn raw_get(port: u16, host: &str, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, String::new());
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
         return (0, String::new());
     }
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// [`raw_get`] with `Host: hello`: the status and the answering replica's
+/// `x-hello-instance`.
+pub fn http_get(port: u16, path: &str, headers: &str) -> (u16, String) {
+    let (status, out) = raw_get(port, "hello", path, headers);
     let instance = out
         .lines()
         .find_map(|l| l.strip_prefix("x-hello-instance: "))
         .unwrap_or("")
         .to_owned();
     (status, instance)
+}
+
+/// GET `path` from an admin listener on `port`: the status and the body.
+pub fn admin_get(port: u16, path: &str) -> (u16, String) {
+    let (status, out) = raw_get(port, "admin", path, "");
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
 }
 
 /// How many of `n` GETs on `port` each replica answered; panics on a non-200.

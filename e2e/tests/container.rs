@@ -11,8 +11,7 @@
 //! and the cert dir at `/etc/gateway/tls`, both kubelet-style volumes.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -127,24 +126,8 @@ impl Drop for Container {
     }
 }
 
-/// One GET to the admin listener: status and body (status 0 when it did not connect).
-fn admin_get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_owned())
-}
-
 fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = admin_get(port, "/metrics");
+    let (_, body) = e2e::admin_get(port, "/metrics");
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
@@ -275,7 +258,7 @@ fn image_serves_tls_reloads_a_configmap_swap_and_drains_on_docker_stop() {
         if container.inspect("{{.State.Running}}") != "true" {
             panic!("the container exited:\n{}", container.logs());
         }
-        (admin_get(admin, "/readyz").0 == 200).then_some(())
+        (e2e::admin_get(admin, "/readyz").0 == 200).then_some(())
     });
     eprintln!("container ready in {:?}", started.elapsed());
 
@@ -324,7 +307,7 @@ fn image_serves_tls_reloads_a_configmap_swap_and_drains_on_docker_stop() {
     wait_until(
         SHUTDOWN_DELAY,
         "/readyz to answer 503 after docker stop",
-        || (admin_get(admin, "/readyz").0 == 503).then_some(()),
+        || (e2e::admin_get(admin, "/readyz").0 == 503).then_some(()),
     );
     assert_eq!(instance(Proto::H1), "b", "a new request during the delay");
     let slow = rt.block_on(slow).unwrap();

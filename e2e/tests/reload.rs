@@ -434,18 +434,8 @@ async fn sighup_applies_a_change_the_watcher_cannot_see() {
     });
     let (status, _) = gw.admin_get("/healthz");
     assert_eq!(status, 200);
-    let body = plain_get(gw.port("http"));
+    let (_, body) = e2e::raw_get(gw.port("http"), "x", "/", "");
     assert!(body.contains("x-hello-instance: b1"), "{body}");
-}
-
-fn plain_get(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
