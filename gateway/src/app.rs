@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
+use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -14,6 +16,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::lifecycle::{DrainService, Lifecycle, SignalWatch};
+use crate::listener::EdgeApp;
 use crate::proxy::Gateway;
 use crate::reload::{LoadError, Loaded, ReloadService, Reloader};
 use crate::telemetry::Metrics;
@@ -89,23 +92,28 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let snapshot = reloader.snapshot().clone();
     for (index, listener) in reloader.running().iter().enumerate() {
         let gateway = Gateway::new(&listener.name, listener.tls, index, snapshot.clone());
-        let mut service = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            gateway,
-            &format!("listener {}", listener.name),
-        );
-        let addr = listener.addr.to_string();
-        if listener.tls {
+        let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+        let mut h2 = default_h2_options();
+        h2.max_concurrent_streams(listener.h2_max_concurrent_streams);
+        proxy.h2_options = Some(h2);
+        let mut options = HttpServerOptions::default();
+        options.h2_idle_timeout = Some(listener.h2_idle_timeout);
+        proxy.server_options = Some(options);
+        let stats = metrics.connections.listener(&listener.name);
+        let acceptor = if listener.tls {
             let resolver = Arc::new(SniResolver::new(snapshot.clone(), index));
-            let stats = metrics.connections.listener(&listener.name);
-            let settings = tls::acceptor(resolver, stats).map_err(|source| LoadError::Tls {
-                name: listener.name.clone(),
-                source,
-            })?;
-            service.add_tls_with_settings(&addr, None, settings);
+            let acceptor =
+                tls::acceptor(resolver, stats.clone()).map_err(|source| LoadError::Tls {
+                    name: listener.name.clone(),
+                    source,
+                })?;
+            Some(acceptor)
         } else {
-            service.add_tcp(&addr);
-        }
+            None
+        };
+        let app = EdgeApp::new(proxy, acceptor, stats, snapshot.clone(), index);
+        let mut service = Service::new(format!("listener {}", listener.name), app);
+        service.add_tcp(&listener.addr.to_string());
         server.add_service(service);
     }
     if let Some(addr) = admin_addr {

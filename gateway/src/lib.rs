@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod lifecycle;
+pub mod listener;
 pub mod proxy;
 pub mod reload;
 pub mod state;

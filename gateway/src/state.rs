@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 
+use crate::config::Edge;
 use crate::proxy::Router;
 use crate::telemetry::RequestSeries;
 use crate::tls::CertSet;
@@ -20,7 +22,7 @@ pub struct Snapshot {
     /// Every upstream (routed or not), for discovery, health and metrics.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Indexed like the listeners the process started with.
-    pub listeners: Vec<ListenerState>,
+    pub listeners: Vec<Arc<ListenerState>>,
 }
 
 /// What a matched route leads to.
@@ -29,6 +31,10 @@ pub struct RouteState {
     pub upstream: Arc<Upstream>,
     /// Request metrics of this route, per running listener.
     pub series: Vec<Arc<RequestSeries>>,
+    /// Request body limit in bytes (413 past it).
+    pub max_body_size: u64,
+    /// Whether WebSocket upgrades are passed through.
+    pub websocket: bool,
 }
 
 /// The live settings of one running listener.
@@ -39,6 +45,33 @@ pub struct ListenerState {
     pub unrouted: Arc<RequestSeries>,
     /// The certificates of an HTTPS listener.
     pub certs: Option<Arc<CertSet>>,
+    /// Limits, timeouts and client policy.
+    pub edge: Edge,
+    /// `edge.hsts` as a header value, ready to add.
+    pub hsts: Option<HeaderValue>,
+}
+
+impl ListenerState {
+    /// The state of listener `mode` with `edge` settings.
+    pub fn new(
+        mode: ListenerMode,
+        unrouted: Arc<RequestSeries>,
+        certs: Option<Arc<CertSet>>,
+        edge: Edge,
+    ) -> Self {
+        // Validated as a header value when the config was read.
+        let hsts = edge
+            .hsts
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok());
+        Self {
+            mode,
+            unrouted,
+            certs,
+            edge,
+            hsts,
+        }
+    }
 }
 
 /// What a listener does with requests.

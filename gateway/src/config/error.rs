@@ -61,7 +61,9 @@ impl ConfigError {
             | Self::BadHashKey { at, .. }
             | Self::BadValue { at, .. }
             | Self::BadNameserver { at, .. }
-            | Self::BadUpstreamName { at, .. } => Some(at),
+            | Self::BadUpstreamName { at, .. }
+            | Self::BadSize { at, .. }
+            | Self::BadNetwork { at, .. } => Some(at),
         }
     }
 }
@@ -157,4 +159,16 @@ pub enum ConfigError {
     BadNameserver { at: Location, value: String },
     #[error("{at}: upstream name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'")]
     BadUpstreamName { at: Location, name: String },
+    #[error("{at}: {value:?} is not a size: {reason}")]
+    BadSize {
+        at: Location,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{at}: trusted_proxies entry {value:?} {reason}")]
+    BadNetwork {
+        at: Location,
+        value: String,
+        reason: &'static str,
+    },
 }

@@ -69,6 +69,16 @@ pub(crate) struct ListenerFile {
     pub(crate) tls: Option<Spanned<TlsFile>>,
     pub(crate) redirect_to_https: Option<Spanned<bool>>,
     pub(crate) redirect_port: Option<Spanned<u16>>,
+    pub(crate) max_connections: Option<Spanned<u32>>,
+    pub(crate) max_header_size: Option<Spanned<String>>,
+    pub(crate) max_uri_length: Option<Spanned<String>>,
+    pub(crate) header_timeout: Option<Spanned<String>>,
+    pub(crate) keepalive_timeout: Option<Spanned<String>>,
+    pub(crate) tls_handshake_timeout: Option<Spanned<String>>,
+    pub(crate) h2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub(crate) hsts: Option<Spanned<String>>,
+    pub(crate) strict_sni: Option<Spanned<bool>>,
 }
 
 /// A listener's `tls = { certs = [...] }`.
@@ -140,4 +150,6 @@ pub(crate) struct RouteFile {
     pub(crate) host: Option<Spanned<String>>,
     pub(crate) path_prefix: Option<Spanned<String>>,
     pub(crate) upstream: Spanned<String>,
+    pub(crate) max_body_size: Option<Spanned<String>>,
+    pub(crate) websocket: Option<bool>,
 }

@@ -1,5 +1,6 @@
 //! Configuration: read `gateway.toml`, parse it (`file.rs`), validate it into the model (`model.rs`).
 
+mod edge;
 mod error;
 mod file;
 mod model;

@@ -91,8 +91,138 @@ pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
     pub kind: ListenerKind,
+    /// Limits, timeouts and client-facing policy.
+    pub edge: Edge,
     /// Where the listener is defined, for errors found later (binding, certificates).
     pub at: Location,
+}
+
+/// What a listener allows its clients: limits, timeouts and policy (all reloadable
+/// but the HTTP/2 settings, which apply from the next start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// Open connections; more are closed at once (and counted).
+    pub max_connections: u32,
+    /// Request head (request line and headers) in bytes; more gets 431.
+    pub max_header_size: usize,
+    /// Request target in bytes; longer gets 414.
+    pub max_uri_length: usize,
+    /// Time from a request's first byte (or the connection's start) to its complete head.
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection is kept open between requests.
+    pub keepalive_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    /// Peers whose `X-Forwarded-*`/`Forwarded` headers are kept and appended to.
+    pub trusted_proxies: Vec<Cidr>,
+    /// `Strict-Transport-Security` value added to HTTPS responses.
+    pub hsts: Option<String>,
+    /// Answer 421 when the Host is not covered by the certificate the connection got.
+    pub strict_sni: bool,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_uri_length: DEFAULT_MAX_URI_LENGTH,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            trusted_proxies: Vec::new(),
+            hsts: None,
+            strict_sni: false,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// nginx's `large_client_header_buffers` default (4 × 8k) and Envoy's 60 KiB bracket this.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+/// nginx answers 414 past one 8k buffer.
+pub const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// nginx's `client_max_body_size` default.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024;
+
+/// An IP network such as `10.0.0.0/8` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = &'static str;
+
+    /// `ADDR/PREFIX`, or a bare address (a /32 or /128); host bits must be zero.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use std::net::IpAddr;
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            "is not a network: expected an address or ADDR/PREFIX such as \"10.0.0.0/8\""
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or("has a prefix length out of range (0-32 for IPv4, 0-128 for IPv6)")?,
+            None => max,
+        };
+        let cidr = Self { addr, prefix };
+        if !cidr.contains(addr) || (prefix < max && !host_bits_zero(addr, prefix)) {
+            return Err("has host bits set after the prefix (write the network address)");
+        }
+        Ok(cidr)
+    }
+}
+
+fn host_bits_zero(addr: std::net::IpAddr, prefix: u8) -> bool {
+    use std::net::IpAddr;
+    match addr {
+        IpAddr::V4(a) => {
+            u32::from(a) & !u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0) == 0
+        }
+        IpAddr::V6(a) => {
+            u128::from(a) & !u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0) == 0
+        }
+    }
 }
 
 /// What a listener serves.
@@ -238,6 +368,10 @@ pub struct Route {
     pub path_prefix: String,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Request body in bytes; more gets 413.
+    pub max_body_size: u64,
+    /// Whether WebSocket upgrades are proxied (otherwise `Upgrade` is dropped).
+    pub websocket: bool,
 }
 
 impl Route {

@@ -16,15 +16,15 @@ use super::file::{
 use super::model::*;
 
 /// Validation context: where errors point and where they are collected.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
     base_dir: &'a Path,
-    errors: Vec<ConfigError>,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
-    fn at(&self, span: Range<usize>) -> Location {
+    pub(super) fn at(&self, span: Range<usize>) -> Location {
         Location::from_span(self.file, self.source, span)
     }
 
@@ -112,7 +112,11 @@ pub(crate) fn validate(
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Parses a duration such as "10s", "500ms" or "1m 30s"; at least `min`.
-fn duration(c: &mut Checker<'_>, value: &Spanned<String>, min: Duration) -> Option<Duration> {
+pub(super) fn duration(
+    c: &mut Checker<'_>,
+    value: &Spanned<String>,
+    min: Duration,
+) -> Option<Duration> {
     let reason = match humantime::parse_duration(value.get_ref()) {
         Ok(d) if d >= min && d <= MAX_DURATION => return Some(d),
         Ok(d) if d > MAX_DURATION => format!(
@@ -171,10 +175,12 @@ fn listeners(c: &mut Checker<'_>, raw: Vec<Spanned<ListenerFile>>) -> Vec<Listen
         let Some(kind) = listener_kind(c, &l) else {
             continue;
         };
+        let edge = super::edge::listener(c, &l, matches!(kind, ListenerKind::Https { .. }));
         out.push(Listener {
             name,
             addr,
             kind,
+            edge,
             at,
         });
     }
@@ -597,10 +603,13 @@ fn routes(c: &mut Checker<'_>, raw: Vec<Spanned<RouteFile>>, upstreams: &[Upstre
             continue;
         }
         seen.insert(key, c.line(route_span));
+        let (max_body_size, websocket) = super::edge::route(c, &r);
         out.push(Route {
             host,
             path_prefix,
             upstream,
+            max_body_size,
+            websocket,
         });
     }
     out

@@ -1,5 +1,7 @@
 //! The request path: pingora's `ProxyHttp` for one listener, routing over the live snapshot.
 
+mod checks;
+mod headers;
 mod respond;
 mod router;
 
@@ -19,7 +21,9 @@ pub use router::Router;
 use crate::config::{Balance, HashKey};
 use crate::lifecycle::RequestGuard;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
+use crate::tls::Served;
 use crate::upstream::{hash_of, InFlight, Outcome};
+use checks::Refusal;
 
 /// The proxy logic of one listener.
 pub struct Gateway {
@@ -61,6 +65,15 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// `X-Request-Id`: the client's, or one generated for the request.
     request_id: Option<HeaderValue>,
+    /// `Strict-Transport-Security` to add to the response.
+    hsts: Option<HeaderValue>,
+    /// Whether the client's `X-Forwarded-*` headers are kept (a trusted proxy sent it).
+    trusted: bool,
+    /// A WebSocket upgrade the route allows.
+    upgrade: bool,
+    /// Request body bytes received so far, and the route's limit.
+    body_bytes: u64,
+    max_body: u64,
     /// Counts the request for the shutdown drain.
     _in_flight: RequestGuard,
 }
@@ -107,6 +120,11 @@ impl ProxyHttp for Gateway {
             responded: false,
             local_status: None,
             request_id: None,
+            hsts: None,
+            trusted: false,
+            upgrade: false,
+            body_bytes: 0,
+            max_body: u64::MAX,
             _in_flight: RequestGuard::new(),
         }
     }
@@ -118,8 +136,18 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         let request_id = ctx.request_id(session).clone();
         let snapshot = self.snapshot.load();
-        let mode = snapshot.listeners.get(self.index).map(|l| l.mode);
-        if let Some(ListenerMode::RedirectToHttps { port }) = mode {
+        let Some(listener) = snapshot.listeners.get(self.index).cloned() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "listener state missing",
+            ));
+        };
+        ctx.hsts = listener.hsts.clone();
+        if let Err(refusal) = checks::check_request(session.as_downstream(), &listener.edge) {
+            drop(snapshot);
+            return refuse(session, ctx, refusal, &request_id).await;
+        }
+        if let ListenerMode::RedirectToHttps { port } = listener.mode {
             drop(snapshot);
             let status = respond::redirect_to_https(session, port, &request_id).await?;
             ctx.local_status = Some(status);
@@ -127,14 +155,55 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let host = request_host(req).unwrap_or("");
+        if listener.edge.strict_sni && !served_covers(session, host) {
+            drop(snapshot);
+            let refusal = Refusal {
+                status: 421,
+                reason: "Host not covered by the connection's certificate (strict_sni)",
+            };
+            return refuse(session, ctx, refusal, &request_id).await;
+        }
         ctx.route = snapshot.route(host, req.uri.path()).cloned();
         drop(snapshot);
-        if ctx.route.is_none() {
-            respond::json_error(session, 404, &request_id).await?;
+        let Some(route) = &ctx.route else {
+            respond::json_error(session, 404, &request_id, ctx.hsts.as_ref()).await?;
             ctx.local_status = Some(404);
             return Ok(true);
+        };
+        ctx.max_body = route.max_body_size;
+        ctx.upgrade = route.websocket && is_websocket_upgrade(req);
+        if checks::content_length(req).is_some_and(|n| n > ctx.max_body) {
+            let refusal = Refusal {
+                status: 413,
+                reason: "Content-Length over the route's max_body_size",
+            };
+            return refuse(session, ctx, refusal, &request_id).await;
         }
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, peer);
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > ctx.max_body {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the route's max_body_size",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -242,7 +311,11 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        headers::strip_response(upstream_response);
         upstream_response.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
+        if let Some(hsts) = &ctx.hsts {
+            upstream_response.insert_header(respond::HSTS, hsts)?;
+        }
         Ok(())
     }
 
@@ -262,27 +335,14 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(ip) = session
+        headers::strip_request(upstream_request, ctx.upgrade);
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let mut xff = String::new();
-            for prev in upstream_request.headers.get_all("x-forwarded-for") {
-                if let Ok(prev) = prev.to_str() {
-                    xff.push_str(prev);
-                    xff.push_str(", ");
-                }
-            }
-            xff.push_str(&ip.to_string());
-            upstream_request.insert_header("x-forwarded-for", xff)?;
-        }
-        upstream_request.insert_header("x-forwarded-proto", self.proto)?;
-        upstream_request.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
+            .map(|a| a.ip());
         let host = request_authority(session.req_header()).map(str::to_owned);
-        if let Some(host) = host {
-            upstream_request.insert_header("x-forwarded-host", host)?;
-        }
+        headers::set_forwarded(upstream_request, peer, ctx.trusted, self.proto, host)?;
+        upstream_request.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
         Ok(())
     }
 
@@ -300,7 +360,10 @@ impl ProxyHttp for Gateway {
         let code = error_status(e);
         if code > 0 {
             let request_id = ctx.request_id(session).clone();
-            if let Err(write_error) = respond::json_error(session, code, &request_id).await {
+            let hsts = ctx.hsts.clone();
+            if let Err(write_error) =
+                respond::json_error(session, code, &request_id, hsts.as_ref()).await
+            {
                 tracing::debug!(%write_error, "cannot send error response");
             }
         }
@@ -367,6 +430,42 @@ impl ProxyHttp for Gateway {
             request_id,
         );
     }
+}
+
+/// Answers a refused request with its status and closes the connection after it.
+async fn refuse(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    refusal: Refusal,
+    request_id: &HeaderValue,
+) -> pingora::Result<bool> {
+    tracing::debug!(
+        status = refusal.status,
+        reason = refusal.reason,
+        "request refused"
+    );
+    session.set_keepalive(None);
+    respond::json_error(session, refusal.status, request_id, ctx.hsts.as_ref()).await?;
+    ctx.local_status = Some(refusal.status);
+    Ok(true)
+}
+
+/// Whether the certificate this TLS connection was served covers `host`; true on
+/// connections without one (plain HTTP).
+fn served_covers(session: &Session, host: &str) -> bool {
+    let served = session
+        .as_downstream()
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|ssl| ssl.extension.get::<Served>());
+    served.is_none_or(|s| s.covers(host))
+}
+
+/// A request to switch to the WebSocket protocol.
+fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The `consistent_hash` key of the request, if it has one.

@@ -10,6 +10,10 @@ pub(crate) fn error_body(status: u16) -> &'static str {
     match status {
         400 => r#"{"error":"bad request"}"#,
         404 => r#"{"error":"no route"}"#,
+        413 => r#"{"error":"request body too large"}"#,
+        414 => r#"{"error":"request target too long"}"#,
+        421 => r#"{"error":"misdirected request"}"#,
+        431 => r#"{"error":"request headers too large"}"#,
         502 => r#"{"error":"bad gateway"}"#,
         503 => r#"{"error":"service unavailable"}"#,
         504 => r#"{"error":"gateway timeout"}"#,
@@ -17,16 +21,24 @@ pub(crate) fn error_body(status: u16) -> &'static str {
     }
 }
 
-/// Writes a complete `status` response with the JSON error body.
+/// The `Strict-Transport-Security` header.
+pub(crate) const HSTS: &str = "strict-transport-security";
+
+/// Writes a complete `status` response with the JSON error body (and `hsts`, on an
+/// HTTPS listener that sets it).
 pub(crate) async fn json_error(
     session: &mut Session,
     status: u16,
     request_id: &HeaderValue,
+    hsts: Option<&HeaderValue>,
 ) -> pingora::Result<()> {
     let body = error_body(status);
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+    let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(CONTENT_TYPE, "application/json")?;
     resp.insert_header(super::REQUEST_ID, request_id)?;
+    if let Some(hsts) = hsts {
+        resp.insert_header(HSTS, hsts)?;
+    }
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     session.write_response_header(Box::new(resp), false).await?;
     session
@@ -44,7 +56,7 @@ pub(crate) async fn redirect_to_https(
     request_id: &HeaderValue,
 ) -> pingora::Result<u16> {
     let Some(location) = https_location(session.req_header(), port) else {
-        json_error(session, 400, request_id).await?;
+        json_error(session, 400, request_id, None).await?;
         return Ok(400);
     };
     let mut resp = ResponseHeader::build(308, Some(3))?;

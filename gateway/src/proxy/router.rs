@@ -111,6 +111,8 @@ mod tests {
             host,
             path_prefix: prefix.into(),
             upstream,
+            max_body_size: 0,
+            websocket: false,
         }
     }
 

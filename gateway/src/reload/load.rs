@@ -32,7 +32,7 @@ pub enum LoadError {
     Tls {
         name: String,
         #[source]
-        source: Box<pingora::Error>,
+        source: crate::tls::TlsError,
     },
 }
 

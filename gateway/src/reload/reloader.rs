@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
-use crate::config::{Config, ListenerKind};
+use crate::config::{Config, Edge, ListenerKind};
 use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
@@ -22,6 +22,9 @@ pub struct RunningListener {
     pub name: String,
     pub addr: SocketAddr,
     pub tls: bool,
+    /// HTTP/2 settings are fixed when the listener starts.
+    pub h2_max_concurrent_streams: u32,
+    pub h2_idle_timeout: Duration,
 }
 
 /// What a reload did.
@@ -70,6 +73,8 @@ impl Reloader {
                 name: l.name.clone(),
                 addr: l.addr,
                 tls: matches!(l.kind, ListenerKind::Https { .. }),
+                h2_max_concurrent_streams: l.edge.h2_max_concurrent_streams,
+                h2_idle_timeout: l.edge.keepalive_timeout,
             })
             .collect();
         let mut upstreams = HashMap::new();
@@ -252,6 +257,20 @@ impl Reloader {
                             running.name, running.addr, l.addr
                         ));
                     }
+                    if l.edge.h2_max_concurrent_streams != running.h2_max_concurrent_streams {
+                        fields.push(format!(
+                            "listener {:?} h2_max_concurrent_streams ({} -> {})",
+                            running.name,
+                            running.h2_max_concurrent_streams,
+                            l.edge.h2_max_concurrent_streams
+                        ));
+                    }
+                    if l.edge.keepalive_timeout != running.h2_idle_timeout {
+                        fields.push(format!(
+                            "listener {:?} keepalive_timeout for HTTP/2 ({:?} -> {:?}; HTTP/1 uses the new one)",
+                            running.name, running.h2_idle_timeout, l.edge.keepalive_timeout
+                        ));
+                    }
                     let tls = matches!(l.kind, ListenerKind::Https { .. });
                     if tls != running.tls {
                         fields.push(format!(
@@ -290,9 +309,9 @@ fn on_off(tls: bool) -> &'static str {
 fn listener_states(
     loaded: &Loaded,
     running: &[RunningListener],
-    previous: &[ListenerState],
+    previous: &[Arc<ListenerState>],
     metrics: &Metrics,
-) -> Vec<ListenerState> {
+) -> Vec<Arc<ListenerState>> {
     running
         .iter()
         .enumerate()
@@ -318,16 +337,16 @@ fn listener_states(
                             (ListenerMode::RedirectToHttps { port }, None)
                         }
                     };
-                    ListenerState {
-                        mode,
-                        unrouted,
-                        certs,
-                    }
+                    let edge = loaded.config.listeners[j].edge.clone();
+                    Arc::new(ListenerState::new(mode, unrouted, certs, edge))
                 }
-                _ => previous.get(i).cloned().unwrap_or(ListenerState {
-                    mode: ListenerMode::Serve,
-                    unrouted,
-                    certs: None,
+                _ => previous.get(i).cloned().unwrap_or_else(|| {
+                    Arc::new(ListenerState::new(
+                        ListenerMode::Serve,
+                        unrouted,
+                        None,
+                        Edge::default(),
+                    ))
                 }),
             }
         })
@@ -340,7 +359,7 @@ fn listener_states(
 /// the new set; dropped upstreams end their tasks.
 fn build_snapshot(
     config: &Config,
-    listeners: Vec<ListenerState>,
+    listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
     upstreams: &mut HashMap<String, Arc<Upstream>>,
     reuse: bool,
@@ -382,7 +401,12 @@ fn build_snapshot(
                 .iter()
                 .map(|l| metrics.requests.series(&l.name, &label, upstream.name()))
                 .collect();
-            Arc::new(RouteState { upstream, series })
+            Arc::new(RouteState {
+                upstream,
+                series,
+                max_body_size: r.max_body_size,
+                websocket: r.websocket,
+            })
         })
         .collect();
     Snapshot {

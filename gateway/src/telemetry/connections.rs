@@ -1,23 +1,76 @@
-//! Per-listener connection metrics: TLS handshakes by version and open TLS connections.
+//! Per-listener connection metrics: open connections (held under the listener's limit),
+//! connections the gateway dropped and why, and TLS handshakes by version.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// TLS versions counted by name; anything else counts as "other".
 const VERSIONS: [&str; 3] = ["TLSv1.2", "TLSv1.3", "other"];
 
+/// Why the gateway closed a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The listener already had `max_connections` open.
+    MaxConnections,
+    TlsHandshakeTimeout,
+    TlsHandshakeFailed,
+    /// A request head did not arrive within `header_timeout`.
+    HeaderTimeout,
+}
+
+impl Dropped {
+    const ALL: [Dropped; 4] = [
+        Dropped::MaxConnections,
+        Dropped::TlsHandshakeTimeout,
+        Dropped::TlsHandshakeFailed,
+        Dropped::HeaderTimeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::MaxConnections => "max_connections",
+            Dropped::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Dropped::TlsHandshakeFailed => "tls_handshake_failed",
+            Dropped::HeaderTimeout => "header_timeout",
+        }
+    }
+}
+
 /// Connection counters of one listener.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
     handshakes: [AtomicU64; 3],
-    active: AtomicI64,
+    active: AtomicU64,
+    dropped: [AtomicU64; 4],
 }
 
 impl ConnectionStats {
-    /// Counts a completed handshake of `version` (e.g. "TLSv1.3") and returns a guard
-    /// that counts the connection as active until it is dropped with the connection.
-    pub fn handshake(self: &Arc<Self>, version: Option<&str>) -> ActiveConnection {
+    /// Counts a new connection as open, unless `limit` are open already (then it is
+    /// counted as dropped and `None` is returned). The guard counts it until dropped.
+    pub fn open(self: &Arc<Self>, limit: u32) -> Option<ActiveConnection> {
+        let admitted = self
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < u64::from(limit)).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            Some(ActiveConnection(self.clone()))
+        } else {
+            self.dropped(Dropped::MaxConnections);
+            None
+        }
+    }
+
+    /// Counts a connection closed by the gateway for `reason`.
+    pub fn dropped(&self, reason: Dropped) {
+        let i = Dropped::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.dropped[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a completed handshake of `version` (e.g. "TLSv1.3").
+    pub fn handshake(&self, version: Option<&str>) {
         // rustls names versions like its enum ("TLSv1_3"); labels use "TLSv1.3".
         let i = match version {
             Some("TLSv1_2" | "TLSv1.2") => 0,
@@ -25,14 +78,19 @@ impl ConnectionStats {
             _ => 2,
         };
         self.handshakes[i].fetch_add(1, Ordering::Relaxed);
-        self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveConnection(self.clone())
     }
 }
 
 /// One open connection; dropping it ends it.
 #[derive(Debug)]
 pub struct ActiveConnection(Arc<ConnectionStats>);
+
+impl ActiveConnection {
+    /// The listener's stats.
+    pub fn stats(&self) -> &Arc<ConnectionStats> {
+        &self.0
+    }
+}
 
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
@@ -58,15 +116,30 @@ impl ConnectionRegistry {
         stats
     }
 
-    /// Appends `gateway_connections_active` and `gateway_tls_handshakes_total`.
+    /// Appends `gateway_connections_active`, `gateway_connections_dropped_total` and
+    /// `gateway_tls_handshakes_total`.
     pub fn render(&self, out: &mut String) {
         let all = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        out.push_str("# HELP gateway_connections_active Open TLS connections, by listener.\n");
+        out.push_str("# HELP gateway_connections_active Open client connections, by listener.\n");
         out.push_str("# TYPE gateway_connections_active gauge\n");
         for (name, s) in all.iter() {
             out.push_str("gateway_connections_active{listener=\"");
             super::metrics::escape_label(name, out);
             let _ = writeln!(out, "\"}} {}", s.active.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP gateway_connections_dropped_total Client connections the gateway closed, by listener and reason.\n");
+        out.push_str("# TYPE gateway_connections_dropped_total counter\n");
+        for (name, s) in all.iter() {
+            for (reason, n) in Dropped::ALL.iter().zip(&s.dropped) {
+                out.push_str("gateway_connections_dropped_total{listener=\"");
+                super::metrics::escape_label(name, out);
+                let _ = writeln!(
+                    out,
+                    "\",reason=\"{}\"}} {}",
+                    reason.label(),
+                    n.load(Ordering::Relaxed)
+                );
+            }
         }
         out.push_str("# HELP gateway_tls_handshakes_total Completed TLS handshakes, by listener and version.\n");
         out.push_str("# TYPE gateway_tls_handshakes_total counter\n");

@@ -5,7 +5,7 @@ mod connections;
 mod metrics;
 mod requests;
 
-pub use connections::{ActiveConnection, ConnectionRegistry, ConnectionStats};
+pub use connections::{ActiveConnection, ConnectionRegistry, ConnectionStats, Dropped};
 pub use metrics::{render_upstreams, Metrics};
 pub use requests::{RequestRegistry, RequestSeries};
 

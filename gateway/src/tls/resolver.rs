@@ -13,27 +13,57 @@ use crate::state::SharedSnapshot;
 #[derive(Debug)]
 pub struct CertSet {
     /// Served when no SNI is sent or no certificate covers it: the first directory.
-    default: Arc<CertifiedKey>,
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<Served>,
+    exact: HashMap<String, Arc<Served>>,
     /// `*.example.com` certificates, keyed by `example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<Served>>,
+}
+
+/// A certificate as served: its key and the names it covers.
+#[derive(Debug)]
+pub struct Served {
+    pub key: Arc<CertifiedKey>,
+    /// Lower case; wildcards as `*.example.com`.
+    pub names: Box<[String]>,
+}
+
+impl Served {
+    /// Whether the certificate covers `host` (lower case, no port): by an exact name,
+    /// or by a wildcard for exactly one more label.
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.names.iter().any(|name| match name.strip_prefix("*.") {
+            Some(parent) => host.split_once('.').is_some_and(|(label, rest)| {
+                !label.is_empty() && rest.eq_ignore_ascii_case(parent)
+            }),
+            None => name.eq_ignore_ascii_case(host),
+        })
+    }
 }
 
 impl CertSet {
     /// Indexes `certs` by their names; where two cover the same name, the earlier wins.
     /// Returns `None` when `certs` is empty.
     pub fn new(certs: &[LoadedCert]) -> Option<Self> {
-        let default = certs.first()?.key.clone();
+        let served: Vec<Arc<Served>> = certs
+            .iter()
+            .map(|c| {
+                Arc::new(Served {
+                    key: c.key.clone(),
+                    names: c.names.clone().into_boxed_slice(),
+                })
+            })
+            .collect();
+        let default = served.first()?.clone();
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for cert in certs {
+        for (cert, served) in certs.iter().zip(&served) {
             for name in &cert.names {
                 let (map, key) = match name.strip_prefix("*.") {
                     Some(parent) => (&mut wildcard, parent),
                     None => (&mut exact, name.as_str()),
                 };
-                map.entry(key.to_owned())
-                    .or_insert_with(|| cert.key.clone());
+                map.entry(key.to_owned()).or_insert_with(|| served.clone());
             }
         }
         Some(Self {
@@ -44,7 +74,7 @@ impl CertSet {
     }
 
     /// The certificate for `server_name` (any case), or the default.
-    pub fn select(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
+    pub fn select(&self, server_name: Option<&str>) -> &Arc<Served> {
         let Some(name) = server_name else {
             return &self.default;
         };
@@ -77,10 +107,19 @@ impl SniResolver {
     }
 }
 
+impl SniResolver {
+    /// The certificate a handshake with `server_name` is served now.
+    pub fn served(&self, server_name: Option<&str>) -> Option<Arc<Served>> {
+        let snapshot = self.snapshot.load();
+        let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
+        Some(certs.select(server_name).clone())
+    }
+}
+
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let snapshot = self.snapshot.load();
         let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
-        Some(certs.select(hello.server_name()).clone())
+        Some(certs.select(hello.server_name()).key.clone())
     }
 }

@@ -68,7 +68,7 @@ fn sni_selects_by_exact_then_wildcard_then_default() {
     write_cert(&dirs[2], &["*.w.test", "a.test"]);
     let loaded: Vec<LoadedCert> = dirs.iter().map(|d| load_dir(d).unwrap()).collect();
     let set = CertSet::new(&loaded).unwrap();
-    let pick = |sni| set.select(sni).clone();
+    let pick = |sni| set.select(sni).key.clone();
     assert!(Arc::ptr_eq(&pick(None), &loaded[0].key));
     assert!(
         Arc::ptr_eq(&pick(Some("A.Test")), &loaded[1].key),
@@ -82,4 +82,11 @@ fn sni_selects_by_exact_then_wildcard_then_default() {
     assert!(Arc::ptr_eq(&pick(Some("w.test")), &loaded[0].key));
     assert!(Arc::ptr_eq(&pick(Some("other.test")), &loaded[0].key));
     assert!(CertSet::new(&[]).is_none());
+    let wildcard = set.select(Some("x.w.test"));
+    assert!(
+        wildcard.covers("x.w.test") && wildcard.covers("a.test") && wildcard.covers("Y.W.test")
+    );
+    assert!(
+        !wildcard.covers("w.test") && !wildcard.covers("y.x.w.test") && !wildcard.covers(".w.test")
+    );
 }

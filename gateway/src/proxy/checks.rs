@@ -1,0 +1,217 @@
+//! Request checks made before routing: framing, host and target rules pingora's parser
+//! lets through, and the listener's size limits. A refused request never reaches a backend.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::Version;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::ServerSession;
+
+use crate::config::Edge;
+
+/// Why a request is refused: the status it gets and a reason for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn refuse(status: u16, reason: &'static str) -> Result<(), Refusal> {
+    Err(Refusal { status, reason })
+}
+
+/// Checks the request head read by `downstream` against the HTTP rules and `edge`'s limits.
+pub(crate) fn check_request(downstream: &ServerSession, edge: &Edge) -> Result<(), Refusal> {
+    let req = downstream.req_header();
+    if req.raw_path().len() > edge.max_uri_length {
+        return refuse(414, "request target longer than max_uri_length");
+    }
+    if head_size(req) > edge.max_header_size {
+        return refuse(431, "request head larger than max_header_size");
+    }
+    check_host(req)?;
+    check_target(req)?;
+    if let ServerSession::H1(h1) = downstream {
+        check_framing(req, || h1.get_headers_raw_bytes())?;
+    }
+    Ok(())
+}
+
+/// The request line and headers as they were sent, near enough: each header costs
+/// its name, value and `: ` + CRLF.
+fn head_size(req: &RequestHeader) -> usize {
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
+    req.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+fn check_host(req: &RequestHeader) -> Result<(), Refusal> {
+    let mut hosts = req.headers.get_all(HOST).iter();
+    let (host, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return refuse(400, "more than one Host header");
+    }
+    if host.is_none() && req.version == Version::HTTP_11 {
+        return refuse(400, "HTTP/1.1 request without Host");
+    }
+    if let Some(host) = host {
+        if !is_authority(host.as_bytes()) {
+            return refuse(400, "invalid Host header");
+        }
+        // HTTP/2 `:authority` or an absolute-form target must name the same host.
+        if let Some(authority) = req.uri.authority() {
+            if !authority
+                .as_str()
+                .as_bytes()
+                .eq_ignore_ascii_case(host.as_bytes())
+            {
+                return refuse(400, "Host disagrees with the request's authority");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host (and port) characters: reg-name, IPv4 and bracketed IPv6 literals.
+fn is_authority(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
+}
+
+fn check_target(req: &RequestHeader) -> Result<(), Refusal> {
+    let path = req.uri.path().as_bytes();
+    if path.first() != Some(&b'/') && !(path == b"*" && req.method == http::Method::OPTIONS) {
+        return refuse(400, "request target is not a path");
+    }
+    // NUL, CR and LF have no place in a path, raw or percent-encoded.
+    let encoded_control = path
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && matches!(w[2], b'0' | b'a' | b'A' | b'd' | b'D'));
+    if encoded_control || path.iter().any(|b| matches!(b, 0 | b'\r' | b'\n')) {
+        return refuse(400, "NUL, CR or LF in the request target");
+    }
+    Ok(())
+}
+
+/// HTTP/1 body framing: one unambiguous length, never both Content-Length and
+/// Transfer-Encoding (pingora drops the Content-Length in that case, so the raw head
+/// is read to see it), and Transfer-Encoding only as a single final `chunked`.
+fn check_framing(
+    req: &RequestHeader,
+    raw_head: impl FnOnce() -> bytes::Bytes,
+) -> Result<(), Refusal> {
+    let mut lengths = req.headers.get_all(CONTENT_LENGTH).iter();
+    if let (Some(first), second) = (lengths.next(), lengths.next()) {
+        if second.is_some() {
+            return refuse(400, "more than one Content-Length");
+        }
+        if first.is_empty() || !first.as_bytes().iter().all(u8::is_ascii_digit) {
+            return refuse(400, "invalid Content-Length");
+        }
+    }
+    let mut encodings = req.headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(te) = encodings.next() {
+        if encodings.next().is_some() || !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return refuse(400, "Transfer-Encoding other than a single chunked");
+        }
+        if has_header_line(&raw_head(), b"content-length") {
+            return refuse(400, "both Content-Length and Transfer-Encoding");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the raw head has a header line named `name` (lower case).
+fn has_header_line(head: &[u8], name: &[u8]) -> bool {
+    head.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && matches!(line[name.len()], b':' | b' ' | b'\t')
+    })
+}
+
+/// The request's declared body length, when it has one.
+pub(crate) fn content_length(req: &RequestHeader) -> Option<u64> {
+    let value = req.headers.get(CONTENT_LENGTH)?;
+    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(lines: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/a", None).unwrap();
+        for (k, v) in lines {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn framing_rules() {
+        let none = || bytes::Bytes::new();
+        assert!(check_framing(&req(&[("content-length", "5")]), none).is_ok());
+        assert!(check_framing(&req(&[("transfer-encoding", "chunked")]), none).is_ok());
+        assert!(check_framing(&req(&[("transfer-encoding", "Chunked")]), none).is_ok());
+        let refused = |r: &RequestHeader, raw: &'static [u8]| {
+            check_framing(r, || bytes::Bytes::from_static(raw)).is_err()
+        };
+        assert!(refused(
+            &req(&[("content-length", "5"), ("content-length", "5")]),
+            b""
+        ));
+        assert!(refused(&req(&[("content-length", "5, 5")]), b""));
+        assert!(refused(&req(&[("content-length", "+5")]), b""));
+        assert!(refused(
+            &req(&[("transfer-encoding", "gzip, chunked")]),
+            b""
+        ));
+        assert!(refused(
+            &req(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]),
+            b""
+        ));
+        assert!(refused(
+            &req(&[("transfer-encoding", "chunked")]),
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!refused(
+            &req(&[("transfer-encoding", "chunked")]),
+            b"POST / HTTP/1.1\r\nX-Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn targets_with_control_characters_are_refused() {
+        let target = |t: &str| RequestHeader::build("GET", t.as_bytes(), None).unwrap();
+        assert!(check_target(&target("/a/b?c=%0a")).is_ok());
+        assert!(check_target(&target("/a%00b")).is_err());
+        assert!(check_target(&target("/a%0Db")).is_err());
+        assert!(check_target(&target("/a%0ab")).is_err());
+        assert!(check_target(&target("/a%20b")).is_ok());
+    }
+
+    #[test]
+    fn hosts() {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(check_host(&r).is_err(), "HTTP/1.1 needs Host");
+        r.set_version(Version::HTTP_10);
+        assert!(check_host(&r).is_ok());
+        r.insert_header("host", "a.test:8443").unwrap();
+        assert!(check_host(&r).is_ok());
+        r.insert_header("host", "a.test/x").unwrap();
+        assert!(check_host(&r).is_err());
+        // As an HTTP/2 request carries it: `:authority` in the URI.
+        let mut abs = RequestHeader::build("GET", b"/", None).unwrap();
+        abs.set_uri(http::Uri::from_static("https://a.test/"));
+        abs.insert_header("host", "b.test").unwrap();
+        assert!(check_host(&abs).is_err());
+        abs.insert_header("host", "A.test").unwrap();
+        assert!(check_host(&abs).is_ok());
+    }
+}

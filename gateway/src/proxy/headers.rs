@@ -1,0 +1,208 @@
+//! Header rewriting between the legs: hop-by-hop headers dropped both ways, and the
+//! `X-Forwarded-*` / `Forwarded` headers set from what the gateway saw.
+
+use std::net::IpAddr;
+
+use http::header::{
+    HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use crate::config::Cidr;
+
+const KEEP_ALIVE: &str = "keep-alive";
+const PROXY_CONNECTION: &str = "proxy-connection";
+const FORWARDED: &str = "forwarded";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// Header names a `Connection` header may not remove: the message's framing and host.
+fn protected(name: &str) -> bool {
+    [
+        HOST.as_str(),
+        CONTENT_LENGTH.as_str(),
+        TRANSFER_ENCODING.as_str(),
+    ]
+    .iter()
+    .any(|p| name.eq_ignore_ascii_case(p))
+}
+
+/// The headers `Connection` names (lower case), skipping protected ones.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !protected(n))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect()
+}
+
+/// Drops hop-by-hop headers from a request going upstream. With `upgrade` (a WebSocket
+/// upgrade on a route that allows it) `Upgrade` is kept and `Connection: upgrade` sent.
+pub(crate) fn strip_request(req: &mut RequestHeader, upgrade: bool) {
+    if req.headers.contains_key(CONNECTION) {
+        for name in connection_named(&req.headers) {
+            if !(upgrade && name == UPGRADE) {
+                req.remove_header(&name);
+            }
+        }
+        req.remove_header(&CONNECTION);
+    }
+    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE.as_str(), TRAILER.as_str()] {
+        req.remove_header(name);
+    }
+    if upgrade {
+        let _ = req.insert_header(CONNECTION, "upgrade");
+    } else {
+        req.remove_header(&UPGRADE);
+    }
+}
+
+/// Drops hop-by-hop headers from a response going to the client (pingora writes the
+/// client connection's own `Connection`); a `101` keeps its `Upgrade`.
+pub(crate) fn strip_response(resp: &mut ResponseHeader) {
+    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    if resp.headers.contains_key(CONNECTION) {
+        for name in connection_named(&resp.headers) {
+            if !(switching && name == UPGRADE) {
+                resp.remove_header(&name);
+            }
+        }
+        if !switching {
+            resp.remove_header(&CONNECTION);
+        }
+    }
+    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE.as_str(), TRAILER.as_str()] {
+        resp.remove_header(name);
+    }
+    if !switching {
+        resp.remove_header(&UPGRADE);
+    }
+}
+
+/// Whether `peer` is one of the `trusted` proxies.
+pub(crate) fn is_trusted(trusted: &[Cidr], peer: Option<IpAddr>) -> bool {
+    !trusted.is_empty() && peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` on a request going upstream. From a
+/// trusted peer the client's values are kept (`X-Forwarded-For` gets the peer
+/// appended); from anyone else every `X-Forwarded-*` and `Forwarded` header is replaced.
+pub(crate) fn set_forwarded(
+    req: &mut RequestHeader,
+    peer: Option<IpAddr>,
+    trusted: bool,
+    proto: &'static str,
+    host: Option<String>,
+) -> pingora::Result<()> {
+    if !trusted {
+        let sent: Vec<HeaderName> = req
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-forwarded-") || k.as_str() == FORWARDED)
+            .cloned()
+            .collect();
+        for name in sent {
+            req.remove_header(&name);
+        }
+    }
+    if let Some(ip) = peer {
+        let mut xff = String::new();
+        if trusted {
+            for prev in req.headers.get_all(X_FORWARDED_FOR) {
+                if let Ok(prev) = prev.to_str() {
+                    xff.push_str(prev);
+                    xff.push_str(", ");
+                }
+            }
+        }
+        xff.push_str(&ip.to_string());
+        req.insert_header(X_FORWARDED_FOR, xff)?;
+    }
+    if !(trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
+        req.insert_header(X_FORWARDED_PROTO, proto)?;
+    }
+    if let Some(host) = host {
+        if !(trusted && req.headers.contains_key(X_FORWARDED_HOST)) {
+            req.insert_header(X_FORWARDED_HOST, host)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_upstream() {
+        let mut r = request(&[
+            ("connection", "close, x-secret, content-length"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-t"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("content-length", "0"),
+            ("x-kept", "1"),
+        ]);
+        strip_request(&mut r, false);
+        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length", "x-kept"]);
+    }
+
+    #[test]
+    fn websocket_upgrade_keeps_upgrade() {
+        let mut r = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_request(&mut r, true);
+        assert_eq!(r.headers["upgrade"], "websocket");
+        assert_eq!(r.headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_headers_from_untrusted_peers_are_replaced() {
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let sent = [
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-port", "1"),
+            ("forwarded", "for=1.2.3.4"),
+        ];
+        let mut r = request(&sent);
+        set_forwarded(&mut r, Some(peer), false, "https", Some("a.test".into())).unwrap();
+        assert_eq!(r.headers["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(r.headers["x-forwarded-proto"], "https");
+        assert_eq!(r.headers["x-forwarded-host"], "a.test");
+        assert!(r.headers.get("x-forwarded-port").is_none());
+        assert!(r.headers.get("forwarded").is_none());
+
+        let mut r = request(&sent);
+        set_forwarded(&mut r, Some(peer), true, "https", Some("a.test".into())).unwrap();
+        assert_eq!(r.headers["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
+        assert_eq!(r.headers["x-forwarded-proto"], "http");
+        assert_eq!(r.headers["forwarded"], "for=1.2.3.4");
+    }
+
+    #[test]
+    fn trust_needs_a_matching_network() {
+        let nets: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(is_trusted(&nets, Some("10.1.2.3".parse().unwrap())));
+        assert!(is_trusted(&nets, Some("::ffff:10.1.2.3".parse().unwrap())));
+        assert!(!is_trusted(&nets, Some("11.0.0.1".parse().unwrap())));
+        assert!(!is_trusted(&[], Some("10.1.2.3".parse().unwrap())));
+    }
+}
