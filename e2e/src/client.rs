@@ -168,22 +168,25 @@ impl Conn {
 
     /// GET `path` with `host` as Host (HTTP/1.1) or `:authority` (HTTP/2).
     pub async fn get_with_host(&mut self, path: &str, host: &str) -> Result<Response, String> {
+        let req = match &self.sender {
+            Sender::H1(_) => Request::get(path).header(http::header::HOST, host),
+            Sender::H2(_) => Request::get(format!("https://{host}{path}")).version(Version::HTTP_2),
+        };
+        self.send(req.body(Empty::new()).map_err(|e| e.to_string())?)
+            .await
+    }
+
+    /// Sends `req` as it is and reads the whole response.
+    pub async fn send(&mut self, req: Request<Empty<Bytes>>) -> Result<Response, String> {
+        let path = req.uri().path().to_owned();
         let result = match &mut self.sender {
             Sender::H1(s) => {
-                let req = Request::get(path)
-                    .header(http::header::HOST, host)
-                    .body(Empty::new())
-                    .map_err(|e| e.to_string())?;
                 s.ready()
                     .await
                     .map_err(|e| format!("connection closed: {e}"))?;
                 s.send_request(req).await
             }
             Sender::H2(s) => {
-                let req = Request::get(format!("https://{host}{path}"))
-                    .version(Version::HTTP_2)
-                    .body(Empty::new())
-                    .map_err(|e| e.to_string())?;
                 s.ready()
                     .await
                     .map_err(|e| format!("connection closed: {e}"))?;
@@ -204,4 +207,20 @@ impl Conn {
             body,
         })
     }
+}
+
+/// A rustls client config trusting the CA in the PEM file `ca`, offering `alpn`.
+pub fn tls_config(ca: &Path, alpn: &[&[u8]]) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read CA file") {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }

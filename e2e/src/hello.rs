@@ -12,6 +12,17 @@ pub struct Hello {
 }
 
 impl Hello {
+    /// How many requests this replica has received (asked of it directly).
+    pub fn requests(&self) -> u64 {
+        let (status, out) = crate::raw_get(self.addr.port(), "hello", "/_hello/requests", "");
+        assert_eq!(status, 200, "hello request count: {out}");
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        body.trim_start_matches("{\"requests\":")
+            .trim_end_matches('}')
+            .parse()
+            .expect("request count")
+    }
+
     /// Starts a replica named `name` on an ephemeral port of 127.0.0.1.
     pub fn spawn(name: &str) -> Self {
         Self::spawn_on(name, "127.0.0.1:0".parse().expect("literal address"))

@@ -22,6 +22,7 @@ mod gateway;
 mod hello;
 mod kubelet;
 mod load;
+mod raw;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
 pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};
+pub use raw::{connect, exchange, read_reply, Reply, Transport, Wire};
 
 /// A config template: one HTTPS listener (`{{port:https}}`) with the certificates in
 /// `cert_dirs`, in front of one upstream `hello` of `servers`, routed by `route`

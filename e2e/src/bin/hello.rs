@@ -7,11 +7,16 @@
 //! gateway forwards). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 //! `x-hello-connection: N` numbers the TCP connection the request came on (to see
-//! connection reuse).
+//! connection reuse). `GET /_hello/requests` answers `{"requests":N}`, the number of
+//! other requests received (so tests can prove a request never reached a backend). A
+//! WebSocket upgrade (`Upgrade: websocket` with `Sec-WebSocket-Key`) is answered with
+//! 101 and the connection then echoes every byte back.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,6 +42,8 @@ struct Behaviour {
     instance: HeaderValue,
     delay: Duration,
     fail_health: bool,
+    /// Requests received (but the count queries).
+    requests: Arc<AtomicU64>,
 }
 
 fn main() -> ExitCode {
@@ -97,6 +104,7 @@ async fn serve(
         instance,
         delay,
         fail_health,
+        requests: Arc::new(AtomicU64::new(0)),
     };
     let mut stdout = tokio::io::stdout();
     stdout
@@ -121,7 +129,7 @@ async fn serve(
             let service =
                 service_fn(move |req| respond(req, behaviour.clone(), connection.clone()));
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
         });
     }
@@ -132,6 +140,15 @@ async fn respond(
     behaviour: Behaviour,
     connection: HeaderValue,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/_hello/requests" {
+        let n = behaviour.requests.load(Ordering::SeqCst);
+        let body = format!("{{\"requests\":{n}}}");
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
+    behaviour.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(accept) = websocket_accept(&req) {
+        return Ok(switch_to_echo(req, accept));
+    }
     let delay = delay_ms(req.uri().query()).map_or(behaviour.delay, Duration::from_millis);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -170,4 +187,74 @@ fn delay_ms(query: Option<&str>) -> Option<u64> {
         .split('&')
         .find_map(|kv| kv.strip_prefix("delay_ms="))
         .and_then(|v| v.parse().ok())
+}
+
+/// `Sec-WebSocket-Accept` for a WebSocket upgrade request (RFC 6455 4.2.2).
+fn websocket_accept(req: &Request<hyper::body::Incoming>) -> Option<String> {
+    let upgrade = req.headers().get(hyper::header::UPGRADE)?;
+    if !upgrade.as_bytes().eq_ignore_ascii_case(b"websocket") {
+        return None;
+    }
+    let key = req.headers().get("sec-websocket-key")?;
+    let mut input = key.as_bytes().to_vec();
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    Some(base64(digest.as_ref()))
+}
+
+/// Answers 101 and, once switched, echoes the connection's bytes back.
+fn switch_to_echo(req: Request<hyper::body::Incoming>, accept: String) -> Response<Full<Bytes>> {
+    tokio::spawn(async move {
+        if let Ok(upgraded) = hyper::upgrade::on(req).await {
+            let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    headers.insert(
+        hyper::header::UPGRADE,
+        HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        hyper::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        headers.insert("sec-websocket-accept", v);
+    }
+    resp
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
 }

@@ -1,0 +1,296 @@
+//! The client-facing policy of a listener: WebSocket upgrades, hop-by-hop and
+//! forwarded headers, HSTS, strict SNI, the connection limit and the timers.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use e2e::{
+    connect, exchange, read_reply, wait_until, Certs, Client, Gateway, Hello, Proto, Transport,
+};
+
+/// A plain listener `web` and a TLS listener `https` (certificate for `localhost`),
+/// each with `listener_extra` lines; routes: `/ws` with WebSocket upgrades, `/` without.
+fn gateway(certs: &Certs, hello: &Hello, web_extra: &str, https_extra: &str) -> Gateway {
+    let tls = certs.server("tls", &["localhost"]);
+    Gateway::start(&format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{{{{port:admin}}}}"
+
+[[listener]]
+name = "web"
+listen = "127.0.0.1:{{{{port:web}}}}"
+{web_extra}
+
+[[listener]]
+name = "https"
+listen = "127.0.0.1:{{{{port:https}}}}"
+tls = {{ certs = ["{tls}"] }}
+{https_extra}
+
+[upstream.hello]
+servers = ["{hello}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "hello"
+max_body_size = "1KiB"
+
+[[route]]
+path_prefix = "/ws"
+upstream = "hello"
+websocket = true
+"#,
+        tls = tls.display(),
+        hello = hello.addr,
+    ))
+}
+
+fn echoed_headers(port: u16, transport: Transport, certs: &Certs, headers: &str) -> String {
+    let request = format!("GET /?echo_headers=1 HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n");
+    let reply = exchange(port, transport, &certs.ca(), request.as_bytes());
+    assert_eq!(reply.status, Some(200), "{}", reply.text);
+    reply.text.split_once("\r\n\r\n").unwrap().1.to_lowercase()
+}
+
+#[test]
+fn websocket_upgrades_only_on_routes_that_allow_them() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello, "", "");
+    for (transport, port) in [
+        (Transport::Tcp, gw.port("web")),
+        (Transport::Tls, gw.port("https")),
+    ] {
+        let mut wire = connect(port, transport, &certs.ca());
+        let upgrade = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        wire.write_all(upgrade.as_bytes()).unwrap();
+        let reply = read_reply(&mut *wire);
+        assert_eq!(reply.status, Some(101), "{transport:?}: {}", reply.text);
+        assert_eq!(
+            reply.header("sec-websocket-accept"),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        // Now a tunnel: hello echoes every byte.
+        for message in [&b"\x81\x05hello"[..], b"\x81\x03bye"] {
+            wire.write_all(message).unwrap();
+            let mut back = vec![0u8; message.len()];
+            wire.read_exact(&mut back).unwrap();
+            assert_eq!(back, message, "{transport:?}");
+        }
+
+        // The same request on a route without `websocket = true` is an ordinary
+        // request: the backend sees neither Upgrade nor Connection.
+        let seen = echoed_headers(
+            port,
+            transport,
+            &certs,
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        );
+        assert!(
+            !seen.contains("upgrade:") && !seen.contains("connection:"),
+            "{seen}"
+        );
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_never_reach_the_backend() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello, "", "");
+    let seen = echoed_headers(
+        gw.port("web"),
+        Transport::Tcp,
+        &certs,
+        "Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\nX-Kept: 1\r\n",
+    );
+    for name in [
+        "x-secret",
+        "keep-alive",
+        "te:",
+        "trailer",
+        "proxy-connection",
+    ] {
+        assert!(!seen.contains(name), "{name} reached the backend:\n{seen}");
+    }
+    assert!(seen.contains("x-kept: 1"), "{seen}");
+}
+
+#[test]
+fn forwarded_headers_are_replaced_unless_the_peer_is_trusted() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(
+        &certs,
+        &hello,
+        r#"trusted_proxies = ["127.0.0.0/8"]"#,
+        r#"trusted_proxies = ["10.0.0.0/8", "fd00::/8"]"#,
+    );
+    let spoofed = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 1\r\nForwarded: for=203.0.113.9\r\n";
+
+    // The TLS listener does not trust 127.0.0.1: the client's claims are replaced.
+    let untrusted = echoed_headers(gw.port("https"), Transport::Tls, &certs, spoofed);
+    assert!(
+        untrusted.contains("x-forwarded-for: 127.0.0.1\n"),
+        "{untrusted}"
+    );
+    assert!(
+        untrusted.contains("x-forwarded-proto: https\n"),
+        "{untrusted}"
+    );
+    assert!(
+        untrusted.contains("x-forwarded-host: localhost\n"),
+        "{untrusted}"
+    );
+    assert!(!untrusted.contains("203.0.113.9"), "{untrusted}");
+    assert!(!untrusted.contains("x-forwarded-port"), "{untrusted}");
+
+    // The plain listener trusts loopback: its chain is kept and the peer appended.
+    let trusted = echoed_headers(gw.port("web"), Transport::Tcp, &certs, spoofed);
+    assert!(
+        trusted.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{trusted}"
+    );
+    assert!(trusted.contains("x-forwarded-proto: http\n"), "{trusted}");
+    assert!(
+        trusted.contains("forwarded: for=203.0.113.9\n"),
+        "{trusted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hsts_on_https_responses_and_strict_sni_answers_421() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let hsts = "max-age=31536000; includeSubDomains";
+    let gw = gateway(
+        &certs,
+        &hello,
+        "",
+        &format!("hsts = \"{hsts}\"\nstrict_sni = true"),
+    );
+    let client = Client::new(&certs.ca());
+    for proto in [Proto::H1, Proto::H2] {
+        let mut conn = client
+            .connect(gw.addr("https"), Some("localhost"), proto)
+            .await
+            .unwrap();
+        let ok = conn.get("/").await.unwrap();
+        assert_eq!(ok.status, 200, "{proto:?}");
+        assert_eq!(ok.header("strict-transport-security"), hsts, "{proto:?}");
+        // Same connection (certificate for localhost), another host: misdirected.
+        let other = conn.get_with_host("/", "other.test").await.unwrap();
+        assert_eq!(other.status, 421, "{proto:?}: {}", other.text());
+        assert_eq!(other.header("strict-transport-security"), hsts, "{proto:?}");
+    }
+    // Plain HTTP never carries HSTS; it has no strict_sni either.
+    let reply = exchange(
+        gw.port("web"),
+        Transport::Tcp,
+        &certs.ca(),
+        b"GET / HTTP/1.1\r\nHost: other.test\r\n\r\n",
+    );
+    assert_eq!(reply.status, Some(200));
+    assert_eq!(reply.header("strict-transport-security"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_authority_that_disagrees_with_host_is_refused() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello, "", "");
+    let before = hello.requests();
+    let client = Client::new(&certs.ca());
+    let mut conn = client
+        .connect(gw.addr("https"), Some("localhost"), Proto::H2)
+        .await
+        .unwrap();
+    let req = http::Request::get("https://localhost/")
+        .version(http::Version::HTTP_2)
+        .header("host", "other.test")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = conn.send(req).await.unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(hello.requests(), before);
+}
+
+#[test]
+fn connections_over_max_connections_are_closed_and_counted() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello, "max_connections = 2", "");
+    let port = gw.port("web");
+    let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut held: Vec<_> = (0..2)
+        .map(|_| connect(port, Transport::Tcp, &certs.ca()))
+        .collect();
+    for wire in &mut held {
+        wire.write_all(get).unwrap();
+        assert_eq!(read_reply(&mut **wire).status, Some(200));
+    }
+    // A third is closed without an answer.
+    let reply = exchange(port, Transport::Tcp, &certs.ca(), get);
+    assert_eq!(reply.status, None, "{}", reply.text);
+    let dropped = r#"gateway_connections_dropped_total{listener="web",reason="max_connections"}"#;
+    assert!(gw.metric(dropped).unwrap_or(0.0) >= 1.0);
+    // Once one closes, new connections are served again.
+    held.pop();
+    wait_until(Duration::from_secs(10), "a free connection slot", || {
+        (exchange(port, Transport::Tcp, &certs.ca(), get).status == Some(200)).then_some(())
+    });
+}
+
+#[test]
+fn idle_keepalive_and_stalled_handshakes_are_closed() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(
+        &certs,
+        &hello,
+        r#"keepalive_timeout = "1s""#,
+        r#"tls_handshake_timeout = "1s""#,
+    );
+    // An idle keep-alive connection is closed by the gateway after its response.
+    let mut wire = connect(gw.port("web"), Transport::Tcp, &certs.ca());
+    wire.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_reply(&mut *wire).status, Some(200));
+    let mut rest = Vec::new();
+    let _ = wire.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+
+    // A TLS connection that never says hello is closed and counted.
+    let mut tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(tcp.read(&mut buf).unwrap_or(0), 0);
+    let timeouts =
+        r#"gateway_connections_dropped_total{listener="https",reason="tls_handshake_timeout"}"#;
+    assert_eq!(gw.metric(timeouts), Some(1.0));
+}
+
+#[test]
+fn bodies_over_the_route_limit_get_413_while_streaming() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello, "", "");
+    let mut chunked =
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        chunked.extend_from_slice(b"200\r\n");
+        chunked.extend_from_slice(&[b'b'; 0x200]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let reply = exchange(gw.port("web"), Transport::Tcp, &certs.ca(), &chunked);
+    assert_eq!(reply.status, Some(413), "{}", reply.text);
+    // Under the limit, the same framing is served.
+    let small = b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(
+        exchange(gw.port("web"), Transport::Tcp, &certs.ca(), small).status,
+        Some(200)
+    );
+}

@@ -1,0 +1,299 @@
+//! Hostile requests, over plain TCP and over TLS: each gets its expected status (or a
+//! closed connection), and the ones refused never reach the backend, which counts
+//! every request it receives.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use e2e::{exchange, Certs, Gateway, Hello, Transport};
+
+/// What a hostile request must get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Served by the backend with this status.
+    Served(u16),
+    /// Refused by the gateway with this status; the backend never sees it.
+    Refused(u16),
+    /// The connection closed without a response; the backend never sees it.
+    Closed,
+}
+use Expect::*;
+
+/// A gateway with the same routes on a plain and a TLS listener, tight limits so the
+/// cases stay small: 8 KiB heads, 1 KiB targets, 1 KiB bodies.
+fn gateway(certs: &Certs, hello: &Hello) -> Gateway {
+    let tls = certs.server("tls", &["localhost"]);
+    let limits = r#"max_header_size = "8KiB"
+max_uri_length = "1KiB"
+header_timeout = "1s""#;
+    Gateway::start(&format!(
+        r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:{{{{port:web}}}}"
+{limits}
+
+[[listener]]
+name = "https"
+listen = "127.0.0.1:{{{{port:https}}}}"
+tls = {{ certs = ["{tls}"] }}
+{limits}
+
+[upstream.hello]
+servers = ["{hello}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "hello"
+max_body_size = "1KiB"
+"#,
+        tls = tls.display(),
+        hello = hello.addr,
+    ))
+}
+
+/// `name`, the raw request, what it must get.
+fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
+    let get =
+        |extra: &str| format!("GET / HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n").into_bytes();
+    let post = |headers: &str, body: &str| {
+        format!("POST / HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n{body}").into_bytes()
+    };
+    let big = "a".repeat(16 * 1024);
+    let huge = "a".repeat(2 * 1024 * 1024);
+    vec![
+        ("plain GET", get(""), Served(200)),
+        (
+            "HTTP/1.0 without Host",
+            b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+            Served(200),
+        ),
+        (
+            "absolute-form target",
+            b"GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Served(200),
+        ),
+        (
+            "absolute-form target naming another host",
+            b"GET http://other.test/ HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "HTTP/1.1 without Host",
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "two Host headers",
+            get("Host: other.test\r\n"),
+            Refused(400),
+        ),
+        (
+            "Host with a path",
+            b"GET / HTTP/1.1\r\nHost: localhost/x\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "CL.TE",
+            post(
+                "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\nG",
+            ),
+            Refused(400),
+        ),
+        (
+            "TE.CL",
+            post(
+                "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+                "8\r\nSMUGGLED\r\n0\r\n\r\n",
+            ),
+            Refused(400),
+        ),
+        (
+            "TE.TE: second Transfer-Encoding",
+            post(
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n",
+                "0\r\n\r\n",
+            ),
+            Refused(400),
+        ),
+        (
+            "TE.TE: xchunked",
+            post("Transfer-Encoding: xchunked\r\n", "0\r\n\r\n"),
+            Refused(400),
+        ),
+        (
+            "TE.TE: chunked, identity",
+            post("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"),
+            Refused(400),
+        ),
+        (
+            "TE.TE: gzip, chunked",
+            post("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+            Refused(400),
+        ),
+        (
+            "TE.TE: identity",
+            post("Transfer-Encoding: identity\r\n", ""),
+            Refused(400),
+        ),
+        (
+            "TE.TE: space before colon",
+            post("Transfer-Encoding : chunked\r\n", "0\r\n\r\n"),
+            Refused(400),
+        ),
+        (
+            "TE.TE: folded",
+            post("Transfer-Encoding:\r\n chunked\r\n", "0\r\n\r\n"),
+            Refused(400),
+        ),
+        (
+            "Transfer-Encoding on HTTP/1.0",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "repeated Content-Length",
+            post("Content-Length: 2\r\nContent-Length: 2\r\n", "ab"),
+            Refused(400),
+        ),
+        (
+            "conflicting Content-Length",
+            post("Content-Length: 2\r\nContent-Length: 3\r\n", "abc"),
+            Refused(400),
+        ),
+        (
+            "Content-Length list",
+            post("Content-Length: 2, 2\r\n", "ab"),
+            Refused(400),
+        ),
+        (
+            "signed Content-Length",
+            post("Content-Length: +2\r\n", "ab"),
+            Refused(400),
+        ),
+        (
+            "header over max_header_size",
+            get(&format!("X-Big: {big}\r\n")),
+            Refused(431),
+        ),
+        (
+            "head over pingora's 1 MiB",
+            get(&format!("X-Huge: {huge}\r\n")),
+            Refused(400),
+        ),
+        (
+            "target over max_uri_length",
+            format!("GET /{big} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes(),
+            Refused(414),
+        ),
+        (
+            "space in a header name",
+            get("Bad Header: x\r\n"),
+            Refused(400),
+        ),
+        ("NUL in a header value", get("X-A: a\0b\r\n"), Refused(400)),
+        ("obs-fold", get("X-A: a\r\n b\r\n"), Refused(400)),
+        (
+            "NUL in the target",
+            b"GET /a\0b HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "encoded NUL in the target",
+            b"GET /a%00b HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "CR in the target",
+            b"GET /a\rb HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "LF in the target",
+            b"GET /a\nb HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "encoded LF in the target",
+            b"GET /a%0Ab HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "body over max_body_size",
+            post("Content-Length: 2048\r\n", &"b".repeat(2048)),
+            Refused(413),
+        ),
+        (
+            "CONNECT",
+            b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n".to_vec(),
+            Refused(405),
+        ),
+        (
+            "HTTP/2 preface on HTTP/1",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "not HTTP at all",
+            b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "head never finished (header_timeout)",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n".to_vec(),
+            Closed,
+        ),
+    ]
+}
+
+#[test]
+fn hostile_requests_get_their_status_and_never_reach_the_backend() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello);
+    let mut failures = Vec::new();
+    for transport in [Transport::Tcp, Transport::Tls] {
+        let port = gw.port(if transport == Transport::Tcp {
+            "web"
+        } else {
+            "https"
+        });
+        for (name, request, expect) in cases() {
+            let before = hello.requests();
+            let reply = exchange(port, transport, &certs.ca(), &request);
+            let reached = hello.requests() - before;
+            println!(
+                "{transport:?} {name}: {:?}, reached {reached}",
+                reply.status
+            );
+            let (status_ok, reached_ok) = match expect {
+                Served(code) => (reply.status == Some(code), reached == 1),
+                Refused(code) => (reply.status == Some(code), reached == 0),
+                Closed => (reply.status.is_none(), reached == 0),
+            };
+            if !(status_ok && reached_ok) {
+                let head = reply.text.lines().next().unwrap_or("").to_owned();
+                failures.push(format!(
+                    "{transport:?} {name}: expected {expect:?}, got {:?} ({head:?}), {reached} reached the backend",
+                    reply.status
+                ));
+            }
+            if let Refused(code) = expect {
+                // The gateway's own JSON, never internal error text.
+                if code != 405 && code != 400
+                    || reply.header("content-type") == Some("application/json")
+                {
+                    let body = reply.text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    if reply.status == Some(code) && !body.starts_with("{\"error\":") {
+                        failures.push(format!("{transport:?} {name}: body {body:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
