@@ -294,3 +294,37 @@ fn bodies_over_the_route_limit_get_413_while_streaming() {
         Some(200)
     );
 }
+
+#[test]
+fn listener_policy_changes_apply_on_reload() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let gw = gateway(&certs, &hello, "", "");
+    let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let https = |gw: &Gateway| exchange(gw.port("https"), Transport::Tls, &certs.ca(), get);
+    assert_eq!(https(&gw).header("strict-transport-security"), None);
+    // The rendered config, with HSTS and a tiny head limit added to the TLS listener.
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let changed = text.replacen(
+        "tls = {",
+        "hsts = \"max-age=60\"\nmax_header_size = \"1KiB\"\ntls = {",
+        1,
+    );
+    assert_ne!(text, changed);
+    std::fs::write(gw.config_path(), changed).unwrap();
+    gw.signal("HUP");
+    wait_until(Duration::from_secs(10), "HSTS after the reload", || {
+        (https(&gw).header("strict-transport-security") == Some("max-age=60")).then_some(())
+    });
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2048)
+    );
+    let reply = exchange(
+        gw.port("https"),
+        Transport::Tls,
+        &certs.ca(),
+        big.as_bytes(),
+    );
+    assert_eq!(reply.status, Some(431));
+}

@@ -152,3 +152,106 @@ pub(crate) fn parse_size(value: &str) -> Result<u64, &'static str> {
     let n: u64 = digits.parse().map_err(|_| HOW)?;
     n.checked_mul(unit_bytes).ok_or("is too large")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::parse_size;
+    use crate::config::{from_str, Cidr, Edge};
+
+    const ROUTE: &str =
+        "\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n[[route]]\nupstream = \"u\"\n";
+
+    fn errors(src: &str) -> Vec<String> {
+        match from_str(Path::new("/gw.toml"), src) {
+            Ok(_) => panic!("expected errors for:\n{src}"),
+            Err(errs) => errs.iter().map(|e| crate::error_chain(e)).collect(),
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("32KiB"), Ok(32 * 1024));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        for bad in [
+            "",
+            "1",
+            "1KB",
+            "1.5MiB",
+            "-1B",
+            "KiB",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.255.0.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let host: Cidr = "192.0.2.1".parse().unwrap();
+        assert_eq!(host.prefix, 32);
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.1".parse().unwrap()));
+        for bad in [
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "ten/8",
+            "10.0.0.0/x",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let src = format!(
+            "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n{ROUTE}\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:2\"\ntls = {{ certs = [\"c\"] }}\nmax_connections = 5\nmax_header_size = \"16KiB\"\nmax_uri_length = \"2KiB\"\nheader_timeout = \"3s\"\nkeepalive_timeout = \"30s\"\ntls_handshake_timeout = \"2s\"\nh2_max_concurrent_streams = 50\ntrusted_proxies = [\"10.0.0.0/8\"]\nhsts = \"max-age=60\"\nstrict_sni = true\n"
+        );
+        let cfg = from_str(Path::new("/gw.toml"), &src).unwrap();
+        assert_eq!(cfg.listeners[0].edge, Edge::default());
+        let b = &cfg.listeners[1].edge;
+        assert_eq!(b.max_connections, 5);
+        assert_eq!(b.max_header_size, 16 * 1024);
+        assert_eq!(b.max_uri_length, 2 * 1024);
+        assert_eq!(b.header_timeout, Duration::from_secs(3));
+        assert_eq!(b.keepalive_timeout, Duration::from_secs(30));
+        assert_eq!(b.tls_handshake_timeout, Duration::from_secs(2));
+        assert_eq!(b.h2_max_concurrent_streams, 50);
+        assert_eq!(b.trusted_proxies.len(), 1);
+        assert_eq!(b.hsts.as_deref(), Some("max-age=60"));
+        assert!(b.strict_sni);
+        assert_eq!(cfg.routes[0].max_body_size, 1 << 20);
+        assert!(!cfg.routes[0].websocket);
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let errs = errors(&format!(
+            "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nmax_header_size = \"32KB\"\nmax_uri_length = \"8B\"\nmax_connections = 0\ntrusted_proxies = [\"10.0.0.1/8\"]\nhsts = \"max-age=1\"\nstrict_sni = true\nheader_timeout = \"soon\"\n{ROUTE}max_body_size = \"lots\"\n"
+        ));
+        let expect = [
+            ":4:19: \"32KB\" is not a size: write a whole number with a unit",
+            ":5:18: \"8B\" is not a size: must be at least 16B",
+            ":6:19: max_connections must be at least 1",
+            ":7:20: trusted_proxies entry \"10.0.0.1/8\" has host bits set",
+            ":8:8: hsts is only sent over HTTPS",
+            ":9:14: strict_sni needs a listener with tls",
+            ":10:18: \"soon\" is not a duration",
+            ":17:17: \"lots\" is not a size",
+        ];
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+        for (err, want) in errs.iter().zip(expect) {
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+}

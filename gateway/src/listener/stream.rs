@@ -83,20 +83,6 @@ impl TimedStream {
         self.armed = true;
     }
 
-    /// Scans newly read head bytes for the blank line that ends the head (CRLF or
-    /// bare LF line ends, as the parser accepts both).
-    fn head_ends_in(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            self.blank = match (self.blank, b) {
-                (1 | 2, b'\n') => return true,
-                (_, b'\n') => 1,
-                (1, b'\r') => 2,
-                _ => 0,
-            };
-        }
-        false
-    }
-
     /// Polls the timer; `Ready` means the connection is to be closed.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.phase == Phase::Idle && !self.armed {
@@ -133,6 +119,21 @@ impl TimedStream {
     }
 }
 
+/// Scans newly read head bytes for the blank line that ends a request head (CRLF or
+/// bare LF line ends, as the parser accepts both); `state` carries a line end split
+/// across reads: 1 after `\n`, 2 after `\n\r`.
+fn ends_head(state: &mut u8, bytes: &[u8]) -> bool {
+    for &b in bytes {
+        *state = match (*state, b) {
+            (1 | 2, b'\n') => return true,
+            (_, b'\n') => 1,
+            (1, b'\r') => 2,
+            _ => 0,
+        };
+    }
+    false
+}
+
 /// Whether `buf` starts a 1xx response head.
 fn is_informational(buf: &[u8]) -> bool {
     buf.len() > 9 && buf.starts_with(b"HTTP/1.") && buf[9] == b'1'
@@ -156,7 +157,8 @@ impl AsyncRead for TimedStream {
                     let deadline = Instant::now() + this.header_timeout;
                     this.arm(deadline);
                 }
-                if this.phase == Phase::Head && this.head_ends_in(&buf.filled()[before..]) {
+                if this.phase == Phase::Head && ends_head(&mut this.blank, &buf.filled()[before..])
+                {
                     this.phase = Phase::Body;
                     this.armed = false;
                 }
@@ -285,6 +287,19 @@ impl Peek for TimedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_ends_at_the_blank_line_even_across_reads() {
+        let mut state = 0;
+        assert!(ends_head(&mut state, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        let mut state = 0;
+        assert!(!ends_head(&mut state, b"GET / HTTP/1.1\r\nHost: a\r\n\r"));
+        assert!(ends_head(&mut state, b"\n"));
+        let mut state = 0;
+        assert!(!ends_head(&mut state, b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!ends_head(&mut state, b"X-B: \r\r\n"));
+        assert!(ends_head(&mut state, b"\n"), "bare LF line ends");
+    }
 
     #[test]
     fn informational_heads_are_recognised() {
