@@ -78,6 +78,8 @@ pub fn acceptor(
     .with_no_client_auth()
     .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server picks the suite from its own order (scanners flag client-chosen order).
+    config.ignore_client_order = true;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Ticketer)?;
     let callbacks = Handshakes { stats, resolver };
