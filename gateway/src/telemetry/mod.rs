@@ -70,8 +70,9 @@ pub fn init(format: LogFormat) {
 /// Forwards `log` records (pingora logs through `log`) to `tracing`.
 ///
 /// pingora reports some failures caused only by clients at ERROR: a TLS handshake the
-/// client aborted or botched, an HTTP/2 preface the client never sent. Those say nothing
-/// about the gateway's health, so they are forwarded at DEBUG; everything else keeps its level.
+/// client aborted or botched, an HTTP/2 preface the client never sent, a request head
+/// that never completed. Those say nothing about the gateway's health, so they are
+/// forwarded at DEBUG; everything else keeps its level.
 struct PingoraLog;
 
 /// Beginnings of pingora ERROR messages that describe a client's failure, not ours.
@@ -80,6 +81,8 @@ const CLIENT_CAUSED: &[&str] = &[
     "Downstream handshake timeout",
     "H2 handshake error",
     "HTTP server fails to read from downstream",
+    // A request head that broke off or missed `header_timeout` (counted in metrics).
+    "Fail to proxy: Downstream",
 ];
 
 impl log::Log for PingoraLog {
