@@ -49,6 +49,9 @@ pub fn check_binds(config: &Config) -> Result<(), Vec<LoadError>> {
     }
 }
 
+/// HTTP/2 streams per connection the server may reset for client errors before GOAWAY.
+const H2_MAX_ERROR_RESETS: usize = 32;
+
 /// A built server and its shutdown policy, ready to run.
 pub struct App {
     server: Server,
@@ -95,6 +98,11 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
         let mut h2 = default_h2_options();
         h2.max_concurrent_streams(listener.h2_max_concurrent_streams);
+        // Streams the server had to reset for the client's protocol errors ("MadeYouReset",
+        // CVE-2025-8671): each may already have reached a backend, so a connection gets
+        // GOAWAY after this many instead of h2's 1024. Rapid reset (streams the client
+        // resets before they are accepted) keeps h2's bound of 20.
+        h2.max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
         proxy.h2_options = Some(h2);
         let mut options = HttpServerOptions::default();
         options.h2_idle_timeout = Some(listener.h2_idle_timeout);
