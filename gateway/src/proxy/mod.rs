@@ -2,6 +2,7 @@
 
 mod checks;
 mod headers;
+mod request;
 mod respond;
 mod router;
 
@@ -10,19 +11,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use http::header::{HeaderValue, HOST};
+use http::header::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+pub(crate) use request::request_host;
+use request::{hash_key, is_websocket_upgrade, request_authority, served_covers};
 pub use router::Router;
 
-use crate::config::{Balance, HashKey};
+use crate::config::Balance;
 use crate::lifecycle::RequestGuard;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
-use crate::tls::Served;
-use crate::upstream::{hash_of, InFlight, Outcome};
+use crate::upstream::{InFlight, Outcome};
 use checks::Refusal;
 
 /// The proxy logic of one listener.
@@ -96,6 +98,9 @@ impl RequestCtx {
     }
 }
 
+/// How long pingora keeps an idle HTTP/1 client connection unless told otherwise.
+const PINGORA_KEEPALIVE_SECS: u64 = 60;
+
 /// The request id header, sent upstream and returned to the client.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
@@ -143,6 +148,12 @@ impl ProxyHttp for Gateway {
             ));
         };
         ctx.hsts = listener.hsts.clone();
+        // pingora keeps an idle HTTP/1 connection 60 s at most; a longer keepalive_timeout
+        // raises that for the next request (the listener's own timer does the rest).
+        let idle = listener.edge.keepalive_timeout.as_secs();
+        if idle > PINGORA_KEEPALIVE_SECS && session.as_downstream().get_keepalive().is_some() {
+            session.set_keepalive(Some(idle));
+        }
         if let Err(refusal) = checks::check_request(session.as_downstream(), &listener.edge) {
             drop(snapshot);
             return refuse(session, ctx, refusal, &request_id).await;
@@ -450,71 +461,6 @@ async fn refuse(
     Ok(true)
 }
 
-/// Whether the certificate this TLS connection was served covers `host`; true on
-/// connections without one (plain HTTP).
-fn served_covers(session: &Session, host: &str) -> bool {
-    let served = session
-        .as_downstream()
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .and_then(|ssl| ssl.extension.get::<Served>());
-    served.is_none_or(|s| s.covers(host))
-}
-
-/// A request to switch to the WebSocket protocol.
-fn is_websocket_upgrade(req: &RequestHeader) -> bool {
-    req.headers
-        .get(http::header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-}
-
-/// The `consistent_hash` key of the request, if it has one.
-fn hash_key(session: &Session, key: &HashKey) -> Option<u64> {
-    let req = session.req_header();
-    match key {
-        HashKey::Header(name) => req
-            .headers
-            .get(name.as_str())
-            .map(|v| hash_of(v.as_bytes())),
-        HashKey::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == name).then(|| hash_of(v.as_bytes()))
-            }),
-        HashKey::ClientIp => session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| hash_of(&a.ip())),
-        HashKey::Path => Some(hash_of(req.uri.path().as_bytes())),
-    }
-}
-
-/// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.
-fn request_authority(req: &RequestHeader) -> Option<&str> {
-    match req.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
-    }
-}
-
-/// The request's host without its port (IPv6 literals keep their brackets).
-pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
-    request_authority(req).map(strip_port)
-}
-
-fn strip_port(authority: &str) -> &str {
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    host.split_once(':').map_or(host, |(h, _)| h)
-}
-
 /// The status to answer a failed request with; 0 when the client is gone.
 fn error_status(e: &Error) -> u16 {
     use ErrorType::*;
@@ -563,15 +509,6 @@ impl std::fmt::Display for Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ports_are_stripped_from_hosts() {
-        assert_eq!(strip_port("a.test:8443"), "a.test");
-        assert_eq!(strip_port("a.test"), "a.test");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-        assert_eq!(strip_port("u@a.test:1"), "a.test");
-    }
 
     #[test]
     fn errors_map_to_statuses() {

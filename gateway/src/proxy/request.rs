@@ -1,0 +1,89 @@
+//! What the proxy reads off a request: its authority and host, the hash key, whether it
+//! is a WebSocket upgrade, and whether the connection's certificate covers its host.
+
+use http::header::HOST;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use crate::config::HashKey;
+use crate::tls::Served;
+use crate::upstream::hash_of;
+
+/// Whether the certificate this TLS connection was served covers `host`; true on
+/// connections without one (plain HTTP).
+pub(super) fn served_covers(session: &Session, host: &str) -> bool {
+    let served = session
+        .as_downstream()
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|ssl| ssl.extension.get::<Served>());
+    served.is_none_or(|s| s.covers(host))
+}
+
+/// A request to switch to the WebSocket protocol.
+pub(super) fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// The `consistent_hash` key of the request, if it has one.
+pub(super) fn hash_key(session: &Session, key: &HashKey) -> Option<u64> {
+    let req = session.req_header();
+    match key {
+        HashKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map(|v| hash_of(v.as_bytes())),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| hash_of(v.as_bytes()))
+            }),
+        HashKey::ClientIp => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| hash_of(&a.ip())),
+        HashKey::Path => Some(hash_of(req.uri.path().as_bytes())),
+    }
+}
+
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.
+pub(super) fn request_authority(req: &RequestHeader) -> Option<&str> {
+    match req.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// The request's host without its port (IPv6 literals keep their brackets).
+pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
+    request_authority(req).map(strip_port)
+}
+
+fn strip_port(authority: &str) -> &str {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.split_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("a.test:8443"), "a.test");
+        assert_eq!(strip_port("a.test"), "a.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("u@a.test:1"), "a.test");
+    }
+}
