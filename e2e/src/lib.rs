@@ -58,6 +58,44 @@ pub fn https_config(
     )
 }
 
+/// A config template with a plain listener `web` and a TLS listener `https` (certificates
+/// in `tls`), each followed by its `web_extra` / `https_extra` lines, an admin listener,
+/// and one upstream `hello` of `hello` routed at `/` with a 1 KiB body limit, then `routes`.
+pub fn web_and_https_config(
+    tls: &std::path::Path,
+    hello: std::net::SocketAddr,
+    web_extra: &str,
+    https_extra: &str,
+    routes: &str,
+) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{{{{port:admin}}}}"
+
+[[listener]]
+name = "web"
+listen = "127.0.0.1:{{{{port:web}}}}"
+{web_extra}
+
+[[listener]]
+name = "https"
+listen = "127.0.0.1:{{{{port:https}}}}"
+tls = {{ certs = ["{tls}"] }}
+{https_extra}
+
+[upstream.hello]
+servers = ["{hello}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "hello"
+max_body_size = "1KiB"
+{routes}"#,
+        tls = tls.display(),
+    )
+}
+
 /// One plain-HTTP/1.1 GET of `path` on a new connection to 127.0.0.1:`port`, with
 /// `Host: host` and extra `headers` (each ending in CRLF): the status (0 when the
 /// connection failed) and the whole response text.

@@ -6,44 +6,21 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use e2e::{
-    connect, exchange, read_reply, wait_until, Certs, Client, Gateway, Hello, Proto, Transport,
+    connect, exchange, read_reply, wait_until, web_and_https_config, Certs, Client, Gateway, Hello,
+    Proto, Transport,
 };
 
 /// A plain listener `web` and a TLS listener `https` (certificate for `localhost`),
 /// each with `listener_extra` lines; routes: `/ws` with WebSocket upgrades, `/` without.
 fn gateway(certs: &Certs, hello: &Hello, web_extra: &str, https_extra: &str) -> Gateway {
     let tls = certs.server("tls", &["localhost"]);
-    Gateway::start(&format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{{{{port:admin}}}}"
-
-[[listener]]
-name = "web"
-listen = "127.0.0.1:{{{{port:web}}}}"
-{web_extra}
-
-[[listener]]
-name = "https"
-listen = "127.0.0.1:{{{{port:https}}}}"
-tls = {{ certs = ["{tls}"] }}
-{https_extra}
-
-[upstream.hello]
-servers = ["{hello}"]
-
-[[route]]
-path_prefix = "/"
-upstream = "hello"
-max_body_size = "1KiB"
-
-[[route]]
-path_prefix = "/ws"
-upstream = "hello"
-websocket = true
-"#,
-        tls = tls.display(),
-        hello = hello.addr,
+    let ws = "\n[[route]]\npath_prefix = \"/ws\"\nupstream = \"hello\"\nwebsocket = true\n";
+    Gateway::start(&web_and_https_config(
+        &tls,
+        hello.addr,
+        web_extra,
+        https_extra,
+        ws,
     ))
 }
 
@@ -270,9 +247,11 @@ fn idle_keepalive_and_stalled_handshakes_are_closed() {
     let timeouts =
         r#"gateway_connections_dropped_total{listener="https",reason="tls_handshake_timeout"}"#;
     // Counted just after the close the client saw.
-    wait_until(Duration::from_secs(10), "the handshake timeout counted", || {
-        (gw.metric(timeouts) == Some(1.0)).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the handshake timeout counted",
+        || (gw.metric(timeouts) == Some(1.0)).then_some(()),
+    );
 }
 
 #[test]

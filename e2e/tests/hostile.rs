@@ -3,7 +3,7 @@
 //! every request it receives.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use e2e::{exchange, Certs, Gateway, Hello, Transport};
+use e2e::{exchange, web_and_https_config, Certs, Gateway, Hello, Transport};
 
 /// What a hostile request must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,30 +24,7 @@ fn gateway(certs: &Certs, hello: &Hello) -> Gateway {
     let limits = r#"max_header_size = "8KiB"
 max_uri_length = "1KiB"
 header_timeout = "1s""#;
-    Gateway::start(&format!(
-        r#"
-[[listener]]
-name = "web"
-listen = "127.0.0.1:{{{{port:web}}}}"
-{limits}
-
-[[listener]]
-name = "https"
-listen = "127.0.0.1:{{{{port:https}}}}"
-tls = {{ certs = ["{tls}"] }}
-{limits}
-
-[upstream.hello]
-servers = ["{hello}"]
-
-[[route]]
-path_prefix = "/"
-upstream = "hello"
-max_body_size = "1KiB"
-"#,
-        tls = tls.display(),
-        hello = hello.addr,
-    ))
+    Gateway::start(&web_and_https_config(&tls, hello.addr, limits, limits, ""))
 }
 
 /// `name`, the raw request, what it must get.

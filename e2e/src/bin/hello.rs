@@ -4,7 +4,8 @@
 //! so `:0` works) once ready. Every answer carries `x-hello-instance: NAME` (default:
 //! the bound address); `?delay_ms=N` delays it by N ms; `?echo_headers=1` answers
 //! with the request's headers as `name: value` lines instead (for tests of what the
-//! gateway forwards). `--delay-ms N` delays every answer (a slow replica);
+//! gateway forwards); `?size=N` answers N bytes of `x` instead (at most 64 MiB; for
+//! the large-response benchmark). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 //! `x-hello-connection: N` numbers the TCP connection the request came on (to see
 //! connection reuse). `GET /_hello/requests` answers `{"requests":N}`, the number of
@@ -171,6 +172,8 @@ async fn respond(
             text.push('\n');
         }
         (Bytes::from(text), "text/plain")
+    } else if let Some(n) = size(req.uri().query()) {
+        (Bytes::from(vec![b'x'; n]), "application/octet-stream")
     } else {
         (Bytes::from_static(BODY), "application/json")
     };
@@ -187,6 +190,15 @@ fn delay_ms(query: Option<&str>) -> Option<u64> {
         .split('&')
         .find_map(|kv| kv.strip_prefix("delay_ms="))
         .and_then(|v| v.parse().ok())
+}
+
+/// `?size=N`: the body size asked for, when it is a number up to 64 MiB.
+fn size(query: Option<&str>) -> Option<usize> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("size="))
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n <= 64 << 20)
 }
 
 /// `Sec-WebSocket-Accept` for a WebSocket upgrade request (RFC 6455 4.2.2).
@@ -249,6 +261,15 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn size_is_read_from_the_query() {
+        assert_eq!(super::size(Some("size=1048576")), Some(1 << 20));
+        assert_eq!(super::size(Some("a=1&size=0")), Some(0));
+        assert_eq!(super::size(Some("size=x")), None);
+        assert_eq!(super::size(Some("size=67108865")), None);
+        assert_eq!(super::size(None), None);
+    }
+
     #[test]
     fn base64_matches_rfc_4648_vectors() {
         assert_eq!(super::base64(b""), "");

@@ -17,28 +17,19 @@ const MAX_SIZE: u64 = 1 << 40;
 pub(super) fn listener(c: &mut Checker<'_>, l: &ListenerFile, tls: bool) -> Edge {
     let d = Edge::default();
     let mut edge = Edge {
-        max_connections: match &l.max_connections {
-            Some(v) if *v.get_ref() == 0 => {
-                bad_value(c, v, "max_connections", "must be at least 1");
-                d.max_connections
-            }
-            Some(v) => *v.get_ref(),
-            None => d.max_connections,
-        },
+        max_connections: positive(c, &l.max_connections, "max_connections", d.max_connections),
         max_header_size: opt_size(c, &l.max_header_size, MIN_HEADER, d.max_header_size as u64)
             as usize,
         max_uri_length: opt_size(c, &l.max_uri_length, MIN_URI, d.max_uri_length as u64) as usize,
         header_timeout: opt_timeout(c, &l.header_timeout, d.header_timeout),
         keepalive_timeout: opt_timeout(c, &l.keepalive_timeout, d.keepalive_timeout),
         tls_handshake_timeout: opt_timeout(c, &l.tls_handshake_timeout, d.tls_handshake_timeout),
-        h2_max_concurrent_streams: match &l.h2_max_concurrent_streams {
-            Some(v) if *v.get_ref() == 0 => {
-                bad_value(c, v, "h2_max_concurrent_streams", "must be at least 1");
-                d.h2_max_concurrent_streams
-            }
-            Some(v) => *v.get_ref(),
-            None => d.h2_max_concurrent_streams,
-        },
+        h2_max_concurrent_streams: positive(
+            c,
+            &l.h2_max_concurrent_streams,
+            "h2_max_concurrent_streams",
+            d.h2_max_concurrent_streams,
+        ),
         trusted_proxies: Vec::new(),
         hsts: None,
         strict_sni: l.strict_sni.as_ref().is_some_and(|v| *v.get_ref()),
@@ -85,6 +76,23 @@ pub(super) fn listener(c: &mut Checker<'_>, l: &ListenerFile, tls: bool) -> Edge
 pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> (u64, bool) {
     let max_body = opt_size(c, &r.max_body_size, (0, ""), DEFAULT_MAX_BODY_SIZE);
     (max_body, r.websocket.unwrap_or(false))
+}
+
+/// A count that must be at least 1.
+fn positive(
+    c: &mut Checker<'_>,
+    v: &Option<Spanned<u32>>,
+    field: &'static str,
+    default: u32,
+) -> u32 {
+    match v {
+        Some(v) if *v.get_ref() == 0 => {
+            bad_value(c, v, field, "must be at least 1");
+            default
+        }
+        Some(v) => *v.get_ref(),
+        None => default,
+    }
 }
 
 fn bad_value<T>(c: &mut Checker<'_>, v: &Spanned<T>, field: &'static str, reason: &'static str) {
