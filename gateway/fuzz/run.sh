@@ -78,9 +78,13 @@ for target in "${targets[@]}"; do
     args+=(-dict="$dict")
   fi
   start=$SECONDS
-  if cargo fuzz run --sanitizer "$sanitizer" "$target" -- "${args[@]}"; then
-    echo "== $target: no crash in $((SECONDS - start)) s, corpus: $(find "corpus/$target" -type f | wc -l) inputs"
+  # libFuzzer prints a line per new input: kept in a log, its final stats printed.
+  log="target/$target.log"
+  if cargo fuzz run --sanitizer "$sanitizer" "$target" -- "${args[@]}" >"$log" 2>&1; then
+    echo "== $target: no crash in $((SECONDS - start)) s, corpus: $(find "corpus/$target" -type f | wc -l) inputs" \
+      "($(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo '?') runs; log: gateway/fuzz/$log)"
   else
+    tail -n 60 "$log" >&2
     echo "== $target: FAILED after $((SECONDS - start)) s; reproducers:" >&2
     ls -1d "artifacts/$target"/* >&2 || true
     failed+=("$target")
