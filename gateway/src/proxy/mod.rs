@@ -141,13 +141,19 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         let request_id = ctx.request_id(session).clone();
         let snapshot = self.snapshot.load();
-        let Some(listener) = snapshot.listeners.get(self.index).cloned() else {
+        let Some(listener) = snapshot.listeners.get(self.index) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "listener state missing",
             ));
         };
         ctx.hsts = listener.hsts.clone();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, peer);
+        let (mode, strict_sni) = (listener.mode, listener.edge.strict_sni);
         // pingora keeps an idle HTTP/1 connection 60 s at most; a longer keepalive_timeout
         // raises that for the next request (the listener's own timer does the rest).
         let idle = listener.edge.keepalive_timeout.as_secs();
@@ -158,7 +164,7 @@ impl ProxyHttp for Gateway {
             drop(snapshot);
             return refuse(session, ctx, refusal, &request_id).await;
         }
-        if let ListenerMode::RedirectToHttps { port } = listener.mode {
+        if let ListenerMode::RedirectToHttps { port } = mode {
             drop(snapshot);
             let status = respond::redirect_to_https(session, port, &request_id).await?;
             ctx.local_status = Some(status);
@@ -166,7 +172,7 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let host = request_host(req).unwrap_or("");
-        if listener.edge.strict_sni && !served_covers(session, host) {
+        if strict_sni && !served_covers(session, host) {
             drop(snapshot);
             let refusal = Refusal {
                 status: 421,
@@ -190,11 +196,6 @@ impl ProxyHttp for Gateway {
             };
             return refuse(session, ctx, refusal, &request_id).await;
         }
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, peer);
         Ok(false)
     }
 
