@@ -30,31 +30,18 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Normal requests that must succeed while slowhttptest runs (at least).
 const MIN_GOOD_REQUESTS: u64 = 5;
 
-/// hello behind a gateway with a plain (`http`) and a TLS (`https`) listener.
+/// hello behind a gateway with a plain (`web`) and a TLS (`https`) listener.
 fn gateway(certs: &Certs, hello: &Hello) -> Gateway {
     let tls = certs.server("tls", &["localhost"]);
     let header_timeout = HEADER_TIMEOUT
         .map(|t| format!("header_timeout = \"{t}\"\n"))
         .unwrap_or_default();
-    Gateway::start(&format!(
-        r#"
-[[listener]]
-name = "http"
-listen = "127.0.0.1:{{{{port:http}}}}"
-{header_timeout}
-[[listener]]
-name = "https"
-listen = "127.0.0.1:{{{{port:https}}}}"
-tls = {{ certs = ["{tls}"] }}
-{header_timeout}
-[upstream.hello]
-servers = ["{hello}"]
-
-[[route]]
-upstream = "hello"
-"#,
-        tls = tls.display(),
-        hello = hello.addr,
+    Gateway::start(&e2e::web_and_https_config(
+        &tls,
+        hello.addr,
+        &header_timeout,
+        &header_timeout,
+        "",
     ))
 }
 
@@ -206,7 +193,7 @@ async fn slowloris(target: Target) {
     let hello = Hello::spawn("h");
     let gw = gateway(&certs, &hello);
     let (listener, scheme) = match target {
-        Target::Plain => ("http", "http"),
+        Target::Plain => ("web", "http"),
         Target::Tls => ("https", "https"),
     };
     let addr = gw.addr(listener);

@@ -167,17 +167,11 @@ mod tests {
     use std::time::Duration;
 
     use super::parse_size;
+    use crate::config::tests::errors;
     use crate::config::{from_str, Cidr, Edge};
 
     const ROUTE: &str =
         "\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n[[route]]\nupstream = \"u\"\n";
-
-    fn errors(src: &str) -> Vec<String> {
-        match from_str(Path::new("/gw.toml"), src) {
-            Ok(_) => panic!("expected errors for:\n{src}"),
-            Err(errs) => errs.iter().map(|e| crate::error_chain(e)).collect(),
-        }
-    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

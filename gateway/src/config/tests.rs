@@ -32,7 +32,8 @@ path_prefix = "/api"
 upstream = "hello"
 "#;
 
-fn errors(src: &str) -> Vec<String> {
+/// The rendered errors of `src`, which must not validate.
+pub(super) fn errors(src: &str) -> Vec<String> {
     match from_str(Path::new("/etc/gw/gateway.toml"), src) {
         Ok(_) => panic!("expected errors for:\n{src}"),
         Err(errs) => errs.iter().map(|e| crate::error_chain(e)).collect(),
