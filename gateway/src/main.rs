@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gateway::{app, config, error_chain, reload, telemetry, tls};
 
+/// mimalloc: 18% fewer instructions per proxied request than glibc's malloc (issue 7).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
