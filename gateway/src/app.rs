@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -19,7 +20,7 @@ use crate::lifecycle::{DrainService, Lifecycle, SignalWatch};
 use crate::listener::EdgeApp;
 use crate::proxy::Gateway;
 use crate::reload::{LoadError, Loaded, ReloadService, Reloader};
-use crate::telemetry::Metrics;
+use crate::telemetry::{AccessLogFlush, Metrics};
 use crate::tls::{self, SniResolver};
 
 /// Checks that every listen address can be bound now, so a taken port is a clear
@@ -52,6 +53,13 @@ pub fn check_binds(config: &Config) -> Result<(), Vec<LoadError>> {
 /// HTTP/2 streams per connection the server may reset for client errors before GOAWAY.
 const H2_MAX_ERROR_RESETS: usize = 32;
 
+/// Buffers of a client connection's socket. pingora's default read buffer is 64 KiB per
+/// connection, allocated zeroed at accept, so every idle connection kept ~64 KiB resident;
+/// rustls and pingora's HTTP/1 parser read into buffers of their own anyway.
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::default().read(0)
+}
+
 /// A built server and its shutdown policy, ready to run.
 pub struct App {
     server: Server,
@@ -64,6 +72,7 @@ impl App {
         self.server.run(RunArgs {
             shutdown_signal: Box::new(self.signals),
         });
+        crate::telemetry::access::flush();
     }
 }
 
@@ -121,7 +130,9 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         };
         let app = EdgeApp::new(proxy, acceptor, stats, snapshot.clone(), index);
         let mut service = Service::new(format!("listener {}", listener.name), app);
-        service.add_tcp(&listener.addr.to_string());
+        service.add_listener(
+            ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(client_buffers()),
+        );
         server.add_service(service);
     }
     if let Some(addr) = admin_addr {
@@ -133,5 +144,6 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     }
     server.add_service(background_service("reload", ReloadService::new(reloader)));
     server.add_service(background_service("drain", DrainService));
+    server.add_service(background_service("access log", AccessLogFlush));
     Ok(App { server, signals })
 }

@@ -118,6 +118,7 @@ impl BackgroundService for DrainService {
             idle_polls = if in_flight() == 0 { idle_polls + 1 } else { 0 };
             if idle_polls >= 2 {
                 tracing::info!("drained: no request in flight; exiting");
+                crate::telemetry::access::flush();
                 std::process::exit(0);
             }
         }

@@ -6,12 +6,15 @@ mod stream;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use bytes::BytesMut;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
 
 pub use stream::TimedStream;
 
@@ -83,7 +86,9 @@ impl ServerApp for EdgeApp {
                     tracing::error!("a TLS listener got a connection that is not TCP");
                     return None;
                 };
-                let handshake = acceptor.tls_handshake(*tcp);
+                // Boxed: its state is freed once the handshake is done, not kept for the
+                // connection's life inside this future.
+                let handshake = Box::pin(acceptor.tls_handshake(*tcp));
                 match tokio::time::timeout(edge.tls_handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => Box::new(tls),
                     Ok(Err(error)) => {
@@ -100,26 +105,72 @@ impl ServerApp for EdgeApp {
             }
         };
         // HTTP/2 has its own limits (streams, idle timeout, reset floods) in pingora's
-        // h2 server; HTTP/1 gets the head and idle timers.
-        let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            stream
-        } else {
-            Box::new(TimedStream::new(
-                stream,
-                edge.header_timeout,
-                edge.keepalive_timeout,
-                self.stats.clone(),
-            ))
-        };
-        // pingora serves every request of the connection, then hands nothing back.
-        let mut next = Some(stream);
-        while let Some(stream) = next {
-            next = self.proxy.process_new(stream, shutdown).await;
+        // h2 server, which serves the whole connection.
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let mut next = Some(stream);
+            while let Some(stream) = next {
+                next = self.proxy.process_new(stream, shutdown).await;
+            }
+            return None;
         }
-        None
+        // HTTP/1 gets the head and idle timers, and one pingora session per request.
+        let mut stream: Stream = Box::new(TimedStream::new(
+            stream,
+            edge.header_timeout,
+            edge.keepalive_timeout,
+            self.stats.clone(),
+        ));
+        let mut settings = None;
+        loop {
+            let first = wait_for_request(&mut stream, shutdown).await?;
+            let mut session = ServerSession::new_http1(stream);
+            match settings {
+                Some(settings) => HttpPersistentSettings::apply_to_session(settings, &mut session),
+                // pingora's default for a new connection; request_filter raises it to
+                // the listener's keepalive_timeout.
+                None => session.set_keepalive(Some(PINGORA_KEEPALIVE_SECS)),
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            session.set_pipelined_prefix(first);
+            (stream, settings) = self
+                .proxy
+                .process_new_http(session, shutdown)
+                .await?
+                .consume();
+        }
     }
 
     async fn cleanup(&self) {
         self.proxy.cleanup().await;
     }
 }
+
+/// How long pingora keeps an idle HTTP/1 client connection unless told otherwise.
+pub(crate) const PINGORA_KEEPALIVE_SECS: u64 = 60;
+
+/// Bytes taken off the connection at once when a request starts: most request heads fit.
+const FIRST_READ: usize = 1024;
+
+/// Waits for the next request on an HTTP/1 connection and returns its first bytes, for
+/// pingora to parse on. Between requests the connection holds only its stream and this
+/// small read: pingora's own loop would keep its per-request state (a ~13 KB future and a
+/// 4 KiB head buffer) for the whole idle time. `None`: the client closed, the idle timer
+/// ended the connection, or the server is shutting down.
+async fn wait_for_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<BytesMut> {
+    let mut first = [0u8; FIRST_READ];
+    let mut shutdown = shutdown.clone();
+    let read = tokio::select! {
+        biased;
+        read = stream.read(&mut first) => read,
+        _ = shutdown.wait_for(|down| *down) => return None,
+    };
+    let n = read.ok().filter(|n| *n > 0)?;
+    let mut head = BytesMut::with_capacity(HEAD_BUFFER.max(n));
+    head.extend_from_slice(&first[..n]);
+    Some(head)
+}
+
+/// pingora's initial head buffer (4 KiB): what its parser would have allocated.
+const HEAD_BUFFER: usize = 4096;

@@ -1,13 +1,17 @@
 //! Header rewriting between the legs: hop-by-hop headers dropped both ways, and the
 //! `X-Forwarded-*` / `Forwarded` headers set from what the gateway saw.
 
+use std::io::Write;
 use std::net::IpAddr;
+
+use bytes::Bytes;
 
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::{ErrorType::InvalidHTTPHeader, OrErr};
 
 use crate::config::Cidr;
 
@@ -42,9 +46,24 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// Whether `name` is hop-by-hop in itself (headers a `Connection` header names come on
+/// top, and only with a `Connection` header).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == UPGRADE
+        || name.as_str() == KEEP_ALIVE
+        || name.as_str() == PROXY_CONNECTION
+}
+
 /// Drops hop-by-hop headers from a request going upstream. With `upgrade` (a WebSocket
 /// upgrade on a route that allows it) `Upgrade` is kept and `Connection: upgrade` sent.
 pub(crate) fn strip_request(req: &mut RequestHeader, upgrade: bool) {
+    // Most requests have none: one pass over the names instead of a lookup per name.
+    if !upgrade && !req.headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if req.headers.contains_key(CONNECTION) {
         for name in connection_named(&req.headers) {
             if !(upgrade && name == UPGRADE) {
@@ -66,6 +85,9 @@ pub(crate) fn strip_request(req: &mut RequestHeader, upgrade: bool) {
 /// Drops hop-by-hop headers from a response going to the client (pingora writes the
 /// client connection's own `Connection`); a `101` keeps its `Upgrade`.
 pub(crate) fn strip_response(resp: &mut ResponseHeader) {
+    if !resp.headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     if resp.headers.contains_key(CONNECTION) {
         for name in connection_named(&resp.headers) {
@@ -85,6 +107,54 @@ pub(crate) fn strip_response(resp: &mut ResponseHeader) {
     }
 }
 
+/// An IP address as text, on the stack: IPv4 (the common case, once per request) is
+/// written without the formatting machinery.
+struct IpText {
+    buf: [u8; 48],
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        Self { buf: [0; 48] }
+    }
+}
+
+impl IpText {
+    fn write(&mut self, ip: IpAddr) -> &[u8] {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut len = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.buf[len] = b'.';
+                        len += 1;
+                    }
+                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    for d in &digits[skip..] {
+                        self.buf[len] = b'0' + d;
+                        len += 1;
+                    }
+                }
+                &self.buf[..len]
+            }
+            IpAddr::V6(v6) => {
+                let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+                // 45 bytes at most: the buffer cannot overflow.
+                let _ = write!(cursor, "{v6}");
+                let len = cursor.position() as usize;
+                &self.buf[..len]
+            }
+        }
+    }
+}
+
 /// Whether `peer` is one of the `trusted` proxies.
 pub(crate) fn is_trusted(trusted: &[Cidr], peer: Option<IpAddr>) -> bool {
     !trusted.is_empty() && peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
@@ -98,7 +168,7 @@ pub(crate) fn set_forwarded(
     peer: Option<IpAddr>,
     trusted: bool,
     proto: &'static str,
-    host: Option<String>,
+    host: Option<HeaderValue>,
 ) -> pingora::Result<()> {
     if !trusted {
         let sent: Vec<HeaderName> = req
@@ -112,16 +182,20 @@ pub(crate) fn set_forwarded(
         }
     }
     if let Some(ip) = peer {
-        let mut xff = String::new();
-        if trusted {
+        let mut text = IpText::default();
+        let ip = text.write(ip);
+        let xff = if trusted && req.headers.contains_key(X_FORWARDED_FOR) {
+            let mut xff = Vec::new();
             for prev in req.headers.get_all(X_FORWARDED_FOR) {
-                if let Ok(prev) = prev.to_str() {
-                    xff.push_str(prev);
-                    xff.push_str(", ");
-                }
+                xff.extend_from_slice(prev.as_bytes());
+                xff.extend_from_slice(b", ");
             }
-        }
-        xff.push_str(&ip.to_string());
+            xff.extend_from_slice(ip);
+            HeaderValue::from_maybe_shared(Bytes::from(xff))
+        } else {
+            HeaderValue::from_bytes(ip)
+        };
+        let xff = xff.or_err(InvalidHTTPHeader, "X-Forwarded-For")?;
         req.insert_header(X_FORWARDED_FOR, xff)?;
     }
     if !(trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
@@ -176,6 +250,7 @@ mod tests {
     #[test]
     fn forwarded_headers_from_untrusted_peers_are_replaced() {
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let host = HeaderValue::from_static("a.test");
         let sent = [
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "http"),
@@ -183,7 +258,7 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
         ];
         let mut r = request(&sent);
-        set_forwarded(&mut r, Some(peer), false, "https", Some("a.test".into())).unwrap();
+        set_forwarded(&mut r, Some(peer), false, "https", Some(host.clone())).unwrap();
         assert_eq!(r.headers["x-forwarded-for"], "192.0.2.7");
         assert_eq!(r.headers["x-forwarded-proto"], "https");
         assert_eq!(r.headers["x-forwarded-host"], "a.test");
@@ -191,10 +266,29 @@ mod tests {
         assert!(r.headers.get("forwarded").is_none());
 
         let mut r = request(&sent);
-        set_forwarded(&mut r, Some(peer), true, "https", Some("a.test".into())).unwrap();
+        set_forwarded(&mut r, Some(peer), true, "https", Some(host)).unwrap();
         assert_eq!(r.headers["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
         assert_eq!(r.headers["x-forwarded-proto"], "http");
         assert_eq!(r.headers["forwarded"], "for=1.2.3.4");
+    }
+
+    #[test]
+    fn addresses_are_written_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "192.0.2.7",
+            "::1",
+            "2001:db8::ff00:42:8329",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::default().write(ip), ip.to_string().as_bytes());
+        }
+        let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(IpText::default().write(long), long.to_string().as_bytes());
     }
 
     #[test]

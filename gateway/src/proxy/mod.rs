@@ -8,7 +8,7 @@ mod router;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use http::header::HeaderValue;
@@ -18,12 +18,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
 pub(crate) use request::request_host;
-use request::{hash_key, is_websocket_upgrade, request_authority, served_covers};
+use request::{authority_value, hash_key, is_websocket_upgrade, request_authority, served_covers};
 pub use router::Router;
 
 use crate::config::Balance;
 use crate::lifecycle::RequestGuard;
+use crate::listener::PINGORA_KEEPALIVE_SECS;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
+use crate::telemetry::access::{self, AccessLine};
 use crate::upstream::{InFlight, Outcome};
 use checks::Refusal;
 
@@ -98,17 +100,19 @@ impl RequestCtx {
     }
 }
 
-/// How long pingora keeps an idle HTTP/1 client connection unless told otherwise.
-const PINGORA_KEEPALIVE_SECS: u64 = 60;
-
 /// The request id header, sent upstream and returned to the client.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// 128 random bits as 32 lower-case hex digits.
 fn new_request_id() -> HeaderValue {
-    let (hi, lo) = (crate::upstream::random_u64(), crate::upstream::random_u64());
-    let text = format!("{hi:016x}{lo:016x}");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits =
+        u128::from(crate::upstream::random_u64()) << 64 | u128::from(crate::upstream::random_u64());
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[(bits >> (124 - 4 * i) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[async_trait]
@@ -139,7 +143,6 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let request_id = ctx.request_id(session).clone();
         let snapshot = self.snapshot.load();
         let Some(listener) = snapshot.listeners.get(self.index) else {
             return Err(Error::explain(
@@ -162,10 +165,11 @@ impl ProxyHttp for Gateway {
         }
         if let Err(refusal) = checks::check_request(session.as_downstream(), &listener.edge) {
             drop(snapshot);
-            return refuse(session, ctx, refusal, &request_id).await;
+            return refuse(session, ctx, refusal).await;
         }
         if let ListenerMode::RedirectToHttps { port } = mode {
             drop(snapshot);
+            let request_id = ctx.request_id(session).clone();
             let status = respond::redirect_to_https(session, port, &request_id).await?;
             ctx.local_status = Some(status);
             return Ok(true);
@@ -178,11 +182,12 @@ impl ProxyHttp for Gateway {
                 status: 421,
                 reason: "Host not covered by the connection's certificate (strict_sni)",
             };
-            return refuse(session, ctx, refusal, &request_id).await;
+            return refuse(session, ctx, refusal).await;
         }
         ctx.route = snapshot.route(host, req.uri.path()).cloned();
         drop(snapshot);
         let Some(route) = &ctx.route else {
+            let request_id = ctx.request_id(session).clone();
             respond::json_error(session, 404, &request_id, ctx.hsts.as_ref()).await?;
             ctx.local_status = Some(404);
             return Ok(true);
@@ -194,7 +199,7 @@ impl ProxyHttp for Gateway {
                 status: 413,
                 reason: "Content-Length over the route's max_body_size",
             };
-            return refuse(session, ctx, refusal, &request_id).await;
+            return refuse(session, ctx, refusal).await;
         }
         Ok(false)
     }
@@ -352,7 +357,7 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let host = request_authority(session.req_header()).map(str::to_owned);
+        let host = authority_value(session.req_header());
         headers::set_forwarded(upstream_request, peer, ctx.trusted, self.proto, host)?;
         upstream_request.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
         Ok(())
@@ -417,30 +422,29 @@ impl ProxyHttp for Gateway {
                 tracing::warn!(listener = %self.name, error = %e, "request failed");
             }
         }
-        let bytes = session.as_downstream().body_bytes_sent();
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let request_id = ctx
-            .request_id
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+        if !access::enabled() {
+            return;
+        }
         let req = session.req_header();
-        tracing::info!(
-            target: "access",
-            listener = %self.name,
-            client = %DisplayOpt(client),
-            method = %req.method,
-            host = request_authority(req).unwrap_or("-"),
-            path = req.uri.path(),
+        access::log(&AccessLine {
+            listener: &self.name,
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            method: req.method.as_str(),
+            host: request_authority(req).unwrap_or("-"),
+            path: req.uri.path(),
             status,
-            upstream = %DisplayOpt(ctx.backend.as_ref().map(|b| b.backend().addr)),
-            duration_ms = %Millis(ctx.start.elapsed()),
-            bytes,
-            request_id,
-        );
+            upstream: ctx.backend.as_ref().map(|b| b.backend().addr),
+            duration: ctx.start.elapsed(),
+            bytes: session.as_downstream().body_bytes_sent(),
+            request_id: ctx
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+        });
     }
 }
 
@@ -449,15 +453,15 @@ async fn refuse(
     session: &mut Session,
     ctx: &mut RequestCtx,
     refusal: Refusal,
-    request_id: &HeaderValue,
 ) -> pingora::Result<bool> {
+    let request_id = ctx.request_id(session).clone();
     tracing::debug!(
         status = refusal.status,
         reason = refusal.reason,
         "request refused"
     );
     session.set_keepalive(None);
-    respond::json_error(session, refusal.status, request_id, ctx.hsts.as_ref()).await?;
+    respond::json_error(session, refusal.status, &request_id, ctx.hsts.as_ref()).await?;
     ctx.local_status = Some(refusal.status);
     Ok(true)
 }
@@ -486,30 +490,22 @@ fn is_client_gone(e: &Error) -> bool {
         )
 }
 
-/// Formats `Some(x)` as `x` and `None` as `-`, only when the log line is written.
-struct DisplayOpt<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for DisplayOpt<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// A duration in milliseconds with microsecond precision.
-struct Millis(Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.3}", self.0.as_secs_f64() * 1000.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        }
+    }
 
     #[test]
     fn errors_map_to_statuses() {

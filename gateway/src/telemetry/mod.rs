@@ -1,6 +1,7 @@
 //! Telemetry: logs (`tracing` to stderr, filtered RUST_LOG-style, pingora's `log` records
 //! bridged in) and Prometheus metrics (`metrics`).
 
+pub mod access;
 mod connections;
 mod metrics;
 mod requests;
@@ -29,6 +30,7 @@ pub enum LogFormat {
 /// Installs the global subscriber and the bridge for pingora's `log` records.
 /// `RUST_LOG` overrides [`DEFAULT_FILTER`]; an invalid `RUST_LOG` falls back to it.
 pub fn init(format: LogFormat) {
+    access::set_format(format);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let max_level = filter.max_level_hint();
@@ -64,6 +66,23 @@ pub fn init(format: LogFormat) {
             },
             None => log::LevelFilter::Trace,
         });
+    }
+}
+
+/// Writes out buffered access lines every [`access::FLUSH_EVERY`] (and the rest when the
+/// process ends: see [`crate::app::App::run`] and the drain).
+pub struct AccessLogFlush;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for AccessLogFlush {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        // Runs until the process ends: requests drain after the shutdown signal.
+        let mut tick = tokio::time::interval(access::FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            access::flush();
+        }
     }
 }
 
