@@ -55,6 +55,17 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
         "{:?}",
         signalled.elapsed()
     );
+    // The last request's access line (buffered) was written out before the exit.
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("access") && l.contains("path=\"/\"") && l.contains("status=200")),
+        "{log}"
+    );
+    assert!(
+        log.lines().filter(|l| l.contains(" access: ")).count() >= 2,
+        "both requests logged: {log}"
+    );
 }
 
 #[test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -15,9 +14,9 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::config::Config;
+use crate::config::{Config, Location};
 use crate::lifecycle::{DrainService, Lifecycle, SignalWatch};
-use crate::listener::EdgeApp;
+use crate::listener::{EdgeApp, EdgeService};
 use crate::proxy::Gateway;
 use crate::reload::{LoadError, Loaded, ReloadService, Reloader};
 use crate::telemetry::{AccessLogFlush, Metrics};
@@ -52,13 +51,6 @@ pub fn check_binds(config: &Config) -> Result<(), Vec<LoadError>> {
 
 /// HTTP/2 streams per connection the server may reset for client errors before GOAWAY.
 const H2_MAX_ERROR_RESETS: usize = 32;
-
-/// Buffers of a client connection's socket. pingora's default read buffer is 64 KiB per
-/// connection, allocated zeroed at accept, so every idle connection kept ~64 KiB resident;
-/// rustls and pingora's HTTP/1 parser read into buffers of their own anyway.
-fn client_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().read(0)
-}
 
 /// A built server and its shutdown policy, ready to run.
 pub struct App {
@@ -99,6 +91,13 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    // Where each listener is defined, for a bind error.
+    let locations: Vec<(String, Location)> = loaded
+        .config
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.at.clone()))
+        .collect();
     let metrics = Arc::new(Metrics::default());
     let reloader = Reloader::new(path, loaded, metrics.clone());
     let snapshot = reloader.snapshot().clone();
@@ -129,10 +128,24 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
             None
         };
         let app = EdgeApp::new(proxy, acceptor, stats, snapshot.clone(), index);
-        let mut service = Service::new(format!("listener {}", listener.name), app);
-        service.add_listener(
-            ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(client_buffers()),
-        );
+        let name = format!("listener {}", listener.name);
+        let service =
+            EdgeService::bind(name, listener.addr, app).map_err(|source| LoadError::Bind {
+                at: locations
+                    .iter()
+                    .find(|(name, _)| name == &listener.name)
+                    .map_or_else(
+                        || Location {
+                            file: path.to_path_buf(),
+                            line: 1,
+                            column: 1,
+                        },
+                        |(_, at)| at.clone(),
+                    ),
+                name: listener.name.clone(),
+                addr: listener.addr,
+                source,
+            })?;
         server.add_service(service);
     }
     if let Some(addr) = admin_addr {

@@ -1,11 +1,12 @@
-//! A listener's connection layer, in front of pingora's HTTP proxy: the connection
-//! limit, the TLS handshake with its timeout, and HTTP/1 head and idle timers.
+//! A listener's connection layer, in front of pingora's HTTP proxy: the accept loop, the
+//! connection limit, the TLS handshake with its timeout, HTTP/1 head and idle timers, and
+//! the HTTP/1 keep-alive loop.
 
+mod service;
 mod stream;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
@@ -16,6 +17,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 
+pub use service::EdgeService;
 pub use stream::TimedStream;
 
 use crate::proxy::Gateway;
@@ -59,13 +61,18 @@ struct Timers {
     keepalive_timeout: std::time::Duration,
 }
 
-#[async_trait]
-impl ServerApp for EdgeApp {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl EdgeApp {
+    /// Serves one accepted connection until it closes.
+    pub async fn serve(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) {
+        self.connection(tcp, shutdown).await;
+    }
+
+    /// Ends the keep-alive waits inside pingora (the service stopped accepting).
+    pub async fn cleanup(&self) {
+        self.proxy.cleanup().await;
+    }
+
+    async fn connection(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
         let edge = {
             let snapshot = self.snapshot.load();
             let e = &snapshot.listeners.get(self.index)?.edge;
@@ -79,16 +86,11 @@ impl ServerApp for EdgeApp {
         // Dropping the stream closes a connection over the limit.
         let _open = self.stats.open(edge.max_connections)?;
         let stream: Stream = match &self.tls {
-            None => stream,
+            None => Box::new(tcp),
             Some(acceptor) => {
-                // pingora hands a TCP listener's connections over as boxed L4 streams.
-                let Ok(tcp) = stream.into_any().downcast::<L4Stream>() else {
-                    tracing::error!("a TLS listener got a connection that is not TCP");
-                    return None;
-                };
                 // Boxed: its state is freed once the handshake is done, not kept for the
                 // connection's life inside this future.
-                let handshake = Box::pin(acceptor.tls_handshake(*tcp));
+                let handshake = Box::pin(acceptor.tls_handshake(tcp));
                 match tokio::time::timeout(edge.tls_handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => Box::new(tls),
                     Ok(Err(error)) => {
@@ -111,7 +113,7 @@ impl ServerApp for EdgeApp {
             while let Some(stream) = next {
                 next = self.proxy.process_new(stream, shutdown).await;
             }
-            return None;
+            return Some(());
         }
         // HTTP/1 gets the head and idle timers, and one pingora session per request.
         let mut stream: Stream = Box::new(TimedStream::new(
@@ -140,10 +142,6 @@ impl ServerApp for EdgeApp {
                 .await?
                 .consume();
         }
-    }
-
-    async fn cleanup(&self) {
-        self.proxy.cleanup().await;
     }
 }
 

@@ -7,13 +7,13 @@
 //! with the first non-informational status line written (a `100 Continue` or `101
 //! Switching Protocols` leaves the request in its body phase, so uploads and upgraded
 //! connections are never timed here). Request bodies and responses keep pingora's own
-//! read and write timeouts.
+//! read and write timeouts. Small writes are held until pingora flushes.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,7 +54,16 @@ pub struct TimedStream {
     header_timeout: Duration,
     keepalive_timeout: Duration,
     stats: Arc<ConnectionStats>,
+    /// Response bytes not yet written: pingora writes a head and a body separately and
+    /// then flushes, so they leave in one write (one TLS record), as through the socket
+    /// buffer pingora's own listener gives every connection.
+    out: Vec<u8>,
+    /// How much of `out` is written.
+    written: usize,
 }
+
+/// Writes smaller than this are buffered until a flush.
+const WRITE_BUFFER: usize = 4096;
 
 impl TimedStream {
     /// Wraps a new connection; its first request head is due within `header_timeout`.
@@ -75,6 +84,8 @@ impl TimedStream {
             header_timeout,
             keepalive_timeout,
             stats,
+            out: Vec::new(),
+            written: 0,
         }
     }
 
@@ -187,38 +198,53 @@ impl AsyncWrite for TimedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.wrote(buf);
-        Pin::new(&mut this.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            this.wrote(first);
+        if this.out.len() + buf.len() > WRITE_BUFFER {
+            ready!(this.poll_write_out(cx))?;
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        this.wrote(buf);
+        if buf.len() >= WRITE_BUFFER {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl TimedStream {
+    /// Writes out the buffered bytes; the buffer's memory is released once empty (an idle
+    /// connection holds none).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.out.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.out = Vec::new();
+        self.written = 0;
+        Poll::Ready(Ok(()))
     }
 }
 
 #[async_trait]
 impl Shutdown for TimedStream {
     async fn shutdown(&mut self) {
+        if let Err(error) = tokio::io::AsyncWriteExt::flush(self).await {
+            tracing::debug!(%error, "cannot write out the last response bytes");
+        }
         self.inner.shutdown().await
     }
 }

@@ -1,0 +1,119 @@
+//! A listener's socket and accept loop, run as a pingora service on pingora's runtime:
+//! one small task per connection. pingora's own listening service spawns a task sized
+//! for its TLS handshake (~8.8 KB, kept for the connection's life) and gives every
+//! connection a 1.5 KiB write buffer; connections here hold neither.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::services::Service;
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::EdgeApp;
+
+/// Connections waiting to be accepted (pingora's listeners use the same).
+const BACKLOG: u32 = 65_535;
+
+/// Pause after a failed accept (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// One listener: its bound socket and the connection logic.
+pub struct EdgeService {
+    name: String,
+    socket: Option<TcpSocket>,
+    app: Arc<EdgeApp>,
+}
+
+impl EdgeService {
+    /// Binds `addr` now (so a taken port fails the start); accepting starts with the service.
+    pub fn bind(name: String, addr: SocketAddr, app: EdgeApp) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        Ok(Self {
+            name,
+            socket: Some(socket),
+            app: Arc::new(app),
+        })
+    }
+}
+
+#[async_trait]
+impl Service for EdgeService {
+    async fn start_service(
+        &mut self,
+        _fds: Option<ListenFds>,
+        mut shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        let listener = match socket.listen(BACKLOG) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(service = %self.name, %error, "cannot listen; exiting");
+                std::process::exit(1);
+            }
+        };
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let app = self.app.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Some(stream) = l4_stream(tcp, peer) {
+                            app.serve(stream, &shutdown).await;
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(service = %self.name, %error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!(service = %self.name, "stopped accepting");
+        // Keep-alive connections waiting inside pingora close now.
+        self.app.cleanup().await;
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A pingora stream over an accepted connection, as pingora's listener makes one.
+fn l4_stream(tcp: TcpStream, peer: SocketAddr) -> Option<L4Stream> {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY; closing");
+        return None;
+    }
+    let mut stream = L4Stream::from(tcp);
+    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(peer.into()));
+    stream.set_socket_digest(digest);
+    Some(stream)
+}
