@@ -2,7 +2,8 @@
 //! serving for `shutdown_delay` (load balancers take the pod out meanwhile); then
 //! listeners close, idle keep-alive connections are closed (HTTP/2: GOAWAY), and
 //! in-flight requests get up to `drain_timeout`; the process exits 0 as soon as none
-//! is left. SIGINT exits at once; SIGQUIT keeps pingora's socket hand-off.
+//! is left. SIGINT exits at once. SIGQUIT is pingora's graceful upgrade, which hands no
+//! listener over (the listeners are our own services): a graceful stop without the delay.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
