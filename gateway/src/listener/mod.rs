@@ -149,7 +149,7 @@ impl EdgeApp {
 pub(crate) const PINGORA_KEEPALIVE_SECS: u64 = 60;
 
 /// Bytes taken off the connection at once when a request starts: most request heads fit.
-const FIRST_READ: usize = 1024;
+const FIRST_READ: usize = 512;
 
 /// Waits for the next request on an HTTP/1 connection and returns its first bytes, for
 /// pingora to parse on. Between requests the connection holds only its stream and this

@@ -107,54 +107,77 @@ fn write_out(pending: &mut Vec<u8>) {
     pending.clear();
 }
 
+/// A field's value, and how each format writes it.
+enum Value<'a> {
+    /// Bare in text, a JSON string.
+    Word(&'a str),
+    /// Quoted in text (as `Debug` quotes), a JSON string.
+    Quoted(&'a str),
+    /// A number in both.
+    Number(u64),
+    /// An address (`-` when none): bare in text, a JSON string.
+    Addr(Option<&'a dyn std::fmt::Display>),
+    /// Milliseconds with three decimals: bare in text, a JSON string.
+    Millis(Duration),
+}
+
+/// The line's fields, in order.
+fn fields<'a>(l: &'a AccessLine<'a>) -> [(&'static str, Value<'a>); 10] {
+    [
+        ("listener", Value::Word(l.listener)),
+        ("client", Value::Addr(l.client.as_ref().map(|c| c as _))),
+        ("method", Value::Word(l.method)),
+        ("host", Value::Quoted(l.host)),
+        ("path", Value::Quoted(l.path)),
+        ("status", Value::Number(u64::from(l.status))),
+        ("upstream", Value::Addr(l.upstream.as_ref().map(|u| u as _))),
+        ("duration_ms", Value::Millis(l.duration)),
+        ("bytes", Value::Number(l.bytes as u64)),
+        ("request_id", Value::Quoted(l.request_id)),
+    ]
+}
+
 fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, now);
-    out.extend_from_slice(b"\",\"level\":\"INFO\",\"listener\":");
-    json_str(out, l.listener);
-    out.extend_from_slice(b",\"client\":\"");
-    display_or_dash(out, l.client);
-    out.extend_from_slice(b"\",\"method\":");
-    json_str(out, l.method);
-    out.extend_from_slice(b",\"host\":");
-    json_str(out, l.host);
-    out.extend_from_slice(b",\"path\":");
-    json_str(out, l.path);
-    out.extend_from_slice(b",\"status\":");
-    number(out, u64::from(l.status));
-    out.extend_from_slice(b",\"upstream\":\"");
-    display_or_dash(out, l.upstream);
-    out.extend_from_slice(b"\",\"duration_ms\":\"");
-    millis(out, l.duration);
-    out.extend_from_slice(b"\",\"bytes\":");
-    number(out, l.bytes as u64);
-    out.extend_from_slice(b",\"request_id\":");
-    json_str(out, l.request_id);
+    out.extend_from_slice(b"\",\"level\":\"INFO\"");
+    for (name, value) in fields(l) {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Value::Word(s) | Value::Quoted(s) => json_str(out, s),
+            Value::Number(n) => number(out, n),
+            Value::Addr(a) => {
+                out.push(b'"');
+                display_or_dash(out, a);
+                out.push(b'"');
+            }
+            Value::Millis(d) => {
+                out.push(b'"');
+                millis(out, d);
+                out.push(b'"');
+            }
+        }
+    }
     out.extend_from_slice(b",\"target\":\"access\"}\n");
 }
 
 fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
     timestamp(out, now);
-    out.extend_from_slice(b"  INFO access: listener=");
-    out.extend_from_slice(l.listener.as_bytes());
-    out.extend_from_slice(b" client=");
-    display_or_dash(out, l.client);
-    out.extend_from_slice(b" method=");
-    out.extend_from_slice(l.method.as_bytes());
-    out.extend_from_slice(b" host=");
-    quoted(out, l.host);
-    out.extend_from_slice(b" path=");
-    quoted(out, l.path);
-    out.extend_from_slice(b" status=");
-    number(out, u64::from(l.status));
-    out.extend_from_slice(b" upstream=");
-    display_or_dash(out, l.upstream);
-    out.extend_from_slice(b" duration_ms=");
-    millis(out, l.duration);
-    out.extend_from_slice(b" bytes=");
-    number(out, l.bytes as u64);
-    out.extend_from_slice(b" request_id=");
-    quoted(out, l.request_id);
+    out.extend_from_slice(b"  INFO access:");
+    for (name, value) in fields(l) {
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+        match value {
+            Value::Word(s) => out.extend_from_slice(s.as_bytes()),
+            Value::Quoted(s) => quoted(out, s),
+            Value::Number(n) => number(out, n),
+            Value::Addr(a) => display_or_dash(out, a),
+            Value::Millis(d) => millis(out, d),
+        }
+    }
     out.push(b'\n');
 }
 
@@ -221,7 +244,7 @@ fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
     }
 }
 
-fn display_or_dash(out: &mut Vec<u8>, value: Option<impl std::fmt::Display>) {
+fn display_or_dash(out: &mut Vec<u8>, value: Option<&dyn std::fmt::Display>) {
     match value {
         Some(v) => {
             let _ = write!(out, "{v}");
