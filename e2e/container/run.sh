@@ -170,14 +170,21 @@ base_images() {
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
     rm -rf "$state/rootfs" "$state/runtime-rootfs"
   fi
-  local version
+  local version deps old
   version=$(rustc --version | awk '{ print $2 }')
-  rust_image=gateway-test/rust:$version-$suite
+  # The image carries cargo's registry as it was when it was built: a new dependency in
+  # Cargo.lock (nothing is downloaded inside the build) needs a new image.
+  cargo fetch --locked --quiet
+  deps=$(sha256sum Cargo.lock | cut -c1-12)
+  rust_image=gateway-test/rust:$version-$suite-$deps
   if ! have_image "$rust_image"; then
     phase rust-context rust_context
     phase rust-image "$docker" build --network host -f e2e/container/rust.Dockerfile \
       --build-arg "BASE_IMAGE=$debian_image" -t "$rust_image" "$state/rust-context"
     rm -rf "$state/rust-context"
+    for old in $("$docker" images --format '{{.Repository}}:{{.Tag}}' gateway-test/rust); do
+      [ "$old" = "$rust_image" ] || "$docker" rmi "$old" >/dev/null 2>&1 || true
+    done
   fi
 }
 
