@@ -123,8 +123,9 @@ impl EdgeApp {
             self.stats.clone(),
         ));
         let mut settings = None;
+        let mut down = shutdown.clone();
         loop {
-            let first = wait_for_request(&mut stream, shutdown).await?;
+            let first = wait_for_request(&mut stream, &mut down).await?;
             let mut session = ServerSession::new_http1(stream);
             match settings {
                 Some(settings) => HttpPersistentSettings::apply_to_session(settings, &mut session),
@@ -156,9 +157,8 @@ const FIRST_READ: usize = 512;
 /// small read: pingora's own loop would keep its per-request state (a ~13 KB future and a
 /// 4 KiB head buffer) for the whole idle time. `None`: the client closed, the idle timer
 /// ended the connection, or the server is shutting down.
-async fn wait_for_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<BytesMut> {
+async fn wait_for_request(stream: &mut Stream, shutdown: &mut ShutdownWatch) -> Option<BytesMut> {
     let mut first = [0u8; FIRST_READ];
-    let mut shutdown = shutdown.clone();
     let read = tokio::select! {
         biased;
         read = stream.read(&mut first) => read,
