@@ -14,7 +14,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::config::{Config, Location};
+use crate::config::Config;
 use crate::lifecycle::{DrainService, Lifecycle, SignalWatch};
 use crate::listener::{EdgeApp, EdgeService};
 use crate::proxy::Gateway;
@@ -91,13 +91,6 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    // Where each listener is defined, for a bind error.
-    let locations: Vec<(String, Location)> = loaded
-        .config
-        .listeners
-        .iter()
-        .map(|l| (l.name.clone(), l.at.clone()))
-        .collect();
     let metrics = Arc::new(Metrics::default());
     let reloader = Reloader::new(path, loaded, metrics.clone());
     let snapshot = reloader.snapshot().clone();
@@ -131,17 +124,7 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         let name = format!("listener {}", listener.name);
         let service =
             EdgeService::bind(name, listener.addr, app).map_err(|source| LoadError::Bind {
-                at: locations
-                    .iter()
-                    .find(|(name, _)| name == &listener.name)
-                    .map_or_else(
-                        || Location {
-                            file: path.to_path_buf(),
-                            line: 1,
-                            column: 1,
-                        },
-                        |(_, at)| at.clone(),
-                    ),
+                at: listener.at.clone(),
                 name: listener.name.clone(),
                 addr: listener.addr,
                 source,

@@ -62,17 +62,13 @@ struct Timers {
 }
 
 impl EdgeApp {
-    /// Serves one accepted connection until it closes.
-    pub async fn serve(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) {
-        self.connection(tcp, shutdown).await;
-    }
-
     /// Ends the keep-alive waits inside pingora (the service stopped accepting).
     pub async fn cleanup(&self) {
         self.proxy.cleanup().await;
     }
 
-    async fn connection(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
+    /// Serves one accepted connection until it closes (`None` ends it early).
+    pub async fn serve(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
         let edge = {
             let snapshot = self.snapshot.load();
             let e = &snapshot.listeners.get(self.index)?.edge;

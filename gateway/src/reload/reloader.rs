@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
-use crate::config::{Config, Edge, ListenerKind};
+use crate::config::{Config, Edge, ListenerKind, Location};
 use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
@@ -20,6 +20,8 @@ use crate::upstream::{start_tasks, Resolver, Upstream};
 #[derive(Debug, Clone)]
 pub struct RunningListener {
     pub name: String,
+    /// Where it is defined (for an error when it cannot listen).
+    pub at: Location,
     pub addr: SocketAddr,
     pub tls: bool,
     /// HTTP/2 settings are fixed when the listener starts.
@@ -71,6 +73,7 @@ impl Reloader {
             .iter()
             .map(|l| RunningListener {
                 name: l.name.clone(),
+                at: l.at.clone(),
                 addr: l.addr,
                 tls: matches!(l.kind, ListenerKind::Https { .. }),
                 h2_max_concurrent_streams: l.edge.h2_max_concurrent_streams,
