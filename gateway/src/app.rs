@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::apps::HttpServerOptions;
+use pingora::connectors::http::v1::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -94,9 +95,18 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let metrics = Arc::new(Metrics::default());
     let reloader = Reloader::new(path, loaded, metrics.clone());
     let snapshot = reloader.snapshot().clone();
+    // One pool of backend connections for every listener.
+    let connector = Arc::new(Connector::new(Some(ConnectorOptions::from_server_conf(
+        &server.configuration,
+    ))));
     for (index, listener) in reloader.running().iter().enumerate() {
-        let gateway = Gateway::new(&listener.name, listener.tls, index, snapshot.clone());
-        let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+        let gateway = Gateway::new(
+            &listener.name,
+            listener.tls,
+            index,
+            snapshot.clone(),
+            connector.clone(),
+        );
         let mut h2 = default_h2_options();
         h2.max_concurrent_streams(listener.h2_max_concurrent_streams);
         // Streams the server had to reset for the client's protocol errors ("MadeYouReset",
@@ -104,10 +114,6 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         // GOAWAY after this many instead of h2's 1024. Rapid reset (streams the client
         // resets before they are accepted) keeps h2's bound of 20.
         h2.max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
-        proxy.h2_options = Some(h2);
-        let mut options = HttpServerOptions::default();
-        options.h2_idle_timeout = Some(listener.h2_idle_timeout);
-        proxy.server_options = Some(options);
         let stats = metrics.connections.listener(&listener.name);
         let acceptor = if listener.tls {
             let resolver = Arc::new(SniResolver::new(snapshot.clone(), index));
@@ -120,7 +126,8 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         } else {
             None
         };
-        let app = EdgeApp::new(proxy, acceptor, stats, snapshot.clone(), index);
+        let h2 = (h2, listener.h2_idle_timeout);
+        let app = EdgeApp::new(gateway, acceptor, h2, stats, snapshot.clone(), index);
         let name = format!("listener {}", listener.name);
         let service =
             EdgeService::bind(name, listener.addr, app).map_err(|source| LoadError::Bind {

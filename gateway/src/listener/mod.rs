@@ -1,21 +1,23 @@
-//! A listener's connection layer, in front of pingora's HTTP proxy: the accept loop, the
-//! connection limit, the TLS handshake with its timeout, HTTP/1 head and idle timers, and
-//! the HTTP/1 keep-alive loop.
+//! A listener's connection layer, in front of the request path: the accept loop, the
+//! connection limit, the TLS handshake with its timeout, HTTP/1 head and idle timers and
+//! its keep-alive loop, and the HTTP/2 connection's stream loop.
 
 mod service;
 mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
+use pingora::protocols::http::v2::server::{self as h2, H2Accept, H2Options};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::Digest;
 use pingora::protocols::{Stream, ALPN};
-use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
 
 pub use service::EdgeService;
 pub use stream::TimedStream;
@@ -27,8 +29,11 @@ use crate::telemetry::{ConnectionStats, Dropped};
 /// One listener's connections: admitted under `max_connections`, TLS-terminated
 /// within `tls_handshake_timeout` when the listener has TLS, then served by the proxy.
 pub struct EdgeApp {
-    proxy: Arc<HttpProxy<Gateway>>,
+    gateway: Gateway,
     tls: Option<Acceptor>,
+    /// HTTP/2 settings and the idle time after which a connection without streams closes.
+    h2: H2Options,
+    h2_idle_timeout: Duration,
     stats: Arc<ConnectionStats>,
     snapshot: SharedSnapshot,
     /// This listener's index in the snapshot.
@@ -37,15 +42,18 @@ pub struct EdgeApp {
 
 impl EdgeApp {
     pub fn new(
-        proxy: HttpProxy<Gateway>,
+        gateway: Gateway,
         tls: Option<Acceptor>,
+        (h2, h2_idle_timeout): (H2Options, Duration),
         stats: Arc<ConnectionStats>,
         snapshot: SharedSnapshot,
         index: usize,
     ) -> Self {
         Self {
-            proxy: Arc::new(proxy),
+            gateway,
             tls,
+            h2,
+            h2_idle_timeout,
             stats,
             snapshot,
             index,
@@ -62,11 +70,6 @@ struct Timers {
 }
 
 impl EdgeApp {
-    /// Ends the keep-alive waits inside pingora (the service stopped accepting).
-    pub async fn cleanup(&self) {
-        self.proxy.cleanup().await;
-    }
-
     /// Serves one accepted connection until it closes (`None` ends it early).
     pub async fn serve(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
         let edge = {
@@ -102,14 +105,9 @@ impl EdgeApp {
                 }
             }
         };
-        // HTTP/2 has its own limits (streams, idle timeout, reset floods) in pingora's
-        // h2 server, which serves the whole connection.
+        // HTTP/2 has its own limits (streams, reset floods) in pingora's h2 server.
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            let mut next = Some(stream);
-            while let Some(stream) = next {
-                next = self.proxy.process_new(stream, shutdown).await;
-            }
-            return Some(());
+            return self.serve_h2(stream, shutdown).await;
         }
         // HTTP/1 gets the head and idle timers, and one pingora session per request.
         let mut stream: Stream = Box::new(TimedStream::new(
@@ -118,32 +116,73 @@ impl EdgeApp {
             edge.keepalive_timeout,
             self.stats.clone(),
         ));
-        let mut settings = None;
         let mut down = shutdown.clone();
         loop {
             let first = wait_for_request(&mut stream, &mut down).await?;
             let mut session = ServerSession::new_http1(stream);
-            match settings {
-                Some(settings) => HttpPersistentSettings::apply_to_session(settings, &mut session),
-                // pingora's default for a new connection; request_filter raises it to
-                // the listener's keepalive_timeout.
-                None => session.set_keepalive(Some(PINGORA_KEEPALIVE_SECS)),
-            }
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            }
+            // Keep-alive on, without pingora's timer on every head read: the idle wait is
+            // `wait_for_request`, and the stream times the head and the idle time.
+            session.set_keepalive(Some(0));
             session.set_pipelined_prefix(first);
-            (stream, settings) = self
-                .proxy
-                .process_new_http(session, shutdown)
-                .await?
-                .consume();
+            (stream, _) = self.gateway.serve(session, shutdown).await?.into_parts();
+        }
+    }
+
+    /// Serves an HTTP/2 connection: one task per stream, GOAWAY when the server shuts
+    /// down, closed after `h2_idle_timeout` without a stream.
+    async fn serve_h2(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<()> {
+        let digest = Arc::new(Digest {
+            ssl_digest: stream.get_ssl_digest(),
+            timing_digest: stream.get_timing_digest(),
+            proxy_digest: stream.get_proxy_digest(),
+            socket_digest: stream.get_socket_digest(),
+        });
+        let mut conn = match h2::handshake(stream, Some(self.h2.clone())).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::debug!(%error, "HTTP/2 handshake failed");
+                return None;
+            }
+        };
+        let mut down = shutdown.clone();
+        let mut draining = *down.borrow();
+        if draining {
+            conn.graceful_shutdown();
+        }
+        let mut streams = JoinSet::new();
+        loop {
+            // `accept` drives the whole connection, so it is polled until it ends.
+            let accepted = tokio::select! {
+                biased;
+                _ = down.wait_for(|d| *d), if !draining => {
+                    conn.graceful_shutdown();
+                    draining = true;
+                    continue;
+                }
+                Some(_) = streams.join_next(), if !streams.is_empty() => continue,
+                accepted = h2::HttpSession::from_h2_conn(&mut conn, digest.clone()) => accepted,
+                _ = tokio::time::sleep(self.h2_idle_timeout), if streams.is_empty() => return None,
+            };
+            match accepted {
+                Ok(Some(H2Accept::Session(h2))) => {
+                    let app = self.clone();
+                    let shutdown = shutdown.clone();
+                    streams.spawn(async move {
+                        app.gateway
+                            .serve(ServerSession::new_http2(h2), &shutdown)
+                            .await;
+                    });
+                }
+                Ok(Some(H2Accept::Rejected)) => {}
+                Ok(None) => return Some(()),
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP/2 connection ended");
+                    return None;
+                }
+            }
         }
     }
 }
-
-/// How long pingora keeps an idle HTTP/1 client connection unless told otherwise.
-pub(crate) const PINGORA_KEEPALIVE_SECS: u64 = 60;
 
 /// Bytes taken off the connection at once when a request starts: most request heads fit.
 const FIRST_READ: usize = 512;

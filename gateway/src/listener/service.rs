@@ -96,8 +96,6 @@ impl Service for EdgeService {
         }
         drop(listener);
         tracing::info!(service = %self.name, "stopped accepting");
-        // Keep-alive connections waiting inside pingora close now.
-        self.app.cleanup().await;
     }
 
     fn name(&self) -> &str {

@@ -1,6 +1,8 @@
-//! The request path: pingora's `ProxyHttp` for one listener, routing over the live snapshot.
+//! The request path: one listener's requests, from the head read on a pingora-core
+//! session through routing to the backend exchange, and their logs and metrics.
 
 mod checks;
+mod forward;
 mod headers;
 mod request;
 mod respond;
@@ -10,26 +12,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use http::header::HeaderValue;
-use pingora::http::RequestHeader;
-use pingora::prelude::HttpPeer;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::connectors::http::v1::Connector;
+use pingora::protocols::http::server::ReusableHttpStream;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorSource, ErrorType};
 
 pub(crate) use request::request_host;
-use request::{authority_value, hash_key, is_websocket_upgrade, request_authority, served_covers};
+use request::{is_websocket_upgrade, request_authority, served_covers};
 pub use router::Router;
 
-use crate::config::Balance;
 use crate::lifecycle::RequestGuard;
-use crate::listener::PINGORA_KEEPALIVE_SECS;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
 use crate::telemetry::access::{self, AccessLine};
 use crate::upstream::{InFlight, Outcome};
 use checks::Refusal;
 
-/// The proxy logic of one listener.
+/// The request path of one listener.
 pub struct Gateway {
     /// Index of this listener in the snapshot's listener states.
     index: usize,
@@ -37,22 +37,31 @@ pub struct Gateway {
     /// `X-Forwarded-Proto` sent upstream.
     proto: &'static str,
     snapshot: SharedSnapshot,
+    /// Connections to backends and their keep-alive pool (shared by all listeners).
+    connector: Arc<Connector>,
 }
 
 impl Gateway {
-    /// The proxy for listener `name`, number `index` among the running listeners.
-    pub fn new(name: &str, tls: bool, index: usize, snapshot: SharedSnapshot) -> Self {
+    /// The request path of listener `name`, number `index` among the running listeners.
+    pub fn new(
+        name: &str,
+        tls: bool,
+        index: usize,
+        snapshot: SharedSnapshot,
+        connector: Arc<Connector>,
+    ) -> Self {
         Self {
             index,
             name: name.into(),
             proto: if tls { "https" } else { "http" },
             snapshot,
+            connector,
         }
     }
 }
 
 /// Per-request state.
-pub struct RequestCtx {
+struct RequestCtx {
     start: Instant,
     /// The route the request matched (its upstream and metrics), held so a reload
     /// never changes it midway.
@@ -65,7 +74,7 @@ pub struct RequestCtx {
     attempts: u32,
     /// Whether the upstream's response head arrived (no retry after that).
     responded: bool,
-    /// A response the gateway wrote itself (404, redirect), for the access log.
+    /// A response the gateway wrote itself (404, redirect, error), for the logs.
     local_status: Option<u16>,
     /// `X-Request-Id`: the client's, or one generated for the request.
     request_id: Option<HeaderValue>,
@@ -83,8 +92,27 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            route: None,
+            backend: None,
+            tried: Vec::new(),
+            attempts: 0,
+            responded: false,
+            local_status: None,
+            request_id: None,
+            hsts: None,
+            trusted: false,
+            upgrade: false,
+            body_bytes: 0,
+            max_body: u64::MAX,
+            _in_flight: RequestGuard::new(),
+        }
+    }
+
     /// The request's id: the client's valid `X-Request-Id`, else a new random one.
-    fn request_id(&mut self, session: &Session) -> &HeaderValue {
+    fn request_id(&mut self, session: &ServerSession) -> &HeaderValue {
         self.request_id.get_or_insert_with(|| {
             session
                 .req_header()
@@ -115,32 +143,65 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            start: Instant::now(),
-            route: None,
-            backend: None,
-            tried: Vec::new(),
-            attempts: 0,
-            responded: false,
-            local_status: None,
-            request_id: None,
-            hsts: None,
-            trusted: false,
-            upgrade: false,
-            body_bytes: 0,
-            max_body: u64::MAX,
-            _in_flight: RequestGuard::new(),
+impl Gateway {
+    /// Serves one request of `session` (an HTTP/1 connection's next request, or one
+    /// HTTP/2 stream): reads its head, answers it or proxies it, logs it. Returns the
+    /// HTTP/1 connection when it can carry another request.
+    pub async fn serve(
+        &self,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusableHttpStream> {
+        if !self.read_head(&mut session).await {
+            return None;
         }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let mut ctx = RequestCtx::new();
+        let result = match self.admit(&mut session, &mut ctx).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.proxy(&mut session, &mut ctx).await,
+            Err(e) => Err(e),
+        };
+        let error = result.err();
+        if let Some(e) = &error {
+            self.fail(&mut session, &mut ctx, e).await;
+        }
+        self.log(&session, error.as_deref(), &ctx);
+        drop(ctx);
+        if error.is_some() {
+            return None;
+        }
+        session.finish().await.ok().flatten()
     }
 
-    async fn request_filter(
+    /// Reads the request head; a malformed one is answered 400 and ends the connection,
+    /// `CONNECT` 405 (a frontend does not tunnel).
+    async fn read_head(&self, session: &mut ServerSession) -> bool {
+        let status = match session.read_request().await {
+            Ok(true) if session.req_header().method != http::Method::CONNECT => return true,
+            Ok(true) => 405,
+            Ok(false) => return false,
+            Err(e) if e.etype() == &ErrorType::InvalidHTTPHeader => {
+                tracing::debug!(error = %e, "malformed request head");
+                400
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the request head failed");
+                return false;
+            }
+        };
+        let _ = respond::json_error(session, status, &new_request_id(), None).await;
+        session.shutdown().await;
+        false
+    }
+
+    /// The listener's checks and routing. `Ok(true)`: answered here (refused, redirected,
+    /// no route); `Ok(false)`: to be proxied to `ctx.route`.
+    async fn admit(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         let snapshot = self.snapshot.load();
@@ -151,19 +212,9 @@ impl ProxyHttp for Gateway {
             ));
         };
         ctx.hsts = listener.hsts.clone();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, peer);
+        ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, client_ip(session));
         let (mode, strict_sni) = (listener.mode, listener.edge.strict_sni);
-        // pingora keeps an idle HTTP/1 connection 60 s at most; a longer keepalive_timeout
-        // raises that for the next request (the listener's own timer does the rest).
-        let idle = listener.edge.keepalive_timeout.as_secs();
-        if idle > PINGORA_KEEPALIVE_SECS && session.as_downstream().get_keepalive().is_some() {
-            session.set_keepalive(Some(idle));
-        }
-        if let Err(refusal) = checks::check_request(session.as_downstream(), &listener.edge) {
+        if let Err(refusal) = checks::check_request(session, &listener.edge) {
             drop(snapshot);
             return refuse(session, ctx, refusal).await;
         }
@@ -204,193 +255,24 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        if let Some(chunk) = body {
-            ctx.body_bytes += chunk.len() as u64;
-            if ctx.body_bytes > ctx.max_body {
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(413),
-                    "request body over the route's max_body_size",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    async fn upstream_peer(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<Box<HttpPeer>> {
-        if let Some(previous) = ctx.backend.take() {
-            ctx.tried.push(previous.backend().addr);
-        }
-        ctx.attempts += 1;
-        let Some(upstream) = ctx.route.as_deref().map(|r| &*r.upstream) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no upstream routed",
-            ));
-        };
-        // A request without the hash key is balanced round robin, not pinned.
-        let key = match &upstream.config.balance {
-            Balance::ConsistentHash(key) => hash_key(session, key),
-            _ => None,
-        };
-        let Some(chosen) = upstream.select(key, &ctx.tried) else {
-            let mut e = Error::explain(ErrorType::ConnectNoRoute, "upstream has no backends");
-            e.esource = ErrorSource::Upstream;
-            return Err(e);
-        };
-        let peer = chosen.backend().peer();
-        ctx.backend = Some(chosen);
-        Ok(peer)
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        if let (Some(route), Some(backend)) = (&ctx.route, &ctx.backend) {
-            let upstream = &route.upstream;
-            backend.backend().count(Outcome::ConnectFailure);
-            backend.backend().connect_failed(&upstream.config.passive);
-            // Nothing reached the backend: any request may go to another one, while
-            // attempts remain and the whole request stays within one connect timeout
-            // (so when every backend is unreachable the client gets 502 in time).
-            let in_budget = ctx.start.elapsed() < upstream.config.timeouts.connect;
-            e.set_retry(ctx.attempts <= upstream.config.retries && in_budget);
-        }
-        e
-    }
-
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
-        _reused: bool,
-        _peer: &HttpPeer,
-        _fd: std::os::unix::io::RawFd,
-        _digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        if let Some(backend) = &ctx.backend {
-            backend.backend().connect_succeeded();
-        }
-        Ok(())
-    }
-
-    fn error_while_proxy(
-        &self,
-        _peer: &HttpPeer,
-        session: &mut Session,
-        mut e: Box<Error>,
-        ctx: &mut RequestCtx,
-        _client_reused: bool,
-    ) -> Box<Error> {
-        // Retried only when the connection closed before any response byte, the
-        // request can be sent again, and attempts remain.
-        if let Some(backend) = &ctx.backend {
-            backend.backend().count(Outcome::Error);
-        }
-        let retries = ctx.route.as_ref().map_or(0, |r| r.upstream.config.retries);
-        let closed_early = !ctx.responded
-            && e.esource() == &ErrorSource::Upstream
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            );
-        // A body already sent upstream may only be replayed for idempotent methods;
-        // the downstream session knows whether the request has a body at all (an
-        // HTTP/2 request may carry one without Content-Length).
-        let replayable = session.req_header().method.is_idempotent()
-            || session.as_downstream_mut().is_body_empty();
-        e.set_retry(
-            closed_early
-                && replayable
-                && !session.as_ref().retry_buffer_truncated()
-                && ctx.attempts <= retries,
-        );
-        e
-    }
-
-    async fn response_filter(
-        &self,
-        session: &mut Session,
-        upstream_response: &mut pingora::http::ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        headers::strip_response(upstream_response);
-        upstream_response.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
-        if let Some(hsts) = &ctx.hsts {
-            upstream_response.insert_header(respond::HSTS, hsts)?;
-        }
-        Ok(())
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut pingora::http::ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        ctx.responded = true;
-        Ok(())
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        headers::strip_request(upstream_request, ctx.upgrade);
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let host = authority_value(session.req_header());
-        headers::set_forwarded(upstream_request, peer, ctx.trusted, self.proto, host)?;
-        upstream_request.insert_header(REQUEST_ID, ctx.request_id(session).clone())?;
-        Ok(())
-    }
-
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
-        // `logging` reports every error once, at a level that fits its cause.
-        true
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    /// Answers a failed request with its error status, unless a response has started
+    /// (the connection is then closed mid-response) or the client is gone.
+    async fn fail(&self, session: &mut ServerSession, ctx: &mut RequestCtx, e: &Error) {
         let code = error_status(e);
-        if code > 0 {
-            let request_id = ctx.request_id(session).clone();
-            let hsts = ctx.hsts.clone();
-            if let Err(write_error) =
-                respond::json_error(session, code, &request_id, hsts.as_ref()).await
-            {
-                tracing::debug!(%write_error, "cannot send error response");
-            }
+        ctx.local_status = Some(code);
+        if code == 0 || session.response_written().is_some() {
+            return;
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
+        let request_id = ctx.request_id(session).clone();
+        if let Err(write_error) =
+            respond::json_error(session, code, &request_id, ctx.hsts.as_ref()).await
+        {
+            tracing::debug!(%write_error, "cannot send error response");
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// Metrics, outcome counts and the access line of a finished request.
+    fn log(&self, session: &ServerSession, e: Option<&Error>, ctx: &RequestCtx) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -428,17 +310,14 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         access::log(&AccessLine {
             listener: &self.name,
-            client: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            client: client_ip(session),
             method: req.method.as_str(),
             host: request_authority(req).unwrap_or("-"),
             path: req.uri.path(),
             status,
             upstream: ctx.backend.as_ref().map(|b| b.backend().addr),
             duration: ctx.start.elapsed(),
-            bytes: session.as_downstream().body_bytes_sent(),
+            bytes: session.body_bytes_sent(),
             request_id: ctx
                 .request_id
                 .as_ref()
@@ -448,9 +327,17 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// The client's IP address.
+fn client_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// Answers a refused request with its status and closes the connection after it.
 async fn refuse(
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
     refusal: Refusal,
 ) -> pingora::Result<bool> {

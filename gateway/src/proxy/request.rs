@@ -3,7 +3,7 @@
 
 use http::header::{HeaderValue, HOST};
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 use crate::config::HashKey;
 use crate::tls::Served;
@@ -11,9 +11,8 @@ use crate::upstream::hash_of;
 
 /// Whether the certificate this TLS connection was served covers `host`; true on
 /// connections without one (plain HTTP).
-pub(super) fn served_covers(session: &Session, host: &str) -> bool {
+pub(super) fn served_covers(session: &ServerSession, host: &str) -> bool {
     let served = session
-        .as_downstream()
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
         .and_then(|ssl| ssl.extension.get::<Served>());
@@ -28,7 +27,7 @@ pub(super) fn is_websocket_upgrade(req: &RequestHeader) -> bool {
 }
 
 /// The `consistent_hash` key of the request, if it has one.
-pub(super) fn hash_key(session: &Session, key: &HashKey) -> Option<u64> {
+pub(super) fn hash_key(session: &ServerSession, key: &HashKey) -> Option<u64> {
     let req = session.req_header();
     match key {
         HashKey::Header(name) => req

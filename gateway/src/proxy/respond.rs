@@ -3,12 +3,13 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 /// A short JSON error body for `status`; never carries internal error text.
 pub(crate) fn error_body(status: u16) -> &'static str {
     match status {
         400 => r#"{"error":"bad request"}"#,
+        405 => r#"{"error":"method not allowed"}"#,
         404 => r#"{"error":"no route"}"#,
         413 => r#"{"error":"request body too large"}"#,
         414 => r#"{"error":"request target too long"}"#,
@@ -27,7 +28,7 @@ pub(crate) const HSTS: &str = "strict-transport-security";
 /// Writes a complete `status` response with the JSON error body (and `hsts`, on an
 /// HTTPS listener that sets it).
 pub(crate) async fn json_error(
-    session: &mut Session,
+    session: &mut ServerSession,
     status: u16,
     request_id: &HeaderValue,
     hsts: Option<&HeaderValue>,
@@ -40,9 +41,9 @@ pub(crate) async fn json_error(
         resp.insert_header(HSTS, hsts)?;
     }
     resp.insert_header(CONTENT_LENGTH, body.len())?;
-    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_header(Box::new(resp)).await?;
     session
-        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+        .write_response_body(Bytes::from_static(body.as_bytes()), true)
         .await
 }
 
@@ -51,7 +52,7 @@ pub(crate) async fn json_error(
 ///
 /// A request without a host gets 400: there is nothing to redirect to.
 pub(crate) async fn redirect_to_https(
-    session: &mut Session,
+    session: &mut ServerSession,
     port: Option<u16>,
     request_id: &HeaderValue,
 ) -> pingora::Result<u16> {
@@ -63,7 +64,8 @@ pub(crate) async fn redirect_to_https(
     resp.insert_header(super::REQUEST_ID, request_id)?;
     resp.insert_header(LOCATION, location)?;
     resp.insert_header(CONTENT_LENGTH, 0)?;
-    session.write_response_header(Box::new(resp), true).await?;
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(Bytes::new(), true).await?;
     Ok(308)
 }
 

@@ -65,8 +65,8 @@ impl Backend {
     }
 
     /// The peer pingora connects to; connections to equal peers share one pool.
-    pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
+    pub fn peer(&self) -> &HttpPeer {
+        &self.peer
     }
 
     /// Whether the backend should get requests at `now` (from [`now_ms`]).
