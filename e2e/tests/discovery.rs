@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::{spread, wait_until, DnsServer, Gateway, Hello};
@@ -209,6 +210,42 @@ fn a_connection_closed_before_any_response_is_retried_only_when_safe() {
     let statuses: Vec<u16> = (0..4).map(|_| post(port)).collect();
     assert!(statuses.contains(&502), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+/// A backend that answers 413 as soon as it has read a little of the request, then
+/// closes with the rest of the body unread (the kernel resets the connection).
+fn early_answer_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+            );
+            drop(conn);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_backend_answering_before_taking_the_body_is_heard() {
+    let backend = early_answer_backend();
+    let gw = Gateway::start(&format!(
+        "[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n\n[upstream.hello]\nservers = [\"{backend}\"]\nretries = 0\n\n[[route]]\nupstream = \"hello\"\nmax_body_size = \"16MiB\"\n"
+    ));
+    let mut post =
+        b"POST /upload HTTP/1.1\r\nHost: hello\r\nContent-Length: 4194304\r\n\r\n".to_vec();
+    post.resize(post.len() + 4 * 1024 * 1024, b'x');
+    for _ in 0..3 {
+        let reply = e2e::exchange(gw.port("http"), e2e::Transport::Tcp, Path::new("/"), &post);
+        assert_eq!(reply.status, Some(413), "{}", reply.text);
+        assert!(reply.text.ends_with("no"), "{}", reply.text);
+    }
 }
 
 #[test]

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::connectors::http::v1::Connector;
-use pingora::connectors::ConnectorOptions;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -74,9 +73,6 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let server_config = &loaded.config.server;
     let conf = ServerConf {
         threads: server_config.threads,
-        // Idle upstream connections kept per process; at least the expected concurrency,
-        // or connections churn (see the performance notes in ../shared).
-        upstream_keepalive_pool_size: 1024,
         // After listeners close, in-flight requests get this long (DrainService exits
         // earlier once none is left); then the runtimes get one more second.
         grace_period_seconds: Some(server_config.drain_timeout.as_secs_f64().ceil() as u64),
@@ -95,10 +91,10 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let metrics = Arc::new(Metrics::default());
     let reloader = Reloader::new(path, loaded, metrics.clone());
     let snapshot = reloader.snapshot().clone();
-    // One pool of backend connections for every listener.
-    let connector = Arc::new(Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    ))));
+    // New connections to backends, for every listener (idle ones wait in each backend).
+    let connector = Arc::new(TransportConnector::new(Some(
+        ConnectorOptions::from_server_conf(&server.configuration),
+    )));
     for (index, listener) in reloader.running().iter().enumerate() {
         let gateway = Gateway::new(
             &listener.name,

@@ -3,14 +3,16 @@
 //! response comes down (WebSocket upgrades included).
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::response::Parts as ResponseParts;
 use http::{StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v1::client::HttpSession as Backend;
 use pingora::protocols::http::{HttpTask, ServerSession};
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorSource, ErrorType, OrErr};
 
 use super::request::{authority_value, hash_key};
+use super::respond::HSTS;
 use super::{headers, Gateway, RequestCtx, REQUEST_ID};
 use crate::config::Balance;
 use crate::upstream::Outcome;
@@ -51,8 +53,13 @@ impl Gateway {
             let backend = chosen.backend().clone();
             ctx.backend = Some(chosen);
             let peer = backend.peer();
-            let mut up = match self.connector.get_http_session(peer).await {
-                Ok((up, _reused)) => up,
+            let idle = config.timeouts.idle;
+            let connected = match backend.pool.take(idle) {
+                Some(stream) => Ok(stream),
+                None => self.connector.new_stream(peer).await,
+            };
+            let mut up = match connected {
+                Ok(stream) => Backend::new_with_options(stream, peer),
                 Err(mut e) => {
                     e.esource = ErrorSource::Upstream;
                     backend.count(Outcome::ConnectFailure);
@@ -72,8 +79,10 @@ impl Gateway {
             up.write_timeout = peer.options.write_timeout;
             match self.exchange(session, &mut up, ctx).await {
                 Ok(true) => {
-                    let idle = peer.options.idle_timeout;
-                    self.connector.release_http_session(up, peer, idle).await;
+                    up.respect_keepalive();
+                    if let Some(stream) = up.reuse().await {
+                        backend.pool.put(stream);
+                    }
                     return Ok(());
                 }
                 Ok(false) => return Ok(()),
@@ -164,30 +173,30 @@ impl Gateway {
     ) -> pingora::Result<Box<RequestHeader>> {
         let has_body = !down.is_body_empty();
         let from = down.req_header();
-        // A copy without pingora's header-case map, with room for the headers set
-        // below: inserting into an exactly-sized copy would grow two maps per request.
+        // A copy without pingora's header-case map, edited as a plain header map (no
+        // name parsing) with room for the headers set here: inserts into pingora's
+        // exactly-sized copy would grow two maps per request.
         let mut parts = from.as_owned_parts();
-        parts.headers.reserve(ADDED_HEADERS);
+        let h = &mut parts.headers;
+        h.reserve(ADDED_HEADERS);
+        if from.version == Version::HTTP_2 {
+            if let Some(authority) = from.uri.authority() {
+                let host = HeaderValue::from_str(authority.as_str())
+                    .or_err(ErrorType::InvalidHTTPHeader, "HTTP/2 :authority")?;
+                h.insert(HOST, host);
+            }
+        }
+        headers::strip_request(h, ctx.upgrade);
+        let peer = super::client_ip(down);
+        headers::set_forwarded(h, peer, ctx.trusted, self.proto, authority_value(from))?;
+        h.insert(REQUEST_ID, ctx.request_id(down).clone());
+        if has_body && !h.contains_key(CONTENT_LENGTH) && !h.contains_key(TRANSFER_ENCODING) {
+            h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
         parts.version = Version::HTTP_11;
         let mut req = Box::new(RequestHeader::from(parts));
         if !from.raw_path_is_utf8() {
             req.set_raw_path(from.raw_path())?;
-        }
-        let host = authority_value(from);
-        if from.version == Version::HTTP_2 {
-            if let Some(authority) = from.uri.authority() {
-                req.insert_header(HOST, authority.as_str())?;
-            }
-        }
-        headers::strip_request(&mut req, ctx.upgrade);
-        let peer = super::client_ip(down);
-        headers::set_forwarded(&mut req, peer, ctx.trusted, self.proto, host)?;
-        req.insert_header(REQUEST_ID, ctx.request_id(down).clone())?;
-        if has_body
-            && !req.headers.contains_key(CONTENT_LENGTH)
-            && !req.headers.contains_key(TRANSFER_ENCODING)
-        {
-            req.insert_header(TRANSFER_ENCODING, "chunked")?;
         }
         Ok(req)
     }
@@ -197,15 +206,23 @@ impl Gateway {
 /// or a response (request id, HSTS) at most.
 const ADDED_HEADERS: usize = 6;
 
+/// A piece of the backend's response.
+enum FromBackend {
+    /// A response head, and whether it ends the response.
+    Head(ResponseParts, bool),
+    /// Body, upgraded bytes, or the end.
+    Task(HttpTask),
+}
+
 /// The next piece of the backend's response. A head comes as a copy without pingora's
 /// header-case map (standard names go out in their usual case, others in lower case, as
 /// HAProxy sends them) and with room for the headers the gateway adds.
-async fn read_backend(up: &mut Backend) -> pingora::Result<HttpTask> {
+async fn read_backend(up: &mut Backend) -> pingora::Result<FromBackend> {
     let reading_head = up
         .get_status()
         .is_none_or(|s| s.is_informational() && s != StatusCode::SWITCHING_PROTOCOLS);
     if !reading_head {
-        return up.read_response_task().await;
+        return up.read_response_task().await.map(FromBackend::Task);
     }
     up.read_response().await?;
     let Some(head) = up.resp_header() else {
@@ -218,48 +235,47 @@ async fn read_backend(up: &mut Backend) -> pingora::Result<HttpTask> {
     parts.headers.reserve(ADDED_HEADERS);
     // The client connection is HTTP/1.1 (or HTTP/2) whatever the backend speaks.
     parts.version = Version::HTTP_11;
-    Ok(HttpTask::Header(
-        Box::new(ResponseHeader::from(parts)),
-        up.is_body_done(),
-    ))
+    Ok(FromBackend::Head(parts, up.is_body_done()))
 }
 
 /// Passes one piece of the backend's response to the client; true when it was the last.
 async fn to_client(
     down: &mut ServerSession,
-    task: HttpTask,
+    piece: FromBackend,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
-    match task {
-        HttpTask::Header(mut resp, end) => {
+    let task = match piece {
+        FromBackend::Head(mut head, end) => {
             // Informational answers (100 Continue) go through; the real one follows.
-            let informational =
-                resp.status.is_informational() && resp.status != StatusCode::SWITCHING_PROTOCOLS;
-            if !informational {
+            let status = head.status;
+            let last = !(status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS);
+            if last {
                 ctx.responded = true;
-                headers::strip_response(&mut resp);
-                resp.insert_header(REQUEST_ID, ctx.request_id(down).clone())?;
+                headers::strip_response(&mut head.headers, status);
+                head.headers
+                    .insert(REQUEST_ID, ctx.request_id(down).clone());
                 if let Some(hsts) = &ctx.hsts {
-                    resp.insert_header(super::respond::HSTS, hsts)?;
+                    head.headers.insert(HSTS, hsts.clone());
                 }
             }
-            down.write_response_header(resp)
+            down.write_response_header(Box::new(ResponseHeader::from(head)))
                 .await
                 .map_err(|e| e.into_down())?;
-            if end && !informational {
-                down.write_response_body(Bytes::new(), true)
-                    .await
-                    .map_err(|e| e.into_down())?;
+            if !(end && last) {
+                return Ok(false);
             }
-            Ok(end && !informational)
+            HttpTask::Done
         }
+        FromBackend::Task(task) => task,
+    };
+    match task {
         HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
             down.write_response_body(data.unwrap_or_default(), end)
                 .await
                 .map_err(|e| e.into_down())?;
             Ok(end)
         }
-        HttpTask::Done => {
+        HttpTask::Done | HttpTask::Header(..) => {
             down.write_response_body(Bytes::new(), true)
                 .await
                 .map_err(|e| e.into_down())?;

@@ -9,18 +9,18 @@ use bytes::Bytes;
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderValue};
-use pingora::http::{RequestHeader, ResponseHeader};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use pingora::{ErrorType::InvalidHTTPHeader, OrErr};
 
 use crate::config::Cidr;
 
-const KEEP_ALIVE: &str = "keep-alive";
-const PROXY_CONNECTION: &str = "proxy-connection";
+// Names as `HeaderName`s: map operations on them parse nothing.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const FORWARDED: &str = "forwarded";
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Header names a `Connection` header may not remove: the message's framing and host.
 fn protected(name: &str) -> bool {
@@ -53,57 +53,57 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == TE
         || name == TRAILER
         || name == UPGRADE
-        || name.as_str() == KEEP_ALIVE
-        || name.as_str() == PROXY_CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// Drops hop-by-hop headers from a request going upstream. With `upgrade` (a WebSocket
 /// upgrade on a route that allows it) `Upgrade` is kept and `Connection: upgrade` sent.
-pub(crate) fn strip_request(req: &mut RequestHeader, upgrade: bool) {
+pub(crate) fn strip_request(headers: &mut HeaderMap, upgrade: bool) {
     // Most requests have none: one pass over the names instead of a lookup per name.
-    if !upgrade && !req.headers.keys().any(is_hop_by_hop) {
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    if req.headers.contains_key(CONNECTION) {
-        for name in connection_named(&req.headers) {
+    if headers.contains_key(CONNECTION) {
+        for name in connection_named(headers) {
             if !(upgrade && name == UPGRADE) {
-                req.remove_header(&name);
+                headers.remove(&name);
             }
         }
-        req.remove_header(&CONNECTION);
+        headers.remove(CONNECTION);
     }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE.as_str(), TRAILER.as_str()] {
-        req.remove_header(name);
+    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER] {
+        headers.remove(name);
     }
     if upgrade {
-        let _ = req.insert_header(CONNECTION, "upgrade");
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
-        req.remove_header(&UPGRADE);
+        headers.remove(UPGRADE);
     }
 }
 
 /// Drops hop-by-hop headers from a response going to the client (pingora writes the
 /// client connection's own `Connection`); a `101` keeps its `Upgrade`.
-pub(crate) fn strip_response(resp: &mut ResponseHeader) {
-    if !resp.headers.keys().any(is_hop_by_hop) {
+pub(crate) fn strip_response(headers: &mut HeaderMap, status: StatusCode) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    if resp.headers.contains_key(CONNECTION) {
-        for name in connection_named(&resp.headers) {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if headers.contains_key(CONNECTION) {
+        for name in connection_named(headers) {
             if !(switching && name == UPGRADE) {
-                resp.remove_header(&name);
+                headers.remove(&name);
             }
         }
         if !switching {
-            resp.remove_header(&CONNECTION);
+            headers.remove(CONNECTION);
         }
     }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE.as_str(), TRAILER.as_str()] {
-        resp.remove_header(name);
+    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER] {
+        headers.remove(name);
     }
     if !switching {
-        resp.remove_header(&UPGRADE);
+        headers.remove(UPGRADE);
     }
 }
 
@@ -164,29 +164,28 @@ pub(crate) fn is_trusted(trusted: &[Cidr], peer: Option<IpAddr>) -> bool {
 /// trusted peer the client's values are kept (`X-Forwarded-For` gets the peer
 /// appended); from anyone else every `X-Forwarded-*` and `Forwarded` header is replaced.
 pub(crate) fn set_forwarded(
-    req: &mut RequestHeader,
+    headers: &mut HeaderMap,
     peer: Option<IpAddr>,
     trusted: bool,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) -> pingora::Result<()> {
     if !trusted {
-        let sent: Vec<HeaderName> = req
-            .headers
+        let sent: Vec<HeaderName> = headers
             .keys()
             .filter(|k| k.as_str().starts_with("x-forwarded-") || k.as_str() == FORWARDED)
             .cloned()
             .collect();
         for name in sent {
-            req.remove_header(&name);
+            headers.remove(&name);
         }
     }
     if let Some(ip) = peer {
         let mut text = IpText::default();
         let ip = text.write(ip);
-        let xff = if trusted && req.headers.contains_key(X_FORWARDED_FOR) {
+        let xff = if trusted && headers.contains_key(X_FORWARDED_FOR) {
             let mut xff = Vec::new();
-            for prev in req.headers.get_all(X_FORWARDED_FOR) {
+            for prev in headers.get_all(X_FORWARDED_FOR) {
                 xff.extend_from_slice(prev.as_bytes());
                 xff.extend_from_slice(b", ");
             }
@@ -196,14 +195,14 @@ pub(crate) fn set_forwarded(
             HeaderValue::from_bytes(ip)
         };
         let xff = xff.or_err(InvalidHTTPHeader, "X-Forwarded-For")?;
-        req.insert_header(X_FORWARDED_FOR, xff)?;
+        headers.insert(X_FORWARDED_FOR, xff);
     }
-    if !(trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
-        req.insert_header(X_FORWARDED_PROTO, proto)?;
+    if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if let Some(host) = host {
-        if !(trusted && req.headers.contains_key(X_FORWARDED_HOST)) {
-            req.insert_header(X_FORWARDED_HOST, host)?;
+        if !(trusted && headers.contains_key(X_FORWARDED_HOST)) {
+            headers.insert(X_FORWARDED_HOST, host);
         }
     }
     Ok(())
@@ -213,10 +212,11 @@ pub(crate) fn set_forwarded(
 mod tests {
     use super::*;
 
-    fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+    fn request(headers: &[(&str, &str)]) -> HeaderMap {
+        let mut r = HeaderMap::new();
         for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
+            let name = HeaderName::from_bytes(k.as_bytes()).unwrap();
+            r.append(name, HeaderValue::from_str(v).unwrap());
         }
         r
     }
@@ -235,7 +235,7 @@ mod tests {
             ("x-kept", "1"),
         ]);
         strip_request(&mut r, false);
-        let names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        let names: Vec<&str> = r.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length", "x-kept"]);
     }
 
@@ -243,8 +243,8 @@ mod tests {
     fn websocket_upgrade_keeps_upgrade() {
         let mut r = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         strip_request(&mut r, true);
-        assert_eq!(r.headers["upgrade"], "websocket");
-        assert_eq!(r.headers["connection"], "upgrade");
+        assert_eq!(r["upgrade"], "websocket");
+        assert_eq!(r["connection"], "upgrade");
     }
 
     #[test]
@@ -259,17 +259,17 @@ mod tests {
         ];
         let mut r = request(&sent);
         set_forwarded(&mut r, Some(peer), false, "https", Some(host.clone())).unwrap();
-        assert_eq!(r.headers["x-forwarded-for"], "192.0.2.7");
-        assert_eq!(r.headers["x-forwarded-proto"], "https");
-        assert_eq!(r.headers["x-forwarded-host"], "a.test");
-        assert!(r.headers.get("x-forwarded-port").is_none());
-        assert!(r.headers.get("forwarded").is_none());
+        assert_eq!(r["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(r["x-forwarded-proto"], "https");
+        assert_eq!(r["x-forwarded-host"], "a.test");
+        assert!(r.get("x-forwarded-port").is_none());
+        assert!(r.get("forwarded").is_none());
 
         let mut r = request(&sent);
         set_forwarded(&mut r, Some(peer), true, "https", Some(host)).unwrap();
-        assert_eq!(r.headers["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
-        assert_eq!(r.headers["x-forwarded-proto"], "http");
-        assert_eq!(r.headers["forwarded"], "for=1.2.3.4");
+        assert_eq!(r["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
+        assert_eq!(r["x-forwarded-proto"], "http");
+        assert_eq!(r["forwarded"], "for=1.2.3.4");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::HeaderValue;
-use pingora::connectors::http::v1::Connector;
+use pingora::connectors::TransportConnector;
 use pingora::protocols::http::server::ReusableHttpStream;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
@@ -37,8 +37,8 @@ pub struct Gateway {
     /// `X-Forwarded-Proto` sent upstream.
     proto: &'static str,
     snapshot: SharedSnapshot,
-    /// Connections to backends and their keep-alive pool (shared by all listeners).
-    connector: Arc<Connector>,
+    /// Makes new connections to backends (idle ones are in each backend's pool).
+    connector: Arc<TransportConnector>,
 }
 
 impl Gateway {
@@ -48,7 +48,7 @@ impl Gateway {
         tls: bool,
         index: usize,
         snapshot: SharedSnapshot,
-        connector: Arc<Connector>,
+        connector: Arc<TransportConnector>,
     ) -> Self {
         Self {
             index,
@@ -129,7 +129,8 @@ impl RequestCtx {
 }
 
 /// The request id header, sent upstream and returned to the client.
-pub(crate) const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-request-id");
 
 /// 128 random bits as 32 lower-case hex digits.
 fn new_request_id() -> HeaderValue {

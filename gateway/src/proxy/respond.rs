@@ -23,7 +23,7 @@ pub(crate) fn error_body(status: u16) -> &'static str {
 }
 
 /// The `Strict-Transport-Security` header.
-pub(crate) const HSTS: &str = "strict-transport-security";
+pub(crate) const HSTS: http::header::HeaderName = http::header::STRICT_TRANSPORT_SECURITY;
 
 /// Writes a complete `status` response with the JSON error body (and `hsts`, on an
 /// HTTPS listener that sets it).

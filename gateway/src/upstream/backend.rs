@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use pingora::upstreams::peer::HttpPeer;
 
+use super::pool::Pool;
 use crate::config::{PassiveHealth, Timeouts};
 
 /// Milliseconds since the first call: a cheap monotonic clock for ejection deadlines.
@@ -32,6 +33,8 @@ pub struct Backend {
     active_streak: std::sync::atomic::AtomicI32,
     /// Attempts by outcome, indexed by [`Outcome`].
     outcomes: [AtomicU64; 3],
+    /// Idle keep-alive connections to it.
+    pub pool: Pool,
 }
 
 /// How an attempt to a backend ended.
@@ -61,10 +64,11 @@ impl Backend {
             active_healthy: AtomicBool::new(true),
             active_streak: std::sync::atomic::AtomicI32::new(0),
             outcomes: Default::default(),
+            pool: Pool::default(),
         }
     }
 
-    /// The peer pingora connects to; connections to equal peers share one pool.
+    /// The peer pingora connects to, with the upstream's timeouts.
     pub fn peer(&self) -> &HttpPeer {
         &self.peer
     }

@@ -5,6 +5,7 @@ mod backend;
 mod balance;
 mod discovery;
 mod health;
+mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +35,31 @@ pub fn start_tasks(
         None => {}
     }
     health::start(upstream, runtime);
+    runtime.spawn(sweep_loop(Arc::downgrade(upstream)));
+}
+
+/// Closes the upstream's idle connections past their idle timeout (or closed by the
+/// backend) while no request takes them; ends with the upstream.
+async fn sweep_loop(upstream: std::sync::Weak<Upstream>) {
+    let Some((closed, idle)) = upstream
+        .upgrade()
+        .map(|u| (u.closed(), u.config.timeouts.idle))
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(idle.max(std::time::Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(closed);
+    loop {
+        tokio::select! {
+            () = &mut closed => return,
+            _ = tick.tick() => {}
+        }
+        let Some(up) = upstream.upgrade() else { return };
+        for backend in &up.backends().backends {
+            backend.pool.sweep(idle);
+        }
+    }
 }
 
 /// The backends of an upstream at one moment.
