@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::EnvFilter;
 
 /// The filter used when `RUST_LOG` is not set: our INFO (access log included), pingora's WARN.
-pub const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn";
+pub const DEFAULT_FILTER: &str = "info,pingora_core=warn";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
