@@ -167,10 +167,11 @@ impl EdgeApp {
                 Ok(Some(H2Accept::Session(h2))) => {
                     let app = self.clone();
                     let shutdown = shutdown.clone();
+                    // The request's future is large: boxed, the task stays small and
+                    // tokio does not copy the future each time the task changes stage.
                     streams.spawn(async move {
-                        app.gateway
-                            .serve(ServerSession::new_http2(h2), &shutdown)
-                            .await;
+                        let session = ServerSession::new_http2(h2);
+                        Box::pin(app.gateway.serve(session, &shutdown)).await;
                     });
                 }
                 Ok(Some(H2Accept::Rejected)) => {}
