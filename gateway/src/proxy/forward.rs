@@ -56,7 +56,9 @@ impl Gateway {
             let idle = config.timeouts.idle;
             let connected = match backend.pool.take(idle) {
                 Some(stream) => Ok(stream),
-                None => self.connector.new_stream(peer).await,
+                // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
+                // that would otherwise size every request's (and connection's) future.
+                None => Box::pin(self.connector.new_stream(peer)).await,
             };
             let mut up = match connected {
                 Ok(stream) => Backend::new_with_options(stream, peer),

@@ -174,7 +174,7 @@ impl Gateway {
         if error.is_some() {
             return None;
         }
-        session.finish().await.ok().flatten()
+        finish(session).await
     }
 
     /// Reads the request head; a malformed one is answered 400 and ends the connection,
@@ -325,6 +325,23 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
         });
+    }
+}
+
+/// Ends the response; an HTTP/1 connection comes back for its next request. (pingora's
+/// `ServerSession::finish` covers session kinds the gateway never has, in a future
+/// three times the size of this one, which would size every request's future.)
+async fn finish(session: ServerSession) -> Option<ReusableHttpStream> {
+    match session {
+        ServerSession::H1(mut h1) => {
+            h1.finish_body().await.ok()?;
+            h1.reuse().await.ok().flatten()
+        }
+        ServerSession::H2(mut h2) => {
+            let _ = h2.finish();
+            None
+        }
+        _ => None,
     }
 }
 
