@@ -107,7 +107,8 @@ impl EdgeApp {
         };
         // HTTP/2 has its own limits (streams, reset floods) in pingora's h2 server.
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.serve_h2(stream, shutdown).await;
+            // Boxed: HTTP/1 connections do not carry its state.
+            return Box::pin(self.serve_h2(stream, shutdown)).await;
         }
         // HTTP/1 gets the head and idle timers, and one pingora session per request.
         let mut stream: Stream = Box::new(TimedStream::new(
@@ -124,7 +125,10 @@ impl EdgeApp {
             // `wait_for_request`, and the stream times the head and the idle time.
             session.set_keepalive(Some(0));
             session.set_pipelined_prefix(first);
-            (stream, _) = self.gateway.serve(session, shutdown).await?.into_parts();
+            // Boxed for the request's time only: inline, its ~5 KB would be held by every
+            // idle connection for its whole life.
+            let request = Box::pin(self.gateway.serve(session, shutdown));
+            (stream, _) = request.await?.into_parts();
         }
     }
 
@@ -175,13 +179,16 @@ impl EdgeApp {
                     });
                 }
                 Ok(Some(H2Accept::Rejected)) => {}
-                Ok(None) => return Some(()),
+                Ok(None) => break,
                 Err(error) => {
                     tracing::debug!(%error, "HTTP/2 connection ended");
-                    return None;
+                    break;
                 }
             }
         }
+        // Streams still finishing (their logs, their backend connections) are not cut off.
+        streams.detach_all();
+        Some(())
     }
 }
 
