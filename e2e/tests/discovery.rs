@@ -163,15 +163,18 @@ fn a_killed_replica_costs_no_request_under_load_and_rejoins_after_restart() {
     );
 }
 
-/// A backend that accepts connections and closes them without answering.
-fn closing_backend() -> SocketAddr {
+/// A backend that reads a little of each request, writes `answer` (possibly nothing)
+/// and closes the connection (reset by the kernel when request bytes are left unread).
+fn answer_and_close(answer: &'static [u8]) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
+        use std::io::{Read, Write};
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
             let mut buf = [0u8; 4096];
-            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(answer);
             drop(conn);
         }
     });
@@ -181,7 +184,7 @@ fn closing_backend() -> SocketAddr {
 #[test]
 fn a_connection_closed_before_any_response_is_retried_only_when_safe() {
     let good = Hello::spawn("good");
-    let bad = closing_backend();
+    let bad = answer_and_close(b"");
     // Round robin starts with the closing backend, so every first attempt fails.
     let gw = gateway(
         None,
@@ -212,29 +215,12 @@ fn a_connection_closed_before_any_response_is_retried_only_when_safe() {
     assert!(statuses.contains(&200), "{statuses:?}");
 }
 
-/// A backend that answers 413 as soon as it has read a little of the request, then
-/// closes with the rest of the body unread (the kernel resets the connection).
-fn early_answer_backend() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = conn.write_all(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
-            );
-            drop(conn);
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_backend_answering_before_taking_the_body_is_heard() {
-    let backend = early_answer_backend();
+    // It answers 413 as soon as it has read a little of the request.
+    let backend = answer_and_close(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+    );
     let gw = Gateway::start(&format!(
         "[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n\n[upstream.hello]\nservers = [\"{backend}\"]\nretries = 0\n\n[[route]]\nupstream = \"hello\"\nmax_body_size = \"16MiB\"\n"
     ));

@@ -18,35 +18,29 @@ pub fn start(upstream: &Arc<Upstream>, runtime: &tokio::runtime::Handle) {
 }
 
 async fn check_loop(upstream: Weak<Upstream>, health: ActiveHealth) {
-    let mut tick = tokio::time::interval(health.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let Some(closed) = upstream.upgrade().map(|u| u.closed()) else {
-        return;
-    };
-    tokio::pin!(closed);
-    loop {
-        tokio::select! {
-            () = &mut closed => return,
-            _ = tick.tick() => {}
-        }
-        let Some(up) = upstream.upgrade() else { return };
+    let period = health.interval;
+    super::every(upstream, period, |up| {
         let backends = up.backends().backends.clone();
         let name = up.name().to_owned();
-        drop(up);
-        let mut checks = tokio::task::JoinSet::new();
-        for backend in backends {
-            let (health, name) = (health.clone(), name.clone());
-            checks.spawn(async move {
-                let ok = check(backend.addr, &health).await;
-                let (was, now) = backend.record_check(ok, health.healthy_after, health.unhealthy_after);
-                if was != now {
-                    let verdict = if now { "healthy" } else { "unhealthy" };
-                    tracing::warn!(upstream = %name, backend = %backend.addr, "backend is now {verdict} (active check)");
-                }
-            });
+        let health = health.clone();
+        async move {
+            let mut checks = tokio::task::JoinSet::new();
+            for backend in backends {
+                let (health, name) = (health.clone(), name.clone());
+                checks.spawn(async move {
+                    let ok = check(backend.addr, &health).await;
+                    let (was, now) =
+                        backend.record_check(ok, health.healthy_after, health.unhealthy_after);
+                    if was != now {
+                        let verdict = if now { "healthy" } else { "unhealthy" };
+                        tracing::warn!(upstream = %name, backend = %backend.addr, "backend is now {verdict} (active check)");
+                    }
+                });
+            }
+            while checks.join_next().await.is_some() {}
         }
-        while checks.join_next().await.is_some() {}
-    }
+    })
+    .await;
 }
 
 /// One check: connect, `GET path`, read the status line, all within the timeout.

@@ -9,7 +9,8 @@ mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -40,15 +41,32 @@ pub fn start_tasks(
 
 /// Closes the upstream's idle connections past their idle timeout (or closed by the
 /// backend) while no request takes them; ends with the upstream.
-async fn sweep_loop(upstream: std::sync::Weak<Upstream>) {
-    let Some((closed, idle)) = upstream
-        .upgrade()
-        .map(|u| (u.closed(), u.config.timeouts.idle))
-    else {
+async fn sweep_loop(upstream: Weak<Upstream>) {
+    let Some(idle) = upstream.upgrade().map(|u| u.config.timeouts.idle) else {
         return;
     };
-    let mut tick = tokio::time::interval(idle.max(std::time::Duration::from_secs(1)));
+    let period = idle.max(Duration::from_secs(1));
+    every(upstream, period, |up| {
+        for backend in &up.backends().backends {
+            backend.pool.sweep(idle);
+        }
+        std::future::ready(())
+    })
+    .await;
+}
+
+/// Runs `round` every `period` until the upstream is closed or dropped; between rounds
+/// the task holds only a weak reference.
+async fn every<F, R>(upstream: Weak<Upstream>, period: Duration, mut round: F)
+where
+    F: FnMut(Arc<Upstream>) -> R,
+    R: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some(closed) = upstream.upgrade().map(|u| u.closed()) else {
+        return;
+    };
     tokio::pin!(closed);
     loop {
         tokio::select! {
@@ -56,9 +74,7 @@ async fn sweep_loop(upstream: std::sync::Weak<Upstream>) {
             _ = tick.tick() => {}
         }
         let Some(up) = upstream.upgrade() else { return };
-        for backend in &up.backends().backends {
-            backend.pool.sweep(idle);
-        }
+        round(up).await;
     }
 }
 
