@@ -197,9 +197,9 @@ const FIRST_READ: usize = 512;
 
 /// Waits for the next request on an HTTP/1 connection and returns its first bytes, for
 /// pingora to parse on. Between requests the connection holds only its stream and this
-/// small read: pingora's own loop would keep its per-request state (a ~13 KB future and a
-/// 4 KiB head buffer) for the whole idle time. `None`: the client closed, the idle timer
-/// ended the connection, or the server is shutting down.
+/// small read: no request future and no 4 KiB head buffer for the whole idle time.
+/// `None`: the client closed, the idle timer ended the connection, or the server is
+/// shutting down.
 async fn wait_for_request(stream: &mut Stream, shutdown: &mut ShutdownWatch) -> Option<BytesMut> {
     let mut first = [0u8; FIRST_READ];
     let read = tokio::select! {
