@@ -7,7 +7,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::response::Parts as ResponseParts;
 use http::{StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::v1::client::HttpSession as Backend;
+use pingora::protocols::http::v1::client::HttpSession as BackendSession;
 use pingora::protocols::http::{HttpTask, ServerSession};
 use pingora::{Error, ErrorSource, ErrorType, OrErr};
 
@@ -61,7 +61,7 @@ impl Gateway {
                 None => Box::pin(self.connector.new_stream(peer)).await,
             };
             let mut up = match connected {
-                Ok(stream) => Backend::new_with_options(stream, peer),
+                Ok(stream) => BackendSession::new_with_options(stream, peer),
                 Err(mut e) => {
                     e.esource = ErrorSource::Upstream;
                     backend.count(Outcome::ConnectFailure);
@@ -104,7 +104,7 @@ impl Gateway {
     async fn exchange(
         &self,
         down: &mut ServerSession,
-        up: &mut Backend,
+        up: &mut BackendSession,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         let req = self.backend_request(down, ctx)?;
@@ -219,7 +219,7 @@ enum FromBackend {
 /// The next piece of the backend's response. A head comes as a copy without pingora's
 /// header-case map (standard names go out in their usual case, others in lower case, as
 /// HAProxy sends them) and with room for the headers the gateway adds.
-async fn read_backend(up: &mut Backend) -> pingora::Result<FromBackend> {
+async fn read_backend(up: &mut BackendSession) -> pingora::Result<FromBackend> {
     let reading_head = up
         .get_status()
         .is_none_or(|s| s.is_informational() && s != StatusCode::SWITCHING_PROTOCOLS);
@@ -291,7 +291,7 @@ async fn to_client(
 /// Passes one piece of the client's request body to the backend, within the route's
 /// `max_body_size`; true when the body is complete.
 async fn to_backend(
-    up: &mut Backend,
+    up: &mut BackendSession,
     body: Option<Bytes>,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {

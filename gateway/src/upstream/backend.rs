@@ -54,7 +54,6 @@ impl Backend {
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(timeouts.read);
         peer.options.write_timeout = Some(timeouts.write);
-        peer.options.idle_timeout = Some(timeouts.idle);
         Self {
             addr,
             peer,
