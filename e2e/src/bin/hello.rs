@@ -7,6 +7,7 @@
 //! gateway forwards); `?size=N` answers N bytes of `x` instead (at most 64 MiB; for
 //! the large-response benchmark). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
+//! The request body is read in full before answering, as an application does.
 //! `x-hello-connection: N` numbers the TCP connection the request came on (to see
 //! connection reuse). `GET /_hello/requests` answers `{"requests":N}`, the number of
 //! other requests received (so tests can prove a request never reached a backend). A
@@ -21,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -150,6 +152,16 @@ async fn respond(
     if let Some(accept) = websocket_accept(&req) {
         return Ok(switch_to_echo(req, accept));
     }
+    // Like an application, read the whole request body before answering: a test of
+    // the gateway's body limit must not race an answer sent before the body arrived.
+    let (parts, mut body) = req.into_parts();
+    while !body.is_end_stream() {
+        match body.frame().await {
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    let req = Request::from_parts(parts, ());
     let delay = delay_ms(req.uri().query()).map_or(behaviour.delay, Duration::from_millis);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
