@@ -6,9 +6,9 @@
 //! `fmt`, then `serde_json`, then one `write` per line); this writer keeps the lines and
 //! the `RUST_LOG` switch (target `access`, level INFO) and drops that cost.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -115,8 +115,10 @@ enum Value<'a> {
     Quoted(&'a str),
     /// A number in both.
     Number(u64),
-    /// An address (`-` when none): bare in text, a JSON string.
-    Addr(Option<&'a dyn std::fmt::Display>),
+    /// An IP address (`-` when none): bare in text, a JSON string.
+    Ip(Option<IpAddr>),
+    /// An address and port (`-` when none): bare in text, a JSON string.
+    Socket(Option<SocketAddr>),
     /// Milliseconds with three decimals: bare in text, a JSON string.
     Millis(Duration),
 }
@@ -125,12 +127,12 @@ enum Value<'a> {
 fn fields<'a>(l: &'a AccessLine<'a>) -> [(&'static str, Value<'a>); 10] {
     [
         ("listener", Value::Word(l.listener)),
-        ("client", Value::Addr(l.client.as_ref().map(|c| c as _))),
+        ("client", Value::Ip(l.client)),
         ("method", Value::Word(l.method)),
         ("host", Value::Quoted(l.host)),
         ("path", Value::Quoted(l.path)),
         ("status", Value::Number(u64::from(l.status))),
-        ("upstream", Value::Addr(l.upstream.as_ref().map(|u| u as _))),
+        ("upstream", Value::Socket(l.upstream)),
         ("duration_ms", Value::Millis(l.duration)),
         ("bytes", Value::Number(l.bytes as u64)),
         ("request_id", Value::Quoted(l.request_id)),
@@ -148,9 +150,9 @@ fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
         match value {
             Value::Word(s) | Value::Quoted(s) => json_str(out, s),
             Value::Number(n) => number(out, n),
-            Value::Addr(a) => {
+            Value::Ip(_) | Value::Socket(_) => {
                 out.push(b'"');
-                display_or_dash(out, a);
+                address(out, &value);
                 out.push(b'"');
             }
             Value::Millis(d) => {
@@ -174,17 +176,48 @@ fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
             Value::Word(s) => out.extend_from_slice(s.as_bytes()),
             Value::Quoted(s) => quoted(out, s),
             Value::Number(n) => number(out, n),
-            Value::Addr(a) => display_or_dash(out, a),
+            Value::Ip(_) | Value::Socket(_) => address(out, &value),
             Value::Millis(d) => millis(out, d),
         }
     }
     out.push(b'\n');
 }
 
+thread_local! {
+    /// The last second [`timestamp`] wrote, and its `2026-11-22T19:02:34.` text: the
+    /// calendar arithmetic runs once a second, not once a line.
+    static SECOND: Cell<(u64, [u8; SECOND_TEXT])> = const { Cell::new((u64::MAX, [0; SECOND_TEXT])) };
+}
+
+/// The length of `2026-11-22T19:02:34.`.
+const SECOND_TEXT: usize = 20;
+
 /// `2026-11-22T19:02:34.933300Z` (UTC, microseconds), as the other log lines.
 fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        let mut fresh = Vec::with_capacity(SECOND_TEXT);
+        date_time(&mut fresh, secs);
+        if let Ok(fresh) = <[u8; SECOND_TEXT]>::try_from(fresh.as_slice()) {
+            text = fresh;
+            SECOND.set((secs, text));
+        } else {
+            // A year past 9999: not cached.
+            out.extend_from_slice(&fresh);
+            padded(out, u64::from(since.subsec_micros()), 6);
+            out.push(b'Z');
+            return;
+        }
+    }
+    out.extend_from_slice(&text);
+    padded(out, u64::from(since.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+/// `2026-11-22T19:02:34.` for `secs` since the epoch.
+fn date_time(out: &mut Vec<u8>, secs: u64) {
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
     let z = days as i64 + 719_468;
@@ -208,8 +241,6 @@ fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     out.push(b':');
     padded(out, day_secs % 60, 2);
     out.push(b'.');
-    padded(out, u64::from(since.subsec_micros()), 6);
-    out.push(b'Z');
 }
 
 /// A duration in milliseconds with three decimals.
@@ -235,27 +266,57 @@ fn number(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// `n` in at least `width` digits (zeros in front).
 fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
-    let start = out.len();
+    let mut digits = 1;
+    let mut rest = n / 10;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(digits)));
     number(out, n);
-    let len = out.len() - start;
-    if len < width {
-        out.splice(start..start, std::iter::repeat_n(b'0', width - len));
+}
+
+/// An address field: IPv4 written digit by digit (most lines), IPv6 through `Display`.
+fn address(out: &mut Vec<u8>, value: &Value<'_>) {
+    match *value {
+        Value::Ip(Some(IpAddr::V4(ip))) => ipv4(out, ip),
+        Value::Socket(Some(SocketAddr::V4(a))) => {
+            ipv4(out, *a.ip());
+            out.push(b':');
+            number(out, u64::from(a.port()));
+        }
+        Value::Ip(Some(ip)) => {
+            let _ = write!(out, "{ip}");
+        }
+        Value::Socket(Some(a)) => {
+            let _ = write!(out, "{a}");
+        }
+        _ => out.push(b'-'),
     }
 }
 
-fn display_or_dash(out: &mut Vec<u8>, value: Option<&dyn std::fmt::Display>) {
-    match value {
-        Some(v) => {
-            let _ = write!(out, "{v}");
+fn ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
         }
-        None => out.push(b'-'),
+        number(out, u64::from(octet));
     }
 }
 
 /// A JSON string.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\')
+    {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for &b in s.as_bytes() {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -319,6 +380,52 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn addresses_and_padding_are_written_as_display_does() {
+        for text in [
+            "192.0.2.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            let mut out = Vec::new();
+            address(&mut out, &Value::Ip(Some(ip)));
+            assert_eq!(out, ip.to_string().as_bytes());
+        }
+        for text in ["10.1.2.3:8080", "127.0.0.1:0", "[2001:db8::1]:443"] {
+            let a: SocketAddr = text.parse().unwrap();
+            let mut out = Vec::new();
+            address(&mut out, &Value::Socket(Some(a)));
+            assert_eq!(out, text.as_bytes());
+        }
+        let mut out = Vec::new();
+        address(&mut out, &Value::Socket(None));
+        assert_eq!(out, b"-");
+        let mut out = Vec::new();
+        for (n, width) in [(7, 3), (0, 2), (123_456, 6), (1_234, 2)] {
+            padded(&mut out, n, width);
+            out.push(b' ');
+        }
+        assert_eq!(out, b"007 00 123456 1234 ");
+    }
+
+    #[test]
+    fn the_cached_second_follows_the_clock() {
+        let t = UNIX_EPOCH + Duration::new(1_795_374_154, 5_000);
+        for (at, text) in [
+            (t, "2026-11-22T19:02:34.000005Z"),
+            (t + Duration::from_micros(10), "2026-11-22T19:02:34.000015Z"),
+            (t + Duration::from_secs(1), "2026-11-22T19:02:35.000005Z"),
+            (t, "2026-11-22T19:02:34.000005Z"),
+        ] {
+            let mut out = Vec::new();
+            timestamp(&mut out, at);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
     }
 
     #[test]
