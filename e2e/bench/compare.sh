@@ -40,7 +40,6 @@ HTTPS_PORT=18443
 HTTP_PORT=18080
 ADMIN_PORT=19090
 HELLO_PORTS=(19001 19002 19003)
-WIDE_PORT=19100 # one hello on 0.0.0.0, reached as 127.0.0.1 ... 127.0.0.100
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -93,13 +92,13 @@ certs/dev-certs.sh --out "$work/ecdsa" --ca "$work/ca" >/dev/null
 certs/dev-certs.sh --key rsa --out "$work/rsa" --ca "$work/ca" >/dev/null
 for kind in ecdsa rsa; do cat "$work/$kind/tls.crt" "$work/$kind/tls.key" >"$work/$kind/haproxy.pem"; done
 
+# On 0.0.0.0 so that the 100-server upstream reaches the same three replicas as
+# 127.0.0.1 ... 127.0.0.34 (scenario 7 then differs from scenario 1 only in the config).
 for port in "${HELLO_PORTS[@]}"; do
-  target/release/hello --listen "127.0.0.1:$port" --name "hello-$port" >/dev/null &
+  target/release/hello --listen "0.0.0.0:$port" --name "hello-$port" >/dev/null &
   pids+=($!)
 done
-target/release/hello --listen "0.0.0.0:$WIDE_PORT" --name wide >/dev/null &
-pids+=($!)
-for port in "${HELLO_PORTS[@]}" "$WIDE_PORT"; do
+for port in "${HELLO_PORTS[@]}"; do
   for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
 done
 
@@ -113,7 +112,9 @@ gateway_config() {
     gw-routes1000)
       py routes 999 >"$work/routes.toml"
       routes="@$work/routes.toml" ;;
-    gw-servers100) servers=$(for i in $(seq 100); do printf '"127.0.0.%s:%s", ' "$i" "$WIDE_PORT"; done) ;;
+    gw-servers100)
+      servers=$(for i in $(seq 34); do for port in "${HELLO_PORTS[@]}"; do
+        printf '"127.0.0.%s:%s", ' "$i" "$port"; done; done | cut -d' ' -f1-100) ;;
   esac
   case $variant in gw-prod | gw-admin) admin="[admin]
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
