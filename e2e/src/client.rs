@@ -1,12 +1,14 @@
 //! An HTTPS client for tests: verifies against a given CA, sends a chosen SNI,
 //! speaks HTTP/1.1 or HTTP/2 by ALPN, and reports the certificate it was served.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Version};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -63,8 +65,8 @@ pub struct Conn {
 }
 
 enum Sender {
-    H1(http1::SendRequest<Empty<Bytes>>),
-    H2(http2::SendRequest<Empty<Bytes>>),
+    H1(http1::SendRequest<BoxBody<Bytes, Infallible>>),
+    H2(http2::SendRequest<BoxBody<Bytes, Infallible>>),
 }
 
 impl Client {
@@ -177,8 +179,12 @@ impl Conn {
     }
 
     /// Sends `req` as it is and reads the whole response.
-    pub async fn send(&mut self, req: Request<Empty<Bytes>>) -> Result<Response, String> {
+    pub async fn send<B>(&mut self, req: Request<B>) -> Result<Response, String>
+    where
+        B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
         let path = req.uri().path().to_owned();
+        let req = req.map(BodyExt::boxed);
         let result = match &mut self.sender {
             Sender::H1(s) => {
                 s.ready()

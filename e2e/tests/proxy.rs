@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use e2e::{Certs, Client, Gateway, Hello, Proto};
+use http_body_util::{Full, StreamBody};
+use hyper::body::Frame;
 
 /// A gateway with an HTTPS listener for `localhost` in front of `replicas`,
 /// plus an upstream whose only server refuses connections, routed at `/dead`.
@@ -196,6 +199,54 @@ async fn upstream_sees_client_host_and_forwarded_headers() {
             Some(host.as_str()),
             "{seen}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bodies_reach_the_backend_framed_on_http1_and_http2() {
+    let certs = Certs::new();
+    let a = Hello::spawn("a");
+    let gw = gateway(&certs, &[&a]);
+    let client = Client::new(&certs.ca());
+    // Two DATA frames and no length: HTTP/2 needs no Content-Length, HTTP/1.1 does (or
+    // chunked), so the gateway sends this one chunked. hello reads the whole body
+    // before answering.
+    let chunks = [Bytes::from_static(b"hello "), Bytes::from_static(b"world")];
+    let frames = futures_util::stream::iter(chunks.map(|c| Ok(Frame::data(c))));
+    let mut h2 = client
+        .connect(gw.addr("https"), Some("localhost"), Proto::H2)
+        .await
+        .unwrap();
+    let req = http::Request::post("https://localhost/?echo_headers=1")
+        .version(http::Version::HTTP_2)
+        .body(StreamBody::new(frames))
+        .unwrap();
+    let resp = h2.send(req).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let seen = resp.text();
+    assert!(seen.contains("transfer-encoding: chunked\n"), "{seen}");
+    assert!(!seen.contains("content-length"), "{seen}");
+    // With a length, on either protocol, the length goes up as it came.
+    for proto in [Proto::H1, Proto::H2] {
+        let mut conn = client
+            .connect(gw.addr("https"), Some("localhost"), proto)
+            .await
+            .unwrap();
+        let req = match proto {
+            Proto::H1 => {
+                http::Request::post("/?echo_headers=1").header(http::header::HOST, "localhost")
+            }
+            Proto::H2 => http::Request::post("https://localhost/?echo_headers=1")
+                .version(http::Version::HTTP_2),
+        };
+        let req = req
+            .body(Full::new(Bytes::from_static(b"hello world")))
+            .unwrap();
+        let resp = conn.send(req).await.unwrap();
+        assert_eq!(resp.status, 200, "{proto:?}");
+        let seen = resp.text();
+        assert!(seen.contains("content-length: 11\n"), "{proto:?}: {seen}");
+        assert!(!seen.contains("transfer-encoding"), "{proto:?}: {seen}");
     }
 }
 

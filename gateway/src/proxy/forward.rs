@@ -173,7 +173,14 @@ impl Gateway {
         down: &mut ServerSession,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<RequestHeader>> {
-        let has_body = !down.is_body_empty();
+        // An HTTP/2 body may come without a length; HTTP/1 bodies are framed by one.
+        let unframed = {
+            let from = down.req_header();
+            from.version == Version::HTTP_2
+                && !from.headers.contains_key(CONTENT_LENGTH)
+                && !from.headers.contains_key(TRANSFER_ENCODING)
+        };
+        let chunked = unframed && !down.is_body_empty();
         let from = down.req_header();
         // A copy without pingora's header-case map, edited as a plain header map (no
         // name parsing) with room for the headers set here: inserts into pingora's
@@ -192,7 +199,7 @@ impl Gateway {
         let peer = super::client_ip(down);
         headers::set_forwarded(h, peer, ctx.trusted, self.proto, authority_value(from))?;
         h.insert(REQUEST_ID, ctx.request_id(down).clone());
-        if has_body && !h.contains_key(CONTENT_LENGTH) && !h.contains_key(TRANSFER_ENCODING) {
+        if chunked {
             h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         parts.version = Version::HTTP_11;
