@@ -114,7 +114,7 @@ impl RequestCtx {
     /// The request's id: the client's valid `X-Request-Id`, else a new random one.
     fn request_id(&mut self, session: &ServerSession) -> &HeaderValue {
         self.request_id.get_or_insert_with(|| {
-            session
+            let mut id = session
                 .req_header()
                 .headers
                 .get(REQUEST_ID)
@@ -123,7 +123,12 @@ impl RequestCtx {
                         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
                 })
                 .cloned()
-                .unwrap_or_else(new_request_id)
+                .unwrap_or_else(new_request_id);
+            // Every value is new: HTTP/2's header compression sends it as a literal
+            // never indexed, instead of filling the connection's table with ids that
+            // evict the headers that do repeat (no effect on HTTP/1).
+            id.set_sensitive(true);
+            id
         })
     }
 }
