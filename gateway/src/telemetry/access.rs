@@ -196,22 +196,17 @@ const SECOND_TEXT: usize = 20;
 fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (cached, mut text) = SECOND.get();
-    if cached != secs {
-        let mut fresh = Vec::with_capacity(SECOND_TEXT);
-        date_time(&mut fresh, secs);
-        if let Ok(fresh) = <[u8; SECOND_TEXT]>::try_from(fresh.as_slice()) {
-            text = fresh;
+    let (cached, text) = SECOND.get();
+    if cached == secs {
+        out.extend_from_slice(&text);
+    } else {
+        let start = out.len();
+        date_time(out, secs);
+        // Past the year 9999 the text is longer and not cached.
+        if let Ok(text) = <[u8; SECOND_TEXT]>::try_from(&out[start..]) {
             SECOND.set((secs, text));
-        } else {
-            // A year past 9999: not cached.
-            out.extend_from_slice(&fresh);
-            padded(out, u64::from(since.subsec_micros()), 6);
-            out.push(b'Z');
-            return;
         }
     }
-    out.extend_from_slice(&text);
     padded(out, u64::from(since.subsec_micros()), 6);
     out.push(b'Z');
 }
