@@ -71,12 +71,17 @@ impl App {
 /// Builds the pingora server for the config `loaded` from `path`.
 pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let server_config = &loaded.config.server;
+    let threads = server_config.threads;
     let conf = ServerConf {
-        threads: server_config.threads,
+        threads,
         // After listeners close, in-flight requests get this long (DrainService exits
         // earlier once none is left); then the runtimes get one more second.
         grace_period_seconds: Some(server_config.drain_timeout.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
+        // One single-threaded runtime per worker thread: a connection and its HTTP/2
+        // streams stay on one thread, without the work-stealing scheduler's atomics
+        // (callgrind, HTTPS HTTP/2: -6.4% instructions per request; HTTP/1.1 unchanged).
+        work_stealing: false,
         ..ServerConf::default()
     };
     let lifecycle = Arc::new(Lifecycle::default());
@@ -125,13 +130,14 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         let h2 = (h2, listener.h2_idle_timeout);
         let app = EdgeApp::new(gateway, acceptor, h2, stats, snapshot.clone(), index);
         let name = format!("listener {}", listener.name);
-        let service =
-            EdgeService::bind(name, listener.addr, app).map_err(|source| LoadError::Bind {
+        let service = EdgeService::bind(name, listener.addr, app, threads).map_err(|source| {
+            LoadError::Bind {
                 at: listener.at.clone(),
                 name: listener.name.clone(),
                 addr: listener.addr,
                 source,
-            })?;
+            }
+        })?;
         server.add_service(service);
     }
     if let Some(addr) = admin_addr {

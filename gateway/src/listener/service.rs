@@ -2,6 +2,9 @@
 //! one small task per connection. pingora's own listening service spawns a task sized
 //! for its TLS handshake (~8.8 KB, kept for the connection's life) and gives every
 //! connection a 1.5 KiB write buffer; connections here hold neither.
+//!
+//! The runtime is pingora's "no steal" one: a single-threaded tokio runtime per worker
+//! thread, each connection served wholly on one of them (as nginx's workers do).
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,11 +32,13 @@ pub struct EdgeService {
     name: String,
     socket: Option<TcpSocket>,
     app: Arc<EdgeApp>,
+    /// Worker threads: with more than one, connections are spread over them.
+    threads: usize,
 }
 
 impl EdgeService {
     /// Binds `addr` now (so a taken port fails the start); accepting starts with the service.
-    pub fn bind(name: String, addr: SocketAddr, app: EdgeApp) -> io::Result<Self> {
+    pub fn bind(name: String, addr: SocketAddr, app: EdgeApp, threads: usize) -> io::Result<Self> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -45,6 +50,7 @@ impl EdgeService {
             name,
             socket: Some(socket),
             app: Arc::new(app),
+            threads,
         })
     }
 }
@@ -79,7 +85,7 @@ impl Service for EdgeService {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((tcp, peer)) => {
+                Ok((tcp, peer)) if self.threads == 1 => {
                     let app = self.app.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
@@ -88,6 +94,7 @@ impl Service for EdgeService {
                         }
                     });
                 }
+                Ok((tcp, peer)) => self.spread(tcp, peer, &shutdown),
                 Err(error) => {
                     tracing::warn!(service = %self.name, %error, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -100,6 +107,35 @@ impl Service for EdgeService {
 
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+impl EdgeService {
+    /// Serves an accepted connection on a worker thread picked at random. The socket is
+    /// registered again with that thread's event loop: left with the accepting thread's,
+    /// its readiness would have to cross threads on every event.
+    fn spread(&self, tcp: TcpStream, peer: SocketAddr, shutdown: &ShutdownWatch) {
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                tracing::debug!(%error, "cannot move the connection to a worker; closing");
+                return;
+            }
+        };
+        let app = self.app.clone();
+        let shutdown = shutdown.clone();
+        pingora_runtime::current_handle().spawn(async move {
+            let tcp = match TcpStream::from_std(tcp) {
+                Ok(tcp) => tcp,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot register the connection; closing");
+                    return;
+                }
+            };
+            if let Some(stream) = l4_stream(tcp, peer) {
+                app.serve(stream, &shutdown).await;
+            }
+        });
     }
 }
 
