@@ -203,9 +203,11 @@ fn connections_over_max_connections_are_closed_and_counted() {
     // The harness's readiness probe was a connection too: its slot is free once the
     // gateway has seen it close (later than the start returns on a loaded machine).
     let active = r#"gateway_connections_active{listener="web"}"#;
-    wait_until(Duration::from_secs(10), "the probe connection closed", || {
-        (gw.metric(active) == Some(0.0)).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the probe connection closed",
+        || (gw.metric(active) == Some(0.0)).then_some(()),
+    );
     let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let mut held: Vec<_> = (0..2)
         .map(|_| connect(port, Transport::Tcp, &certs.ca()))
