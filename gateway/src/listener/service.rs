@@ -86,13 +86,7 @@ impl Service for EdgeService {
             };
             match accepted {
                 Ok((tcp, peer)) if self.threads == 1 => {
-                    let app = self.app.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        if let Some(stream) = l4_stream(tcp, peer) {
-                            app.serve(stream, &shutdown).await;
-                        }
-                    });
+                    tokio::spawn(serve(self.app.clone(), tcp, peer, shutdown.clone()));
                 }
                 Ok((tcp, peer)) => self.spread(tcp, peer, &shutdown),
                 Err(error) => {
@@ -125,17 +119,18 @@ impl EdgeService {
         let app = self.app.clone();
         let shutdown = shutdown.clone();
         pingora_runtime::current_handle().spawn(async move {
-            let tcp = match TcpStream::from_std(tcp) {
-                Ok(tcp) => tcp,
-                Err(error) => {
-                    tracing::debug!(%error, "cannot register the connection; closing");
-                    return;
-                }
-            };
-            if let Some(stream) = l4_stream(tcp, peer) {
-                app.serve(stream, &shutdown).await;
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => serve(app, tcp, peer, shutdown).await,
+                Err(error) => tracing::debug!(%error, "cannot register the connection; closing"),
             }
         });
+    }
+}
+
+/// Serves one accepted connection until it closes.
+async fn serve(app: Arc<EdgeApp>, tcp: TcpStream, peer: SocketAddr, shutdown: ShutdownWatch) {
+    if let Some(stream) = l4_stream(tcp, peer) {
+        app.serve(stream, &shutdown).await;
     }
 }
 
