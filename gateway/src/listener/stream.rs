@@ -215,6 +215,10 @@ impl AsyncWrite for TimedStream {
         if buf.len() >= WRITE_BUFFER {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
+        if this.out.capacity() == 0 {
+            // One allocation per response: a head then a body would otherwise grow it twice.
+            this.out.reserve_exact(WRITE_BUFFER);
+        }
         this.out.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
