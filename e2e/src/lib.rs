@@ -34,7 +34,9 @@ pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
 pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};
-pub use raw::{connect, exchange, read_reply, Reply, Transport, Wire};
+pub use raw::{
+    connect, exchange, read_reply, read_until_close, Reply, Transport, Wire, READ_TIMEOUT,
+};
 
 /// A config template: one HTTPS listener (`{{port:https}}`) with the certificates in
 /// `cert_dirs`, in front of one upstream `hello` of `servers`, routed by `route`

@@ -7,6 +7,35 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a read on a raw connection waits: a safety net against a hung test, not a
+/// measured bound. Reaching it fails the test ([`read_reply`], [`read_until_close`]).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `e` is a read timeout (`WouldBlock` on Unix sockets, `TimedOut` elsewhere).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads `wire` until the peer closes it and returns what came before the close.
+/// Panics when the connection stays open past [`READ_TIMEOUT`].
+pub fn read_until_close(wire: &mut dyn Wire) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match wire.read(&mut chunk) {
+            Ok(0) => return rest,
+            Ok(n) => rest.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) => {
+                panic!("the connection is still open after {READ_TIMEOUT:?}")
+            }
+            Err(_) => return rest,
+        }
+    }
+}
+
 /// What the gateway answered to a raw request.
 #[derive(Debug)]
 pub struct Reply {
@@ -42,8 +71,7 @@ impl<T: Read + Write> Wire for T {}
 /// Connects to 127.0.0.1:`port` over `transport` (TLS trusts the CA at `ca`).
 pub fn connect(port: u16, transport: Transport, ca: &Path) -> Box<dyn Wire> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    // A safety net against a hung test, not a measured bound.
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).ok();
     match transport {
         Transport::Tcp => Box::new(tcp),
         Transport::Tls => {
@@ -65,7 +93,9 @@ pub fn exchange(port: u16, transport: Transport, ca: &Path, request: &[u8]) -> R
     read_reply(&mut *wire)
 }
 
-/// Reads one response (or up to the close) from `wire`.
+/// Reads one response (or up to the close) from `wire`. Panics when the peer neither
+/// answers nor closes within the connection's read timeout ([`READ_TIMEOUT`]): a test
+/// that expects a close must see one, not a silence.
 pub fn read_reply(wire: &mut dyn Wire) -> Reply {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -77,12 +107,20 @@ pub fn read_reply(wire: &mut dyn Wire) -> Reply {
             }
         }
         match wire.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) => panic!(
+                "no response and no close within {READ_TIMEOUT:?}; read so far: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            // A reset (the peer closed with unread bytes) is a close.
+            Err(_) => break,
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            break;
-        }
+        assert!(
+            started.elapsed() < 2 * READ_TIMEOUT,
+            "a response still coming after {:?}",
+            2 * READ_TIMEOUT
+        );
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text

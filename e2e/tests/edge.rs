@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use e2e::{
-    connect, exchange, read_reply, wait_until, web_and_https_config, Certs, Client, Gateway, Hello,
-    Proto, Transport,
+    connect, exchange, read_reply, read_until_close, wait_until, web_and_https_config, Certs,
+    Client, Gateway, Hello, Proto, Transport, READ_TIMEOUT,
 };
 
 /// A plain listener `web` and a TLS listener `https` (certificate for `localhost`),
@@ -243,15 +243,12 @@ fn idle_keepalive_and_stalled_handshakes_are_closed() {
     wire.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     assert_eq!(read_reply(&mut *wire).status, Some(200));
-    let mut rest = Vec::new();
-    let _ = wire.read_to_end(&mut rest);
-    assert!(rest.is_empty());
+    assert!(read_until_close(&mut *wire).is_empty());
 
     // A TLS connection that never says hello is closed and counted.
     let mut tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut buf = [0u8; 1];
-    assert_eq!(tcp.read(&mut buf).unwrap_or(0), 0);
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    assert!(read_until_close(&mut tcp).is_empty());
     let timeouts =
         r#"gateway_connections_dropped_total{listener="https",reason="tls_handshake_timeout"}"#;
     // Counted just after the close the client saw.
