@@ -65,7 +65,19 @@ fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 
+    // Enough CPU time that the process metric cannot be a constant 0 and still pass
+    // (scrapes: they leave the request counters below as they are).
+    let ticks_before = wait_until(
+        std::time::Duration::from_secs(60),
+        "the gateway to use 3 clock ticks of CPU",
+        || {
+            gw.admin_get("/metrics");
+            let ticks = cpu_ticks(gw.pid());
+            (ticks >= 3).then_some(ticks)
+        },
+    );
     let (status, text) = gw.admin_get("/metrics");
+    let ticks_after = cpu_ticks(gw.pid());
     assert_eq!(status, 200);
     let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let value = |line: &str| {
@@ -101,8 +113,29 @@ fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
     );
     assert!(value("process_resident_memory_bytes{}") > 1e6);
     assert!(value("process_open_fds{}") > 3.0);
-    assert!(value("process_cpu_seconds_total{}") >= 0.0);
+    let hz = clock_ticks_per_second();
+    let cpu = value("process_cpu_seconds_total{}");
+    assert!(
+        (ticks_before as f64 / hz..=ticks_after as f64 / hz).contains(&cpu),
+        "process_cpu_seconds_total {cpu} outside /proc's {ticks_before}..={ticks_after} ticks at {hz} Hz"
+    );
     assert_eq!(value("gateway_config_last_reload_success{}"), 1.0);
+}
+
+/// User + system CPU time of process `pid` in clock ticks, from `/proc/PID/stat`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let (utime, stime) = (fields[11], fields[12]);
+    utime.parse::<u64>().unwrap() + stime.parse::<u64>().unwrap()
+}
+
+/// The kernel's clock ticks per second for `/proc` times (`getconf CLK_TCK`).
+fn clock_ticks_per_second() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 /// One request with raw `headers`; returns the response head.
