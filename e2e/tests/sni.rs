@@ -78,23 +78,75 @@ async fn tls_1_2_and_1_3_are_served_and_older_versions_refused() {
         assert_eq!(conn.tls_version, expect);
         assert_eq!(conn.get("/").await.unwrap().status, 200);
     }
+    // OpenSSL's own default security level refuses TLS 1.0 and 1.1 before sending
+    // anything: level 0 lets the client offer them, so what is tested is the server's
+    // refusal. A control server that accepts them proves the client really offers them.
+    let control = OldTlsServer::start(&tls);
     for old in ["-tls1", "-tls1_1"] {
-        let out = std::process::Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &addr.to_string(),
-                old,
-                "-servername",
-                "localhost",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run openssl s_client");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (ok, stdout) = old_tls_handshake(control.addr, old);
         assert!(
-            !out.status.success() && !stdout.contains("BEGIN CERTIFICATE"),
+            ok && stdout.contains("BEGIN CERTIFICATE"),
+            "the control server refused {old}: the client does not offer it:\n{stdout}"
+        );
+        let (ok, stdout) = old_tls_handshake(addr, old);
+        assert!(
+            !ok && !stdout.contains("BEGIN CERTIFICATE"),
             "{old} handshake succeeded:\n{stdout}"
         );
+    }
+}
+
+/// An `openssl s_client` handshake offering only `version` (`-tls1`, `-tls1_1`) at
+/// security level 0: whether it succeeded, and what it printed.
+fn old_tls_handshake(addr: std::net::SocketAddr, version: &str) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), version])
+        .args(["-cipher", "DEFAULT@SECLEVEL=0", "-servername", "localhost"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), stdout)
+}
+
+/// `openssl s_server` accepting TLS 1.0 to 1.3 at security level 0; killed on drop.
+struct OldTlsServer {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl OldTlsServer {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-accept", &addr.to_string()])
+            .arg("-cert")
+            .arg(dir.join("tls.crt"))
+            .arg("-key")
+            .arg(dir.join("tls.key"))
+            .args(["-cipher", "DEFAULT@SECLEVEL=0", "-min_protocol", "TLSv1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run openssl s_server");
+        e2e::wait_until(
+            std::time::Duration::from_secs(20),
+            "openssl s_server to listen",
+            || std::net::TcpStream::connect(addr).ok(),
+        );
+        Self { addr, child }
+    }
+}
+
+impl Drop for OldTlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
