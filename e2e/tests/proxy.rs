@@ -305,7 +305,23 @@ async fn access_log_has_one_line_per_request_and_no_error_for_client_disconnects
         "the hung-up request ended",
         || gw.log().contains("path=\"/\"").then_some(()),
     );
+    // A last request, whose line comes after the others: then count them. The two
+    // connections that sent no request have none; each request has exactly one.
+    let marker = client
+        .get(gw.addr("https"), "localhost", "/marker", Proto::H2)
+        .await;
+    assert_eq!(marker.status, 200);
+    e2e::wait_until(
+        std::time::Duration::from_secs(5),
+        "the marker's access line",
+        || gw.log().contains("path=\"/marker\"").then_some(()),
+    );
     let log = gw.log();
+    let access: Vec<&str> = log.lines().filter(|l| l.contains(" access: ")).collect();
+    let count = |path: &str| access.iter().filter(|l| l.contains(path)).count();
+    assert_eq!(count("path=\"/a/path\""), 1, "{log}");
+    assert_eq!(count("path=\"/\""), 1, "{log}");
+    assert_eq!(access.len(), 3, "one access line per request:\n{log}");
     assert!(
         !log.contains("ERROR"),
         "client behaviour logged as an error:\n{log}"
