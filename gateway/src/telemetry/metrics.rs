@@ -91,7 +91,8 @@ impl Metrics {
 
 /// Appends `process_*` metrics read from /proc (Linux).
 fn render_process(start_time: i64, out: &mut String) {
-    // utime and stime (fields 14 and 15) in clock ticks of 1/100 s (USER_HZ on Linux).
+    // utime and stime (fields 14 and 15) in clock ticks (USER_HZ: sysconf(_SC_CLK_TCK)).
+    let hz = rustix::param::clock_ticks_per_second() as f64;
     let cpu = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| {
@@ -99,7 +100,7 @@ fn render_process(start_time: i64, out: &mut String) {
             let fields: Vec<&str> = after_name.split_whitespace().collect();
             let ticks =
                 fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / 100.0)
+            Some(ticks as f64 / hz)
         });
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
