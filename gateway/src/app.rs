@@ -100,6 +100,14 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let connector = Arc::new(TransportConnector::new(Some(
         ConnectorOptions::from_server_conf(&server.configuration),
     )));
+    // HTTP/2 settings of every listener; each connection adds its listener's stream and
+    // header-list limits from the snapshot, so they follow reloads.
+    let mut h2 = default_h2_options();
+    // Streams the server had to reset for the client's protocol errors ("MadeYouReset",
+    // CVE-2025-8671): each may already have reached a backend, so a connection gets
+    // GOAWAY after this many instead of h2's 1024. Rapid reset (streams the client
+    // resets before they are accepted) keeps h2's bound of 20.
+    h2.max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
     for (index, listener) in reloader.running().iter().enumerate() {
         let gateway = Gateway::new(
             &listener.name,
@@ -108,13 +116,6 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
             snapshot.clone(),
             connector.clone(),
         );
-        let mut h2 = default_h2_options();
-        h2.max_concurrent_streams(listener.h2_max_concurrent_streams);
-        // Streams the server had to reset for the client's protocol errors ("MadeYouReset",
-        // CVE-2025-8671): each may already have reached a backend, so a connection gets
-        // GOAWAY after this many instead of h2's 1024. Rapid reset (streams the client
-        // resets before they are accepted) keeps h2's bound of 20.
-        h2.max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
         let stats = metrics.connections.listener(&listener.name);
         let acceptor = if listener.tls {
             let resolver = Arc::new(SniResolver::new(snapshot.clone(), index));
@@ -127,8 +128,14 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         } else {
             None
         };
-        let h2 = (h2, listener.h2_idle_timeout);
-        let app = EdgeApp::new(gateway, acceptor, h2, stats, snapshot.clone(), index);
+        let app = EdgeApp::new(
+            gateway,
+            acceptor,
+            h2.clone(),
+            stats,
+            snapshot.clone(),
+            index,
+        );
         let name = format!("listener {}", listener.name);
         let service = EdgeService::bind(name, listener.addr, app, threads).map_err(|source| {
             LoadError::Bind {

@@ -24,9 +24,6 @@ pub struct RunningListener {
     pub at: Location,
     pub addr: SocketAddr,
     pub tls: bool,
-    /// HTTP/2 settings are fixed when the listener starts.
-    pub h2_max_concurrent_streams: u32,
-    pub h2_idle_timeout: Duration,
 }
 
 /// What a reload did.
@@ -76,8 +73,6 @@ impl Reloader {
                 at: l.at.clone(),
                 addr: l.addr,
                 tls: matches!(l.kind, ListenerKind::Https { .. }),
-                h2_max_concurrent_streams: l.edge.h2_max_concurrent_streams,
-                h2_idle_timeout: l.edge.keepalive_timeout,
             })
             .collect();
         let mut upstreams = HashMap::new();
@@ -258,20 +253,6 @@ impl Reloader {
                         fields.push(format!(
                             "listener {:?} listen ({} -> {})",
                             running.name, running.addr, l.addr
-                        ));
-                    }
-                    if l.edge.h2_max_concurrent_streams != running.h2_max_concurrent_streams {
-                        fields.push(format!(
-                            "listener {:?} h2_max_concurrent_streams ({} -> {})",
-                            running.name,
-                            running.h2_max_concurrent_streams,
-                            l.edge.h2_max_concurrent_streams
-                        ));
-                    }
-                    if l.edge.keepalive_timeout != running.h2_idle_timeout {
-                        fields.push(format!(
-                            "listener {:?} keepalive_timeout for HTTP/2 ({:?} -> {:?}; HTTP/1 uses the new one)",
-                            running.name, running.h2_idle_timeout, l.edge.keepalive_timeout
                         ));
                     }
                     let tls = matches!(l.kind, ListenerKind::Https { .. });
