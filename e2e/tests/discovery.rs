@@ -429,7 +429,7 @@ fn sighup_and_dns_settings_changes_under_load_fail_no_request() {
                 (gw.metric(success)? >= f64::from(n)).then_some(())
             });
         }
-        // New [dns] settings rebuild the upstream: it keeps serving its known backends.
+        // New [dns] settings: the name resolves again; the backends keep serving.
         let text = std::fs::read_to_string(gw.config_path()).unwrap();
         std::fs::write(
             gw.config_path(),
@@ -448,4 +448,53 @@ fn sighup_and_dns_settings_changes_under_load_fail_no_request() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
+}
+
+/// `gateway_upstream_requests_total` of `backend` in `upstream` with `outcome`.
+fn attempts(gw: &Gateway, upstream: &str, backend: SocketAddr, outcome: &str) -> Option<f64> {
+    gw.metric(&format!(
+        "gateway_upstream_requests_total{{upstream=\"{upstream}\",backend=\"{backend}\",outcome=\"{outcome}\"}}"
+    ))
+}
+
+#[test]
+fn a_dns_settings_change_resolves_names_again_and_keeps_every_upstream() {
+    // Answers kept for an hour: only the change of nameservers can make the gateway ask.
+    let (old_dns, new_dns) = (DnsServer::start(3600), DnsServer::start(3600));
+    let named = replicas(&[101, 102]);
+    let literal = Hello::spawn("literal");
+    old_dns.set("hello.test", &[ip(101)]);
+    new_dns.set("hello.test", &[ip(101), ip(102)]);
+    let config = |dns: &DnsServer| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[dns]\nnameservers = [\"{}\"]\nmax_ttl = \"1h\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.named]\nservers = [\"hello.test:{}\"]\n[upstream.literal]\nservers = [\"{}\"]\n[[route]]\nupstream = \"named\"\n[[route]]\npath_prefix = \"/literal\"\nupstream = \"literal\"\n",
+            dns.addr, named[0].addr.port(), literal.addr
+        )
+    };
+    let gw = Gateway::start(&config(&old_dns));
+    let port = gw.port("http");
+    for _ in 0..3 {
+        assert_eq!(get(port, "/", ""), (200, "r101".to_owned()));
+        assert_eq!(get(port, "/literal", ""), (200, "literal".to_owned()));
+    }
+    let r101 = named[0].addr;
+    assert_eq!(attempts(&gw, "named", r101, "success"), Some(3.0));
+    assert_eq!(attempts(&gw, "literal", literal.addr, "success"), Some(3.0));
+
+    // The rendered config with the other nameserver; ports stay the same.
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let old_line = format!("nameservers = [\"{}\"]", old_dns.addr);
+    let new_line = format!("nameservers = [\"{}\"]", new_dns.addr);
+    std::fs::write(gw.config_path(), text.replace(&old_line, &new_line)).unwrap();
+    wait_until(DEADLINE, "the [dns] reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? >= 1.0).then_some(())
+    });
+    // Both upstreams are the ones that served before: their backends' counts go on.
+    assert_eq!(attempts(&gw, "literal", literal.addr, "success"), Some(3.0));
+    assert_eq!(attempts(&gw, "named", r101, "success"), Some(3.0));
+    // The name resolved again at once, through the new nameserver.
+    wait_until(DEADLINE, "r102 from the new nameserver", || {
+        spread(port, 8).contains_key("r102").then_some(())
+    });
+    assert!(attempts(&gw, "named", r101, "success").unwrap() > 3.0);
 }

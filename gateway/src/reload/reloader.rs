@@ -14,7 +14,7 @@ use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
-use crate::upstream::{start_tasks, Resolver, Upstream};
+use crate::upstream::{start_tasks, Resolver, ResolverWatch, Upstream};
 
 /// A listener the process is serving; fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -52,8 +52,9 @@ pub struct Reloader {
     watch_dirs: BTreeSet<PathBuf>,
     /// Upstreams serving now, by name.
     upstreams: HashMap<String, Arc<Upstream>>,
-    /// Resolves server names; rebuilt when `[dns]` changes.
-    resolver: Option<Arc<Resolver>>,
+    /// Resolves server names for every DNS task; replaced when `[dns]` changes, which
+    /// makes each task resolve its names again at once.
+    resolver: tokio::sync::watch::Sender<Option<Arc<Resolver>>>,
     /// Where upstream tasks run, once the server's runtime is up.
     runtime: Option<tokio::runtime::Handle>,
     snapshot: SharedSnapshot,
@@ -82,11 +83,10 @@ impl Reloader {
             listeners,
             &running,
             &mut upstreams,
-            true,
             None,
             &metrics,
         );
-        let resolver = new_resolver(&loaded.config);
+        let resolver = tokio::sync::watch::Sender::new(new_resolver(&loaded.config));
         metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
         Self {
             path: path.to_path_buf(),
@@ -107,8 +107,9 @@ impl Reloader {
     /// Starts discovery and health checks on `runtime`, for the upstreams serving now
     /// and every upstream built later.
     pub fn attach(&mut self, runtime: tokio::runtime::Handle) {
+        let resolver = self.resolver.subscribe();
         for upstream in self.upstreams.values() {
-            start_tasks(upstream, self.resolver.as_ref(), &runtime);
+            start_tasks(upstream, &resolver, &runtime);
         }
         self.runtime = Some(runtime);
     }
@@ -195,20 +196,20 @@ impl Reloader {
         let previous = self.snapshot.load();
         let listeners = listener_states(&loaded, &self.running, &previous.listeners, &self.metrics);
         drop(previous);
-        let dns_changed = loaded.config.dns != self.applied.dns;
-        if dns_changed {
-            self.resolver = new_resolver(&loaded.config);
+        // Under new [dns] settings names may resolve differently: every DNS task resolves
+        // again at once with the new resolver. Upstreams stay as they are (IP literals and
+        // Kubernetes services do not resolve names; named ones keep their pools and
+        // health state for every address that stays).
+        if loaded.config.dns != self.applied.dns {
+            self.replace_resolver(&loaded.config);
         }
-        // Names resolve differently under new [dns] settings: rebuild those upstreams.
-        // SIGHUP (force) rebuilds nothing that did not change: it re-reads the files.
-        let reuse = !dns_changed;
-        let started = self.runtime.as_ref().map(|rt| (self.resolver.as_ref(), rt));
+        let resolver = self.resolver.subscribe();
+        let started = self.runtime.as_ref().map(|rt| (&resolver, rt));
         let snapshot = build_snapshot(
             &loaded.config,
             listeners,
             &self.running,
             &mut self.upstreams,
-            reuse,
             started,
             &self.metrics,
         );
@@ -221,6 +222,20 @@ impl Reloader {
             .reload_succeeded(unix_now(), cert_expiry(&loaded.certs));
         self.applied = loaded.config;
         Outcome::Applied { needs_restart }
+    }
+
+    /// Builds the resolver for `config` and hands it to every DNS task. When it cannot be
+    /// built, names keep resolving with the previous one (logged).
+    fn replace_resolver(&self, config: &Config) {
+        match Resolver::new(&config.dns) {
+            Ok(r) => {
+                self.resolver.send_replace(Some(Arc::new(r)));
+            }
+            Err(error) => tracing::error!(
+                error = %crate::error_chain(&error),
+                "cannot build the DNS resolver for these [dns] settings; names keep resolving as before"
+            ),
+        }
     }
 
     /// Settings of `new` that differ from what the process started with and cannot change live.
@@ -338,7 +353,7 @@ fn listener_states(
 }
 
 /// Builds the routing part of a snapshot. Upstreams whose definition did not change
-/// are reused when `reuse` (they keep their backends' health and load state); new
+/// are reused (they keep their pools and their backends' health and load state); new
 /// ones get their tasks started when `started` gives a runtime. `upstreams` becomes
 /// the new set; dropped upstreams end their tasks.
 fn build_snapshot(
@@ -346,8 +361,7 @@ fn build_snapshot(
     listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
     upstreams: &mut HashMap<String, Arc<Upstream>>,
-    reuse: bool,
-    started: Option<(Option<&Arc<Resolver>>, &tokio::runtime::Handle)>,
+    started: Option<(&ResolverWatch, &tokio::runtime::Handle)>,
     metrics: &Metrics,
 ) -> Snapshot {
     let mut next = HashMap::with_capacity(config.upstreams.len());
@@ -356,7 +370,7 @@ fn build_snapshot(
         .iter()
         .map(|u| {
             let upstream = match upstreams.get(&u.name) {
-                Some(existing) if reuse && existing.config == *u => existing.clone(),
+                Some(existing) if existing.config == *u => existing.clone(),
                 existing => {
                     let fresh = Arc::new(Upstream::new(u.clone()));
                     // Same discovery source: serve the known backends until discovery
