@@ -498,3 +498,30 @@ fn a_dns_settings_change_resolves_names_again_and_keeps_every_upstream() {
     });
     assert!(attempts(&gw, "named", r101, "success").unwrap() > 3.0);
 }
+
+#[test]
+fn sighup_resolves_names_again_before_their_ttl_runs_out() {
+    let dns = DnsServer::start(3600);
+    let r = replicas(&[111, 112]);
+    dns.set("hello.test", &[ip(111)]);
+    let gw = Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[dns]\nnameservers = [\"{}\"]\nmax_ttl = \"1h\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"hello.test:{}\"]\n[[route]]\nupstream = \"hello\"\n",
+        dns.addr,
+        r[0].addr.port()
+    ));
+    let port = gw.port("http");
+    assert_eq!(get(port, "/", ""), (200, "r111".to_owned()));
+    let resolved = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"success\"}";
+    assert_eq!(gw.metric(resolved), Some(1.0));
+    // The answer changes; the gateway holds the old one for an hour unless told.
+    dns.set("hello.test", &[ip(112)]);
+    gw.signal("HUP");
+    wait_until(DEADLINE, "traffic on r112 after SIGHUP", || {
+        (get(port, "/", "") == (200, "r112".to_owned())).then_some(())
+    });
+    assert_eq!(gw.metric(resolved), Some(2.0), "one more resolution");
+    assert_eq!(
+        gw.metric("gateway_config_reloads_total{result=\"success\"}"),
+        Some(1.0)
+    );
+}

@@ -52,8 +52,8 @@ pub struct Reloader {
     watch_dirs: BTreeSet<PathBuf>,
     /// Upstreams serving now, by name.
     upstreams: HashMap<String, Arc<Upstream>>,
-    /// Resolves server names for every DNS task; replaced when `[dns]` changes, which
-    /// makes each task resolve its names again at once.
+    /// Resolves server names for every DNS task; replaced when `[dns]` changes and on
+    /// SIGHUP, which makes each task resolve its names again at once.
     resolver: tokio::sync::watch::Sender<Option<Arc<Resolver>>>,
     /// Where upstream tasks run, once the server's runtime is up.
     runtime: Option<tokio::runtime::Handle>,
@@ -196,11 +196,12 @@ impl Reloader {
         let previous = self.snapshot.load();
         let listeners = listener_states(&loaded, &self.running, &previous.listeners, &self.metrics);
         drop(previous);
-        // Under new [dns] settings names may resolve differently: every DNS task resolves
-        // again at once with the new resolver. Upstreams stay as they are (IP literals and
-        // Kubernetes services do not resolve names; named ones keep their pools and
-        // health state for every address that stays).
-        if loaded.config.dns != self.applied.dns {
+        // Under new [dns] settings names may resolve differently, and SIGHUP (`force`)
+        // asks for fresh answers (and /etc/resolv.conf read again): every DNS task
+        // resolves again at once with a new resolver, whatever its TTL. Upstreams stay as
+        // they are (IP literals and Kubernetes services do not resolve names; named ones
+        // keep their pools and health state for every address that stays).
+        if force || loaded.config.dns != self.applied.dns {
             self.replace_resolver(&loaded.config);
         }
         let resolver = self.resolver.subscribe();
