@@ -298,6 +298,50 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
 }
 
 #[test]
+fn connect_retries_after_a_slow_failure_stay_within_one_connect_timeout() {
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+    let mut holes = [e2e::Blackhole::new(), e2e::Blackhole::new()];
+    let gw = gateway(
+        None,
+        &format!("\"{}\", \"{}\"", holes[0].addr, holes[1].addr),
+        "connect_timeout = \"4s\"\nretries = 1",
+    );
+    let port = gw.port("http");
+    let start = Instant::now();
+    let request = std::thread::spawn(move || timed_get(port));
+    // Once the gateway has sent its SYN to the first backend again, that backend stops
+    // listening: the next resent SYN is refused, and the first attempt fails after a
+    // good part of the connect timeout.
+    let slow = wait_until(DEADLINE, "a SYN sent again", || {
+        (0..2).find(|&i| holes[i].pending_connect().is_some_and(|resent| resent >= 1))
+    });
+    holes[slow].close();
+    wait_until(DEADLINE, "the first connect refused", || {
+        holes[slow].pending_connect().is_none().then_some(())
+    });
+    let first = start.elapsed();
+    assert!(
+        first >= Duration::from_millis(1500)
+            && first < CONNECT_TIMEOUT - Duration::from_millis(500),
+        "the first attempt failed after {first:?}"
+    );
+    let (status, took) = request.join().unwrap();
+    assert_eq!(status, 502);
+    // The retry, to the other backend (never answering), got what was left of the one
+    // connect timeout, not a whole one.
+    assert!(
+        took < CONNECT_TIMEOUT + first / 2,
+        "502 after {took:?}, the first attempt failed after {first:?}"
+    );
+    let dead = holes[1 - slow].addr;
+    assert_eq!(attempts(&gw, "hello", dead, "connect_failure"), Some(1.0));
+    assert_eq!(
+        attempts(&gw, "hello", holes[slow].addr, "connect_failure"),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn active_health_checks_take_a_failing_replica_out() {
     let good = Hello::spawn("good");
     let sick = Hello::spawn_with("sick", "127.0.0.1:0".parse().unwrap(), &["--fail-health"]);

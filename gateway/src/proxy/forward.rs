@@ -2,6 +2,8 @@
 //! retrying where it is safe, and one task streaming the request body up while the
 //! response comes down (WebSocket upgrades included).
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::response::Parts as ResponseParts;
@@ -9,6 +11,8 @@ use http::{StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v1::client::HttpSession as BackendSession;
 use pingora::protocols::http::{HttpTask, ServerSession};
+use pingora::protocols::Stream;
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, OrErr};
 
 use super::request::{authority_value, hash_key};
@@ -58,7 +62,7 @@ impl Gateway {
                 Some(stream) => Ok(stream),
                 // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
                 // that would otherwise size every request's (and connection's) future.
-                None => Box::pin(self.connector.new_stream(peer)).await,
+                None => Box::pin(self.connect(peer, config.timeouts.connect, ctx)).await,
             };
             let mut up = match connected {
                 Ok(stream) => BackendSession::new_with_options(stream, peer),
@@ -67,10 +71,9 @@ impl Gateway {
                     backend.count(Outcome::ConnectFailure);
                     backend.connect_failed(&config.passive);
                     // Nothing reached the backend: any request may go to another one,
-                    // while attempts remain and the whole request stays within one
-                    // connect timeout (all backends down: 502 in time).
-                    let in_budget = ctx.start.elapsed() < config.timeouts.connect;
-                    if ctx.attempts <= config.retries && in_budget {
+                    // while attempts and connect time remain (all backends down: 502
+                    // within one connect timeout).
+                    if ctx.attempts <= config.retries && ctx.connecting < config.timeouts.connect {
                         continue;
                     }
                     return Err(e);
@@ -90,13 +93,42 @@ impl Gateway {
                 Ok(false) => return Ok(()),
                 Err(e) => {
                     backend.count(Outcome::Error);
-                    if ctx.attempts <= config.retries && may_retry(session, ctx, &e) {
+                    let connect_left = ctx.connecting < config.timeouts.connect;
+                    if ctx.attempts <= config.retries && connect_left && may_retry(session, ctx, &e)
+                    {
                         continue;
                     }
                     return Err(e);
                 }
             }
         }
+    }
+
+    /// A new connection to `peer`. The first attempt has the peer's own `connect_timeout`
+    /// (`budget`); a retry has what earlier attempts left of it, so that every connect of
+    /// the request together stays within one `connect_timeout`.
+    async fn connect(
+        &self,
+        peer: &HttpPeer,
+        budget: Duration,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Stream> {
+        let started = Instant::now();
+        let connect = self.connector.new_stream(peer);
+        let result = if ctx.connecting.is_zero() {
+            connect.await
+        } else {
+            let left = budget.saturating_sub(ctx.connecting);
+            match tokio::time::timeout(left, connect).await {
+                Ok(result) => result,
+                Err(_) => Error::e_explain(
+                    ErrorType::ConnectTimedout,
+                    "connect_timeout used up by earlier attempts",
+                ),
+            }
+        };
+        ctx.connecting += started.elapsed();
+        result
     }
 
     /// Sends the request over `up` and the response back, the request body streamed

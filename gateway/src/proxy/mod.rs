@@ -10,7 +10,7 @@ mod router;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use pingora::connectors::TransportConnector;
@@ -72,6 +72,9 @@ struct RequestCtx {
     tried: Vec<SocketAddr>,
     /// Attempts so far.
     attempts: u32,
+    /// Time spent making new backend connections, over every attempt: all of them
+    /// together get one `connect_timeout`.
+    connecting: Duration,
     /// Whether the upstream's response head arrived (no retry after that).
     responded: bool,
     /// A response the gateway wrote itself (404, redirect, error), for the logs.
@@ -99,6 +102,7 @@ impl RequestCtx {
             backend: None,
             tried: Vec::new(),
             attempts: 0,
+            connecting: Duration::ZERO,
             responded: false,
             local_status: None,
             request_id: None,
