@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
 use crate::config::{Config, Edge, ListenerKind, Location};
+use crate::lifecycle::Lifecycle;
 use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
@@ -43,7 +44,7 @@ pub struct Reloader {
     path: PathBuf,
     running: Vec<RunningListener>,
     running_admin: Option<SocketAddr>,
-    running_server: crate::config::Server,
+    running_threads: usize,
     /// The config serving now.
     applied: Config,
     /// Fingerprint of the files last read, good or bad.
@@ -59,12 +60,19 @@ pub struct Reloader {
     runtime: Option<tokio::runtime::Handle>,
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
+    /// Takes each applied config's shutdown settings.
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl Reloader {
     /// Builds the first snapshot from `loaded` (read from `path`); the listeners in it
     /// become the running listeners.
-    pub fn new(path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        path: &Path,
+        loaded: Loaded,
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         let running: Vec<RunningListener> = loaded
             .config
             .listeners
@@ -92,7 +100,7 @@ impl Reloader {
             path: path.to_path_buf(),
             running,
             running_admin: loaded.config.admin.as_ref().map(|a| a.addr),
-            running_server: loaded.config.server.clone(),
+            running_threads: loaded.config.server.threads,
             watch_dirs: watch_dirs(path, &loaded.config),
             applied: loaded.config,
             last_read: loaded.fingerprint,
@@ -101,6 +109,7 @@ impl Reloader {
             runtime: None,
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
+            lifecycle,
         }
     }
 
@@ -221,6 +230,7 @@ impl Reloader {
         }
         self.metrics
             .reload_succeeded(unix_now(), cert_expiry(&loaded.certs));
+        self.lifecycle.apply(&loaded.config.server);
         self.applied = loaded.config;
         Outcome::Applied { needs_restart }
     }
@@ -250,15 +260,10 @@ impl Reloader {
                 show(new_admin)
             ));
         }
-        if new.server != self.running_server {
+        if new.server.threads != self.running_threads {
             fields.push(format!(
-                "server (threads {} -> {}, shutdown_delay {:?} -> {:?}, drain_timeout {:?} -> {:?})",
-                self.running_server.threads,
-                new.server.threads,
-                self.running_server.shutdown_delay,
-                new.server.shutdown_delay,
-                self.running_server.drain_timeout,
-                new.server.drain_timeout
+                "server.threads ({} -> {})",
+                self.running_threads, new.server.threads
             ));
         }
         for running in &self.running {
