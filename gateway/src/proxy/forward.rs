@@ -82,7 +82,9 @@ impl Gateway {
             backend.connect_succeeded();
             up.read_timeout = peer.options.read_timeout;
             up.write_timeout = peer.options.write_timeout;
-            match self.exchange(session, &mut up, ctx).await {
+            let exchanged = self.exchange(session, &mut up, ctx).await;
+            backend.count(outcome(&exchanged, ctx.responded));
+            match exchanged {
                 Ok(true) => {
                     up.respect_keepalive();
                     if let Some(stream) = up.reuse().await {
@@ -92,7 +94,6 @@ impl Gateway {
                 }
                 Ok(false) => return Ok(()),
                 Err(e) => {
-                    backend.count(Outcome::Error);
                     let connect_left = ctx.connecting < config.timeouts.connect;
                     if ctx.attempts <= config.retries && connect_left && may_retry(session, ctx, &e)
                     {
@@ -349,6 +350,18 @@ async fn to_backend(
     Ok(false)
 }
 
+/// What an exchange says about its backend: an error of the backend's connection is
+/// its failure; otherwise (the exchange completed, or the client or the gateway ended
+/// it) it answered, unless no response had come back yet.
+fn outcome(exchanged: &pingora::Result<bool>, responded: bool) -> Outcome {
+    match exchanged {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.esource() == &ErrorSource::Upstream => Outcome::Error,
+        Err(_) if responded => Outcome::Success,
+        Err(_) => Outcome::Cancelled,
+    }
+}
+
 /// Whether a failed exchange may go to another backend: its connection closed before
 /// any response byte, and the request can be sent again (idempotent, or without a
 /// body, and no more body taken than the replay buffer holds).
@@ -361,4 +374,28 @@ fn may_retry(session: &mut ServerSession, ctx: &RequestCtx, e: &Error) -> bool {
         );
     let replayable = session.req_header().method.is_idempotent() || session.is_body_empty();
     closed_early && replayable && !session.retry_buffer_truncated()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_is_judged_by_what_the_backend_did() {
+        let failed = |etype, esource| {
+            let mut e = Error::new(etype);
+            e.esource = esource;
+            Err(e)
+        };
+        assert_eq!(outcome(&Ok(true), true), Outcome::Success);
+        assert_eq!(outcome(&Ok(false), true), Outcome::Success);
+        let backend_closed = failed(ErrorType::ConnectionClosed, ErrorSource::Upstream);
+        assert_eq!(outcome(&backend_closed, true), Outcome::Error);
+        assert_eq!(outcome(&backend_closed, false), Outcome::Error);
+        let client_gone = failed(ErrorType::WriteError, ErrorSource::Downstream);
+        assert_eq!(outcome(&client_gone, true), Outcome::Success);
+        assert_eq!(outcome(&client_gone, false), Outcome::Cancelled);
+        let too_large = failed(ErrorType::HTTPStatus(413), ErrorSource::Unset);
+        assert_eq!(outcome(&too_large, false), Outcome::Cancelled);
+    }
 }
