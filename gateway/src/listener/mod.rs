@@ -25,6 +25,7 @@ pub use stream::TimedStream;
 use crate::proxy::Gateway;
 use crate::state::SharedSnapshot;
 use crate::telemetry::{ConnectionStats, Dropped};
+use crate::tls;
 
 /// One listener's connections: admitted under `max_connections`, TLS-terminated
 /// within `tls_handshake_timeout` when the listener has TLS, then served by the proxy.
@@ -92,7 +93,7 @@ impl EdgeApp {
             Some(acceptor) => {
                 // Boxed: its state is freed once the handshake is done, not kept for the
                 // connection's life inside this future.
-                let handshake = Box::pin(acceptor.tls_handshake(tcp));
+                let handshake = Box::pin(tls::recording_served(acceptor.tls_handshake(tcp)));
                 match tokio::time::timeout(edge.tls_handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => Box::new(tls),
                     Ok(Err(error)) => {
