@@ -14,6 +14,7 @@
 //! let resp = Client::new(&certs.ca()).get(gw.addr("https"), "localhost", "/").await;
 //! ```
 
+mod blackhole;
 mod certs;
 mod client;
 mod dns;
@@ -26,8 +27,9 @@ mod raw;
 
 use std::time::{Duration, Instant};
 
+pub use blackhole::Blackhole;
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
-pub use client::{Client, Proto, Response};
+pub use client::{tls_config, Client, Proto, Response};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, Gateway, Outcome, Ports};

@@ -234,8 +234,24 @@ fn a_backend_answering_before_taking_the_body_is_heard() {
     }
 }
 
+/// One GET of `/` on `port`: its status and how long the answer took. A safety net of
+/// 60 s on the read, far past any bound asserted.
+fn timed_get(port: u16) -> (u16, Duration) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, start.elapsed())
+}
+
 #[test]
-fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
+fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504() {
+    // Refused at once: every retry is tried, and the answer comes long before the timeout.
     let dead: Vec<String> = (0..2)
         .map(|_| {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -243,13 +259,27 @@ fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
         })
         .collect();
     let gw = gateway(None, &dead.join(", "), "connect_timeout = \"500ms\"");
-    let start = Instant::now();
-    assert_eq!(get(gw.port("http"), "/", "").0, 502);
-    assert!(
-        start.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        start.elapsed()
+    let (status, took) = timed_get(gw.port("http"));
+    assert_eq!(status, 502);
+    assert!(took < Duration::from_millis(500), "{took:?}");
+
+    // Never answered (SYNs dropped, as with a host that is gone): the connect times out,
+    // and the retries share the one connect_timeout instead of taking one each.
+    let holes = [e2e::Blackhole::new(), e2e::Blackhole::new()];
+    let servers: Vec<String> = holes.iter().map(|h| format!("\"{}\"", h.addr)).collect();
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "connect_timeout = \"1s\"\nretries = 2",
     );
+    for _ in 0..2 {
+        let (status, took) = timed_get(gw.port("http"));
+        assert_eq!(status, 502);
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(1900),
+            "{took:?}"
+        );
+    }
 
     let r = replicas(&[51]);
     let gw = gateway(
@@ -265,6 +295,50 @@ fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
         "{took:?}"
     );
     assert_eq!(get(gw.port("http"), "/", "").0, 200);
+}
+
+#[test]
+fn connect_retries_after_a_slow_failure_stay_within_one_connect_timeout() {
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+    let mut holes = [e2e::Blackhole::new(), e2e::Blackhole::new()];
+    let gw = gateway(
+        None,
+        &format!("\"{}\", \"{}\"", holes[0].addr, holes[1].addr),
+        "connect_timeout = \"4s\"\nretries = 1",
+    );
+    let port = gw.port("http");
+    let start = Instant::now();
+    let request = std::thread::spawn(move || timed_get(port));
+    // Once the gateway has sent its SYN to the first backend again, that backend stops
+    // listening: the next resent SYN is refused, and the first attempt fails after a
+    // good part of the connect timeout.
+    let slow = wait_until(DEADLINE, "a SYN sent again", || {
+        (0..2).find(|&i| holes[i].pending_connect().is_some_and(|resent| resent >= 1))
+    });
+    holes[slow].close();
+    wait_until(DEADLINE, "the first connect refused", || {
+        holes[slow].pending_connect().is_none().then_some(())
+    });
+    let first = start.elapsed();
+    assert!(
+        first >= Duration::from_millis(1500)
+            && first < CONNECT_TIMEOUT - Duration::from_millis(500),
+        "the first attempt failed after {first:?}"
+    );
+    let (status, took) = request.join().unwrap();
+    assert_eq!(status, 502);
+    // The retry, to the other backend (never answering), got what was left of the one
+    // connect timeout, not a whole one.
+    assert!(
+        took < CONNECT_TIMEOUT + first / 2,
+        "502 after {took:?}, the first attempt failed after {first:?}"
+    );
+    let dead = holes[1 - slow].addr;
+    assert_eq!(attempts(&gw, "hello", dead, "connect_failure"), Some(1.0));
+    assert_eq!(
+        attempts(&gw, "hello", holes[slow].addr, "connect_failure"),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -429,7 +503,7 @@ fn sighup_and_dns_settings_changes_under_load_fail_no_request() {
                 (gw.metric(success)? >= f64::from(n)).then_some(())
             });
         }
-        // New [dns] settings rebuild the upstream: it keeps serving its known backends.
+        // New [dns] settings: the name resolves again; the backends keep serving.
         let text = std::fs::read_to_string(gw.config_path()).unwrap();
         std::fs::write(
             gw.config_path(),
@@ -447,5 +521,81 @@ fn sighup_and_dns_settings_changes_under_load_fail_no_request() {
         "{} failed: {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
+    );
+}
+
+/// `gateway_upstream_requests_total` of `backend` in `upstream` with `outcome`.
+fn attempts(gw: &Gateway, upstream: &str, backend: SocketAddr, outcome: &str) -> Option<f64> {
+    gw.metric(&format!(
+        "gateway_upstream_requests_total{{upstream=\"{upstream}\",backend=\"{backend}\",outcome=\"{outcome}\"}}"
+    ))
+}
+
+#[test]
+fn a_dns_settings_change_resolves_names_again_and_keeps_every_upstream() {
+    // Answers kept for an hour: only the change of nameservers can make the gateway ask.
+    let (old_dns, new_dns) = (DnsServer::start(3600), DnsServer::start(3600));
+    let named = replicas(&[101, 102]);
+    let literal = Hello::spawn("literal");
+    old_dns.set("hello.test", &[ip(101)]);
+    new_dns.set("hello.test", &[ip(101), ip(102)]);
+    let config = |dns: &DnsServer| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[dns]\nnameservers = [\"{}\"]\nmax_ttl = \"1h\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.named]\nservers = [\"hello.test:{}\"]\n[upstream.literal]\nservers = [\"{}\"]\n[[route]]\nupstream = \"named\"\n[[route]]\npath_prefix = \"/literal\"\nupstream = \"literal\"\n",
+            dns.addr, named[0].addr.port(), literal.addr
+        )
+    };
+    let gw = Gateway::start(&config(&old_dns));
+    let port = gw.port("http");
+    for _ in 0..3 {
+        assert_eq!(get(port, "/", ""), (200, "r101".to_owned()));
+        assert_eq!(get(port, "/literal", ""), (200, "literal".to_owned()));
+    }
+    let r101 = named[0].addr;
+    assert_eq!(attempts(&gw, "named", r101, "success"), Some(3.0));
+    assert_eq!(attempts(&gw, "literal", literal.addr, "success"), Some(3.0));
+
+    // The rendered config with the other nameserver; ports stay the same.
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let old_line = format!("nameservers = [\"{}\"]", old_dns.addr);
+    let new_line = format!("nameservers = [\"{}\"]", new_dns.addr);
+    std::fs::write(gw.config_path(), text.replace(&old_line, &new_line)).unwrap();
+    wait_until(DEADLINE, "the [dns] reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? >= 1.0).then_some(())
+    });
+    // Both upstreams are the ones that served before: their backends' counts go on.
+    assert_eq!(attempts(&gw, "literal", literal.addr, "success"), Some(3.0));
+    assert_eq!(attempts(&gw, "named", r101, "success"), Some(3.0));
+    // The name resolved again at once, through the new nameserver.
+    wait_until(DEADLINE, "r102 from the new nameserver", || {
+        spread(port, 8).contains_key("r102").then_some(())
+    });
+    assert!(attempts(&gw, "named", r101, "success").unwrap() > 3.0);
+}
+
+#[test]
+fn sighup_resolves_names_again_before_their_ttl_runs_out() {
+    let dns = DnsServer::start(3600);
+    let r = replicas(&[111, 112]);
+    dns.set("hello.test", &[ip(111)]);
+    let gw = Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[dns]\nnameservers = [\"{}\"]\nmax_ttl = \"1h\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"hello.test:{}\"]\n[[route]]\nupstream = \"hello\"\n",
+        dns.addr,
+        r[0].addr.port()
+    ));
+    let port = gw.port("http");
+    assert_eq!(get(port, "/", ""), (200, "r111".to_owned()));
+    let resolved = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"success\"}";
+    assert_eq!(gw.metric(resolved), Some(1.0));
+    // The answer changes; the gateway holds the old one for an hour unless told.
+    dns.set("hello.test", &[ip(112)]);
+    gw.signal("HUP");
+    wait_until(DEADLINE, "traffic on r112 after SIGHUP", || {
+        (get(port, "/", "") == (200, "r112".to_owned())).then_some(())
+    });
+    assert_eq!(gw.metric(resolved), Some(2.0), "one more resolution");
+    assert_eq!(
+        gw.metric("gateway_config_reloads_total{result=\"success\"}"),
+        Some(1.0)
     );
 }

@@ -76,3 +76,38 @@ fn sigint_exits_at_once() {
     let status = gw.wait_exit(Duration::from_secs(2)).expect("exited");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn shutdown_delay_and_drain_timeout_follow_reloads() {
+    let hello = Hello::spawn("h");
+    // Started with a minute of each; a reload shortens both.
+    let mut gw = Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[server]\nshutdown_delay = \"1m\"\ndrain_timeout = \"1m\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{}\"]\nread_timeout = \"5m\"\n[[route]]\nupstream = \"hello\"\n",
+        hello.addr
+    ));
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let text = text
+        .replace("shutdown_delay = \"1m\"", "shutdown_delay = \"500ms\"")
+        .replace("drain_timeout = \"1m\"", "drain_timeout = \"1s\"");
+    std::fs::write(gw.config_path(), text).unwrap();
+    wait_until(Duration::from_secs(10), "the reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? >= 1.0).then_some(())
+    });
+    assert!(!gw.log().contains("need a restart"), "{}", gw.log());
+    // A request that would outlast any drain is in flight at SIGTERM.
+    let port = gw.port("http");
+    let _stuck = std::thread::spawn(move || http_get(port, "/?delay_ms=120000", ""));
+    wait_until(Duration::from_secs(5), "request in flight", || {
+        (gw.metric("gateway_requests_in_flight")? >= 1.0).then_some(())
+    });
+    gw.signal("TERM");
+    // The listeners close after the new shutdown_delay, not the minute it started with.
+    wait_until(Duration::from_secs(10), "listeners closing", || {
+        gw.log().contains("closing listeners").then_some(())
+    });
+    // And the stuck request is given the new drain_timeout, not a minute.
+    let status = gw.wait_exit(Duration::from_secs(10));
+    let status = status.unwrap_or_else(|| panic!("still running\n{}", gw.log()));
+    assert!(status.success(), "{status}\n{}", gw.log());
+    assert!(gw.log().contains("drain_timeout is over"), "{}", gw.log());
+}

@@ -221,7 +221,9 @@ async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_k
         .await
         .unwrap();
     assert_eq!(before.get("/").await.unwrap().status, 200);
-    let old_cert = before.peer_cert.clone();
+    // The certificate the Secret held at start is the one served.
+    let old_cert = CertificateDer::from_pem_file(s.certs.path("rsa").join("tls.crt")).unwrap();
+    assert_eq!(before.peer_cert, old_cert);
 
     let ecdsa = s
         .certs
@@ -245,11 +247,11 @@ async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_k
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The connection opened before the rotation still works, on its old certificate.
+    // The connection opened before the rotation still works (it keeps the certificate
+    // its handshake was served: TLS has no way to change it).
     for _ in 0..3 {
         assert_eq!(before.get("/").await.unwrap().status, 200);
     }
-    assert_eq!(before.peer_cert, old_cert);
     let expiry = format!(
         "gateway_tls_certificate_expiry_timestamp_seconds{{cert=\"{}\"}}",
         s.secret.dir().display()
@@ -305,14 +307,19 @@ async fn unchanged_content_is_not_reloaded() {
     let mut s = Setup::new();
     let same = s.config("a", "https");
     s.swap_config(&same); // same bytes, new generation
+                          // Read (logged at DEBUG) and found unchanged: no reload, nothing above DEBUG.
+    let read = "config and certificates unchanged cause=\"file change\"";
+    let log = wait_until(APPLY, "the identical swap read", || {
+        let log = s.gw.log();
+        log.contains(read).then_some(log)
+    });
+    assert_eq!(s.gw.metric(SUCCESS), Some(0.0), "{log}");
+    assert!(!log.contains("config and certificates reloaded"), "{log}");
+    // A real change after it is one reload.
     let to_b = s.config("b", "https");
     s.swap_config(&to_b);
     s.wait_serving('b').await;
-    assert_eq!(
-        s.gw.metric(SUCCESS),
-        Some(1.0),
-        "the identical swap was not a reload"
-    );
+    assert_eq!(s.gw.metric(SUCCESS), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -469,4 +476,128 @@ async fn fifty_config_swaps_and_ten_cert_swaps_under_load_fail_no_request() {
         &report.failures[..report.failures.len().min(5)]
     );
     assert!(report.ok > 60 * 32);
+}
+
+/// Accepts any server certificate: lets a client send a server name the certificate
+/// does not cover, as a connection-reusing client or a domain fronter does.
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A TLS 1.3 connection whose client has read the server's whole flight (the server
+/// has chosen and sent its certificate) but not yet sent its own Finished: the
+/// server's handshake is still open.
+struct HalfOpen {
+    tcp: std::net::TcpStream,
+    tls: rustls::ClientConnection,
+}
+
+impl HalfOpen {
+    fn start(addr: std::net::SocketAddr, sni: &str) -> Self {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        tls.write_tls(&mut tcp).unwrap(); // ClientHello
+        while tls.is_handshaking() {
+            assert!(tls.read_tls(&mut tcp).unwrap() > 0, "server closed");
+            tls.process_new_packets().unwrap();
+        }
+        assert!(tls.wants_write(), "the client's Finished is held back");
+        Self { tcp, tls }
+    }
+
+    /// Completes the handshake, sends one GET with `host` and returns its status.
+    fn get(mut self, host: &str) -> u16 {
+        use std::io::{Read, Write};
+        write!(
+            self.tls.writer(),
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut self.tcp).unwrap();
+        }
+        let mut stream = rustls::Stream::new(&mut self.tls, &mut self.tcp);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_sni_follows_the_certificate_the_connection_was_served() {
+    let certs = Certs::new();
+    let first = certs.server("first", &["a.test"]);
+    let second = certs.server("second", &["b.test"]);
+    let dirs = tempfile::tempdir().unwrap();
+    let mut secret = Volume::create(&dirs.path().join("tls"), &as_refs(&files(&first)));
+    let hello = Hello::spawn("h");
+    let gw = Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\nstrict_sni = true\n[upstream.u]\nservers = [\"{}\"]\n[[route]]\nupstream = \"u\"\n",
+        secret.dir().display(),
+        hello.addr
+    ));
+    let addr = gw.addr("https");
+    tokio::task::block_in_place(|| {
+        // Both handshakes get the first certificate (a.test), the only one.
+        let covered = HalfOpen::start(addr, "a.test");
+        let not_covered = HalfOpen::start(addr, "b.test");
+        // The Secret now holds a certificate for b.test only: what the snapshot would
+        // select for each name is the opposite of what was served.
+        secret.update(&as_refs(&files(&second)));
+        wait_until(APPLY, "the certificate reload", || {
+            (gw.metric(SUCCESS)? >= 1.0).then_some(())
+        });
+        assert_eq!(covered.get("a.test"), 200, "{}", gw.log());
+        assert_eq!(not_covered.get("b.test"), 421, "{}", gw.log());
+        // New connections get the new certificate, and the same rule.
+        assert_eq!(HalfOpen::start(addr, "b.test").get("b.test"), 200);
+        assert_eq!(HalfOpen::start(addr, "a.test").get("a.test"), 421);
+    });
 }

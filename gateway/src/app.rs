@@ -74,9 +74,11 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     let threads = server_config.threads;
     let conf = ServerConf {
         threads,
-        // After listeners close, in-flight requests get this long (DrainService exits
-        // earlier once none is left); then the runtimes get one more second.
-        grace_period_seconds: Some(server_config.drain_timeout.as_secs_f64().ceil() as u64),
+        // After listeners close, DrainService ends the drain: once no request is left,
+        // or after the live config's drain_timeout. pingora's own grace period (then the
+        // runtimes get one more second) only backs it up, at the longest drain_timeout a
+        // reload may set.
+        grace_period_seconds: Some(crate::config::MAX_DURATION.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         // One single-threaded runtime per worker thread: a connection and its HTTP/2
         // streams stay on one thread, without the work-stealing scheduler's atomics
@@ -84,22 +86,29 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         work_stealing: false,
         ..ServerConf::default()
     };
-    let lifecycle = Arc::new(Lifecycle::default());
+    let lifecycle = Arc::new(Lifecycle::new(server_config));
     let signals = SignalWatch {
         lifecycle: lifecycle.clone(),
-        shutdown_delay: server_config.shutdown_delay,
     };
     let admin_addr = loaded.config.admin.as_ref().map(|a| a.addr);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::default());
-    let reloader = Reloader::new(path, loaded, metrics.clone());
+    let reloader = Reloader::new(path, loaded, metrics.clone(), lifecycle.clone());
     let snapshot = reloader.snapshot().clone();
     // New connections to backends, for every listener (idle ones wait in each backend).
     let connector = Arc::new(TransportConnector::new(Some(
         ConnectorOptions::from_server_conf(&server.configuration),
     )));
+    // HTTP/2 settings of every listener; each connection adds its listener's stream and
+    // header-list limits from the snapshot, so they follow reloads.
+    let mut h2 = default_h2_options();
+    // Streams the server had to reset for the client's protocol errors ("MadeYouReset",
+    // CVE-2025-8671): each may already have reached a backend, so a connection gets
+    // GOAWAY after this many instead of h2's 1024. Rapid reset (streams the client
+    // resets before they are accepted) keeps h2's bound of 20.
+    h2.max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
     for (index, listener) in reloader.running().iter().enumerate() {
         let gateway = Gateway::new(
             &listener.name,
@@ -108,13 +117,6 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
             snapshot.clone(),
             connector.clone(),
         );
-        let mut h2 = default_h2_options();
-        h2.max_concurrent_streams(listener.h2_max_concurrent_streams);
-        // Streams the server had to reset for the client's protocol errors ("MadeYouReset",
-        // CVE-2025-8671): each may already have reached a backend, so a connection gets
-        // GOAWAY after this many instead of h2's 1024. Rapid reset (streams the client
-        // resets before they are accepted) keeps h2's bound of 20.
-        h2.max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
         let stats = metrics.connections.listener(&listener.name);
         let acceptor = if listener.tls {
             let resolver = Arc::new(SniResolver::new(snapshot.clone(), index));
@@ -127,8 +129,14 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         } else {
             None
         };
-        let h2 = (h2, listener.h2_idle_timeout);
-        let app = EdgeApp::new(gateway, acceptor, h2, stats, snapshot.clone(), index);
+        let app = EdgeApp::new(
+            gateway,
+            acceptor,
+            h2.clone(),
+            stats,
+            snapshot.clone(),
+            index,
+        );
         let name = format!("listener {}", listener.name);
         let service = EdgeService::bind(name, listener.addr, app, threads).map_err(|source| {
             LoadError::Bind {
@@ -142,13 +150,13 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
     }
     if let Some(addr) = admin_addr {
         let listeners = reloader.running().iter().map(|l| l.addr).collect();
-        let app = AdminApp::new(metrics, lifecycle, snapshot.clone(), listeners);
+        let app = AdminApp::new(metrics, lifecycle.clone(), snapshot.clone(), listeners);
         let mut service = Service::new("admin".to_owned(), HttpServer::new_app(app));
         service.add_tcp(&addr.to_string());
         server.add_service(service);
     }
     server.add_service(background_service("reload", ReloadService::new(reloader)));
-    server.add_service(background_service("drain", DrainService));
+    server.add_service(background_service("drain", DrainService(lifecycle)));
     server.add_service(background_service("access log", AccessLogFlush));
     Ok(App { server, signals })
 }

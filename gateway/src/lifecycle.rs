@@ -2,12 +2,13 @@
 //! serving for `shutdown_delay` (load balancers take the pod out meanwhile); then
 //! listeners close, idle keep-alive connections are closed (HTTP/2: GOAWAY), and
 //! in-flight requests get up to `drain_timeout`; the process exits 0 as soon as none
-//! is left. SIGINT exits at once. SIGQUIT is pingora's graceful upgrade, which hands no
+//! is left, or when that time is over. Both durations are the live config's, as of
+//! the moment each phase starts. SIGINT exits at once. SIGQUIT is pingora's graceful upgrade, which hands no
 //! listener over (the listeners are our own services): a graceful stop without the delay.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -45,22 +46,53 @@ pub fn in_flight() -> usize {
     IN_FLIGHT.load(Ordering::Relaxed)
 }
 
-/// Whether the process is shutting down (readiness then fails).
-#[derive(Debug, Default)]
+/// Whether the process is shutting down (readiness then fails), and the shutdown
+/// settings of the config serving now.
+#[derive(Debug)]
 pub struct Lifecycle {
     draining: AtomicBool,
+    /// `[server] shutdown_delay` and `drain_timeout`, in milliseconds.
+    shutdown_delay_ms: AtomicU64,
+    drain_timeout_ms: AtomicU64,
 }
 
 impl Lifecycle {
+    /// The lifecycle of a process started with `server`.
+    pub fn new(server: &crate::config::Server) -> Self {
+        let lifecycle = Self {
+            draining: AtomicBool::new(false),
+            shutdown_delay_ms: AtomicU64::new(0),
+            drain_timeout_ms: AtomicU64::new(0),
+        };
+        lifecycle.apply(server);
+        lifecycle
+    }
+
+    /// Takes the shutdown settings of a newly applied config.
+    pub fn apply(&self, server: &crate::config::Server) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.shutdown_delay_ms
+            .store(ms(server.shutdown_delay), Ordering::Relaxed);
+        self.drain_timeout_ms
+            .store(ms(server.drain_timeout), Ordering::Relaxed);
+    }
+
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms.load(Ordering::Relaxed))
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms.load(Ordering::Relaxed))
     }
 }
 
 /// Tells pingora when to shut down, after our own delay.
 pub struct SignalWatch {
     pub lifecycle: Arc<Lifecycle>,
-    pub shutdown_delay: Duration,
 }
 
 #[async_trait]
@@ -83,12 +115,13 @@ impl ShutdownSignalWatch for SignalWatch {
             _ = term.recv() => {}
         }
         self.lifecycle.draining.store(true, Ordering::Relaxed);
+        let delay = self.lifecycle.shutdown_delay();
         tracing::info!(
-            delay = ?self.shutdown_delay,
+            ?delay,
             "SIGTERM: readiness now fails; still serving until the delay is over"
         );
         tokio::select! {
-            _ = tokio::time::sleep(self.shutdown_delay) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = int.recv() => return ShutdownSignal::FastShutdown,
         }
         tracing::info!(
@@ -100,8 +133,9 @@ impl ShutdownSignalWatch for SignalWatch {
 }
 
 /// Once pingora starts its graceful shutdown, exits as soon as no request is left in
-/// flight (pingora itself would wait out the whole drain timeout).
-pub struct DrainService;
+/// flight (pingora itself would wait out its whole grace period), or once the live
+/// `drain_timeout` is over.
+pub struct DrainService(pub Arc<Lifecycle>);
 
 /// How often the drain checks for requests still in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -112,6 +146,7 @@ impl BackgroundService for DrainService {
         if shutdown.changed().await.is_err() {
             return;
         }
+        let deadline = Instant::now() + self.0.drain_timeout();
         let mut idle_polls = 0;
         loop {
             tokio::time::sleep(DRAIN_POLL).await;
@@ -119,9 +154,17 @@ impl BackgroundService for DrainService {
             idle_polls = if in_flight() == 0 { idle_polls + 1 } else { 0 };
             if idle_polls >= 2 {
                 tracing::info!("drained: no request in flight; exiting");
-                crate::telemetry::access::flush();
-                std::process::exit(0);
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    in_flight = in_flight(),
+                    "drain_timeout is over; exiting with requests still in flight"
+                );
+                break;
             }
         }
+        crate::telemetry::access::flush();
+        std::process::exit(0);
     }
 }

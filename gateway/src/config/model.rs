@@ -12,6 +12,9 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The longest duration any setting takes (longer ones overflow timers).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How often files are re-read even when no change was seen (`[reload] poll_interval`).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 

@@ -108,9 +108,6 @@ pub(crate) fn validate(
     }
 }
 
-/// The longest duration any setting takes (longer ones overflow timers).
-const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
-
 /// Parses a duration such as "10s", "500ms" or "1m 30s"; at least `min`.
 pub(super) fn duration(
     c: &mut Checker<'_>,

@@ -25,15 +25,16 @@ pub use stream::TimedStream;
 use crate::proxy::Gateway;
 use crate::state::SharedSnapshot;
 use crate::telemetry::{ConnectionStats, Dropped};
+use crate::tls;
 
 /// One listener's connections: admitted under `max_connections`, TLS-terminated
 /// within `tls_handshake_timeout` when the listener has TLS, then served by the proxy.
 pub struct EdgeApp {
     gateway: Gateway,
     tls: Option<Acceptor>,
-    /// HTTP/2 settings and the idle time after which a connection without streams closes.
+    /// HTTP/2 settings every connection shares; the listener's own limits are set from
+    /// the snapshot per connection.
     h2: H2Options,
-    h2_idle_timeout: Duration,
     stats: Arc<ConnectionStats>,
     snapshot: SharedSnapshot,
     /// This listener's index in the snapshot.
@@ -44,7 +45,7 @@ impl EdgeApp {
     pub fn new(
         gateway: Gateway,
         tls: Option<Acceptor>,
-        (h2, h2_idle_timeout): (H2Options, Duration),
+        h2: H2Options,
         stats: Arc<ConnectionStats>,
         snapshot: SharedSnapshot,
         index: usize,
@@ -53,7 +54,6 @@ impl EdgeApp {
             gateway,
             tls,
             h2,
-            h2_idle_timeout,
             stats,
             snapshot,
             index,
@@ -64,9 +64,11 @@ impl EdgeApp {
 /// The listener settings a new connection takes (the snapshot's at its accept).
 struct Timers {
     max_connections: u32,
-    tls_handshake_timeout: std::time::Duration,
-    header_timeout: std::time::Duration,
-    keepalive_timeout: std::time::Duration,
+    tls_handshake_timeout: Duration,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    max_header_size: usize,
+    h2_max_concurrent_streams: u32,
 }
 
 impl EdgeApp {
@@ -80,6 +82,8 @@ impl EdgeApp {
                 tls_handshake_timeout: e.tls_handshake_timeout,
                 header_timeout: e.header_timeout,
                 keepalive_timeout: e.keepalive_timeout,
+                max_header_size: e.max_header_size,
+                h2_max_concurrent_streams: e.h2_max_concurrent_streams,
             }
         };
         // Dropping the stream closes a connection over the limit.
@@ -89,7 +93,7 @@ impl EdgeApp {
             Some(acceptor) => {
                 // Boxed: its state is freed once the handshake is done, not kept for the
                 // connection's life inside this future.
-                let handshake = Box::pin(acceptor.tls_handshake(tcp));
+                let handshake = Box::pin(tls::recording_served(acceptor.tls_handshake(tcp)));
                 match tokio::time::timeout(edge.tls_handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => Box::new(tls),
                     Ok(Err(error)) => {
@@ -108,7 +112,7 @@ impl EdgeApp {
         // HTTP/2 has its own limits (streams, reset floods) in pingora's h2 server.
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // Boxed: HTTP/1 connections do not carry its state.
-            return Box::pin(self.serve_h2(stream, shutdown)).await;
+            return Box::pin(self.serve_h2(stream, shutdown, &edge)).await;
         }
         // HTTP/1 gets the head and idle timers, and one pingora session per request.
         let mut stream: Stream = Box::new(TimedStream::new(
@@ -133,15 +137,25 @@ impl EdgeApp {
     }
 
     /// Serves an HTTP/2 connection: one task per stream, GOAWAY when the server shuts
-    /// down, closed after `h2_idle_timeout` without a stream.
-    async fn serve_h2(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<()> {
+    /// down, closed after `keepalive_timeout` without a stream. Its SETTINGS carry the
+    /// listener's stream limit and `max_header_size` as SETTINGS_MAX_HEADER_LIST_SIZE.
+    async fn serve_h2(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+        edge: &Timers,
+    ) -> Option<()> {
         let digest = Arc::new(Digest {
             ssl_digest: stream.get_ssl_digest(),
             timing_digest: stream.get_timing_digest(),
             proxy_digest: stream.get_proxy_digest(),
             socket_digest: stream.get_socket_digest(),
         });
-        let mut conn = match h2::handshake(stream, Some(self.h2.clone())).await {
+        let mut options = self.h2.clone();
+        options.max_concurrent_streams(edge.h2_max_concurrent_streams);
+        options.max_header_list_size(u32::try_from(edge.max_header_size).unwrap_or(u32::MAX));
+        let idle_timeout = edge.keepalive_timeout;
+        let mut conn = match h2::handshake(stream, Some(options)).await {
             Ok(conn) => conn,
             Err(error) => {
                 tracing::debug!(%error, "HTTP/2 handshake failed");
@@ -165,7 +179,7 @@ impl EdgeApp {
                 }
                 Some(_) = streams.join_next(), if !streams.is_empty() => continue,
                 accepted = h2::HttpSession::from_h2_conn(&mut conn, digest.clone()) => accepted,
-                _ = tokio::time::sleep(self.h2_idle_timeout), if streams.is_empty() => return None,
+                _ = tokio::time::sleep(idle_timeout), if streams.is_empty() => return None,
             };
             match accepted {
                 Ok(Some(H2Accept::Session(h2))) => {

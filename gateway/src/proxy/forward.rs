@@ -2,6 +2,8 @@
 //! retrying where it is safe, and one task streaming the request body up while the
 //! response comes down (WebSocket upgrades included).
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::response::Parts as ResponseParts;
@@ -9,6 +11,8 @@ use http::{StatusCode, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v1::client::HttpSession as BackendSession;
 use pingora::protocols::http::{HttpTask, ServerSession};
+use pingora::protocols::Stream;
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, OrErr};
 
 use super::request::{authority_value, hash_key};
@@ -58,7 +62,7 @@ impl Gateway {
                 Some(stream) => Ok(stream),
                 // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
                 // that would otherwise size every request's (and connection's) future.
-                None => Box::pin(self.connector.new_stream(peer)).await,
+                None => Box::pin(self.connect(peer, config.timeouts.connect, ctx)).await,
             };
             let mut up = match connected {
                 Ok(stream) => BackendSession::new_with_options(stream, peer),
@@ -67,10 +71,9 @@ impl Gateway {
                     backend.count(Outcome::ConnectFailure);
                     backend.connect_failed(&config.passive);
                     // Nothing reached the backend: any request may go to another one,
-                    // while attempts remain and the whole request stays within one
-                    // connect timeout (all backends down: 502 in time).
-                    let in_budget = ctx.start.elapsed() < config.timeouts.connect;
-                    if ctx.attempts <= config.retries && in_budget {
+                    // while attempts and connect time remain (all backends down: 502
+                    // within one connect timeout).
+                    if ctx.attempts <= config.retries && ctx.connecting < config.timeouts.connect {
                         continue;
                     }
                     return Err(e);
@@ -79,7 +82,9 @@ impl Gateway {
             backend.connect_succeeded();
             up.read_timeout = peer.options.read_timeout;
             up.write_timeout = peer.options.write_timeout;
-            match self.exchange(session, &mut up, ctx).await {
+            let exchanged = self.exchange(session, &mut up, ctx).await;
+            backend.count(outcome(&exchanged, ctx.responded));
+            match exchanged {
                 Ok(true) => {
                     up.respect_keepalive();
                     if let Some(stream) = up.reuse().await {
@@ -89,14 +94,42 @@ impl Gateway {
                 }
                 Ok(false) => return Ok(()),
                 Err(e) => {
-                    backend.count(Outcome::Error);
-                    if ctx.attempts <= config.retries && may_retry(session, ctx, &e) {
+                    let connect_left = ctx.connecting < config.timeouts.connect;
+                    if ctx.attempts <= config.retries && connect_left && may_retry(session, ctx, &e)
+                    {
                         continue;
                     }
                     return Err(e);
                 }
             }
         }
+    }
+
+    /// A new connection to `peer`. The first attempt has the peer's own `connect_timeout`
+    /// (`budget`); a retry has what earlier attempts left of it, so that every connect of
+    /// the request together stays within one `connect_timeout`.
+    async fn connect(
+        &self,
+        peer: &HttpPeer,
+        budget: Duration,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Stream> {
+        let started = Instant::now();
+        let connect = self.connector.new_stream(peer);
+        let result = if ctx.connecting.is_zero() {
+            connect.await
+        } else {
+            let left = budget.saturating_sub(ctx.connecting);
+            match tokio::time::timeout(left, connect).await {
+                Ok(result) => result,
+                Err(_) => Error::e_explain(
+                    ErrorType::ConnectTimedout,
+                    "connect_timeout used up by earlier attempts",
+                ),
+            }
+        };
+        ctx.connecting += started.elapsed();
+        result
     }
 
     /// Sends the request over `up` and the response back, the request body streamed
@@ -317,6 +350,18 @@ async fn to_backend(
     Ok(false)
 }
 
+/// What an exchange says about its backend: an error of the backend's connection is
+/// its failure; otherwise (the exchange completed, or the client or the gateway ended
+/// it) it answered, unless no response had come back yet.
+fn outcome(exchanged: &pingora::Result<bool>, responded: bool) -> Outcome {
+    match exchanged {
+        Ok(_) => Outcome::Success,
+        Err(e) if e.esource() == &ErrorSource::Upstream => Outcome::Error,
+        Err(_) if responded => Outcome::Success,
+        Err(_) => Outcome::Cancelled,
+    }
+}
+
 /// Whether a failed exchange may go to another backend: its connection closed before
 /// any response byte, and the request can be sent again (idempotent, or without a
 /// body, and no more body taken than the replay buffer holds).
@@ -329,4 +374,28 @@ fn may_retry(session: &mut ServerSession, ctx: &RequestCtx, e: &Error) -> bool {
         );
     let replayable = session.req_header().method.is_idempotent() || session.is_body_empty();
     closed_early && replayable && !session.retry_buffer_truncated()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_is_judged_by_what_the_backend_did() {
+        let failed = |etype, esource| {
+            let mut e = Error::new(etype);
+            e.esource = esource;
+            Err(e)
+        };
+        assert_eq!(outcome(&Ok(true), true), Outcome::Success);
+        assert_eq!(outcome(&Ok(false), true), Outcome::Success);
+        let backend_closed = failed(ErrorType::ConnectionClosed, ErrorSource::Upstream);
+        assert_eq!(outcome(&backend_closed, true), Outcome::Error);
+        assert_eq!(outcome(&backend_closed, false), Outcome::Error);
+        let client_gone = failed(ErrorType::WriteError, ErrorSource::Downstream);
+        assert_eq!(outcome(&client_gone, true), Outcome::Success);
+        assert_eq!(outcome(&client_gone, false), Outcome::Cancelled);
+        let too_large = failed(ErrorType::HTTPStatus(413), ErrorSource::Unset);
+        assert_eq!(outcome(&too_large, false), Outcome::Cancelled);
+    }
 }

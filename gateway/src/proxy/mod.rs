@@ -10,7 +10,7 @@ mod router;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use pingora::connectors::TransportConnector;
@@ -26,7 +26,7 @@ pub use router::Router;
 use crate::lifecycle::RequestGuard;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
 use crate::telemetry::access::{self, AccessLine};
-use crate::upstream::{InFlight, Outcome};
+use crate::upstream::InFlight;
 use checks::Refusal;
 
 /// The request path of one listener.
@@ -72,6 +72,9 @@ struct RequestCtx {
     tried: Vec<SocketAddr>,
     /// Attempts so far.
     attempts: u32,
+    /// Time spent making new backend connections, over every attempt: all of them
+    /// together get one `connect_timeout`.
+    connecting: Duration,
     /// Whether the upstream's response head arrived (no retry after that).
     responded: bool,
     /// A response the gateway wrote itself (404, redirect, error), for the logs.
@@ -99,6 +102,7 @@ impl RequestCtx {
             backend: None,
             tried: Vec::new(),
             attempts: 0,
+            connecting: Duration::ZERO,
             responded: false,
             local_status: None,
             request_id: None,
@@ -277,17 +281,14 @@ impl Gateway {
         }
     }
 
-    /// Metrics, outcome counts and the access line of a finished request.
+    /// Metrics and the access line of a finished request (backend attempts are counted
+    /// as they end, in `proxy`).
     fn log(&self, session: &ServerSession, e: Option<&Error>, ctx: &RequestCtx) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(0);
-        let upstream_ok = e.is_none_or(|e| e.esource() != &ErrorSource::Upstream);
-        if let (true, true, Some(backend)) = (ctx.responded, upstream_ok, &ctx.backend) {
-            backend.backend().count(Outcome::Success);
-        }
         if status > 0 {
             let elapsed = ctx.start.elapsed();
             match &ctx.route {

@@ -10,11 +10,12 @@ use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
 use crate::config::{Config, Edge, ListenerKind, Location};
+use crate::lifecycle::Lifecycle;
 use crate::proxy::Router;
 use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
 use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
-use crate::upstream::{start_tasks, Resolver, Upstream};
+use crate::upstream::{start_tasks, Resolver, ResolverWatch, Upstream};
 
 /// A listener the process is serving; fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -24,9 +25,6 @@ pub struct RunningListener {
     pub at: Location,
     pub addr: SocketAddr,
     pub tls: bool,
-    /// HTTP/2 settings are fixed when the listener starts.
-    pub h2_max_concurrent_streams: u32,
-    pub h2_idle_timeout: Duration,
 }
 
 /// What a reload did.
@@ -46,7 +44,7 @@ pub struct Reloader {
     path: PathBuf,
     running: Vec<RunningListener>,
     running_admin: Option<SocketAddr>,
-    running_server: crate::config::Server,
+    running_threads: usize,
     /// The config serving now.
     applied: Config,
     /// Fingerprint of the files last read, good or bad.
@@ -55,18 +53,26 @@ pub struct Reloader {
     watch_dirs: BTreeSet<PathBuf>,
     /// Upstreams serving now, by name.
     upstreams: HashMap<String, Arc<Upstream>>,
-    /// Resolves server names; rebuilt when `[dns]` changes.
-    resolver: Option<Arc<Resolver>>,
+    /// Resolves server names for every DNS task; replaced when `[dns]` changes and on
+    /// SIGHUP, which makes each task resolve its names again at once.
+    resolver: tokio::sync::watch::Sender<Option<Arc<Resolver>>>,
     /// Where upstream tasks run, once the server's runtime is up.
     runtime: Option<tokio::runtime::Handle>,
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
+    /// Takes each applied config's shutdown settings.
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl Reloader {
     /// Builds the first snapshot from `loaded` (read from `path`); the listeners in it
     /// become the running listeners.
-    pub fn new(path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        path: &Path,
+        loaded: Loaded,
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
         let running: Vec<RunningListener> = loaded
             .config
             .listeners
@@ -76,8 +82,6 @@ impl Reloader {
                 at: l.at.clone(),
                 addr: l.addr,
                 tls: matches!(l.kind, ListenerKind::Https { .. }),
-                h2_max_concurrent_streams: l.edge.h2_max_concurrent_streams,
-                h2_idle_timeout: l.edge.keepalive_timeout,
             })
             .collect();
         let mut upstreams = HashMap::new();
@@ -87,17 +91,16 @@ impl Reloader {
             listeners,
             &running,
             &mut upstreams,
-            true,
             None,
             &metrics,
         );
-        let resolver = new_resolver(&loaded.config);
+        let resolver = tokio::sync::watch::Sender::new(new_resolver(&loaded.config));
         metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
         Self {
             path: path.to_path_buf(),
             running,
             running_admin: loaded.config.admin.as_ref().map(|a| a.addr),
-            running_server: loaded.config.server.clone(),
+            running_threads: loaded.config.server.threads,
             watch_dirs: watch_dirs(path, &loaded.config),
             applied: loaded.config,
             last_read: loaded.fingerprint,
@@ -106,14 +109,16 @@ impl Reloader {
             runtime: None,
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
+            lifecycle,
         }
     }
 
     /// Starts discovery and health checks on `runtime`, for the upstreams serving now
     /// and every upstream built later.
     pub fn attach(&mut self, runtime: tokio::runtime::Handle) {
+        let resolver = self.resolver.subscribe();
         for upstream in self.upstreams.values() {
-            start_tasks(upstream, self.resolver.as_ref(), &runtime);
+            start_tasks(upstream, &resolver, &runtime);
         }
         self.runtime = Some(runtime);
     }
@@ -200,20 +205,21 @@ impl Reloader {
         let previous = self.snapshot.load();
         let listeners = listener_states(&loaded, &self.running, &previous.listeners, &self.metrics);
         drop(previous);
-        let dns_changed = loaded.config.dns != self.applied.dns;
-        if dns_changed {
-            self.resolver = new_resolver(&loaded.config);
+        // Under new [dns] settings names may resolve differently, and SIGHUP (`force`)
+        // asks for fresh answers (and /etc/resolv.conf read again): every DNS task
+        // resolves again at once with a new resolver, whatever its TTL. Upstreams stay as
+        // they are (IP literals and Kubernetes services do not resolve names; named ones
+        // keep their pools and health state for every address that stays).
+        if force || loaded.config.dns != self.applied.dns {
+            self.replace_resolver(&loaded.config);
         }
-        // Names resolve differently under new [dns] settings: rebuild those upstreams.
-        // SIGHUP (force) rebuilds nothing that did not change: it re-reads the files.
-        let reuse = !dns_changed;
-        let started = self.runtime.as_ref().map(|rt| (self.resolver.as_ref(), rt));
+        let resolver = self.resolver.subscribe();
+        let started = self.runtime.as_ref().map(|rt| (&resolver, rt));
         let snapshot = build_snapshot(
             &loaded.config,
             listeners,
             &self.running,
             &mut self.upstreams,
-            reuse,
             started,
             &self.metrics,
         );
@@ -224,8 +230,23 @@ impl Reloader {
         }
         self.metrics
             .reload_succeeded(unix_now(), cert_expiry(&loaded.certs));
+        self.lifecycle.apply(&loaded.config.server);
         self.applied = loaded.config;
         Outcome::Applied { needs_restart }
+    }
+
+    /// Builds the resolver for `config` and hands it to every DNS task. When it cannot be
+    /// built, names keep resolving with the previous one (logged).
+    fn replace_resolver(&self, config: &Config) {
+        match Resolver::new(&config.dns) {
+            Ok(r) => {
+                self.resolver.send_replace(Some(Arc::new(r)));
+            }
+            Err(error) => tracing::error!(
+                error = %crate::error_chain(&error),
+                "cannot build the DNS resolver for these [dns] settings; names keep resolving as before"
+            ),
+        }
     }
 
     /// Settings of `new` that differ from what the process started with and cannot change live.
@@ -239,15 +260,10 @@ impl Reloader {
                 show(new_admin)
             ));
         }
-        if new.server != self.running_server {
+        if new.server.threads != self.running_threads {
             fields.push(format!(
-                "server (threads {} -> {}, shutdown_delay {:?} -> {:?}, drain_timeout {:?} -> {:?})",
-                self.running_server.threads,
-                new.server.threads,
-                self.running_server.shutdown_delay,
-                new.server.shutdown_delay,
-                self.running_server.drain_timeout,
-                new.server.drain_timeout
+                "server.threads ({} -> {})",
+                self.running_threads, new.server.threads
             ));
         }
         for running in &self.running {
@@ -258,20 +274,6 @@ impl Reloader {
                         fields.push(format!(
                             "listener {:?} listen ({} -> {})",
                             running.name, running.addr, l.addr
-                        ));
-                    }
-                    if l.edge.h2_max_concurrent_streams != running.h2_max_concurrent_streams {
-                        fields.push(format!(
-                            "listener {:?} h2_max_concurrent_streams ({} -> {})",
-                            running.name,
-                            running.h2_max_concurrent_streams,
-                            l.edge.h2_max_concurrent_streams
-                        ));
-                    }
-                    if l.edge.keepalive_timeout != running.h2_idle_timeout {
-                        fields.push(format!(
-                            "listener {:?} keepalive_timeout for HTTP/2 ({:?} -> {:?}; HTTP/1 uses the new one)",
-                            running.name, running.h2_idle_timeout, l.edge.keepalive_timeout
                         ));
                     }
                     let tls = matches!(l.kind, ListenerKind::Https { .. });
@@ -357,7 +359,7 @@ fn listener_states(
 }
 
 /// Builds the routing part of a snapshot. Upstreams whose definition did not change
-/// are reused when `reuse` (they keep their backends' health and load state); new
+/// are reused (they keep their pools and their backends' health and load state); new
 /// ones get their tasks started when `started` gives a runtime. `upstreams` becomes
 /// the new set; dropped upstreams end their tasks.
 fn build_snapshot(
@@ -365,8 +367,7 @@ fn build_snapshot(
     listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
     upstreams: &mut HashMap<String, Arc<Upstream>>,
-    reuse: bool,
-    started: Option<(Option<&Arc<Resolver>>, &tokio::runtime::Handle)>,
+    started: Option<(&ResolverWatch, &tokio::runtime::Handle)>,
     metrics: &Metrics,
 ) -> Snapshot {
     let mut next = HashMap::with_capacity(config.upstreams.len());
@@ -375,7 +376,7 @@ fn build_snapshot(
         .iter()
         .map(|u| {
             let upstream = match upstreams.get(&u.name) {
-                Some(existing) if reuse && existing.config == *u => existing.clone(),
+                Some(existing) if existing.config == *u => existing.clone(),
                 existing => {
                     let fresh = Arc::new(Upstream::new(u.clone()));
                     // Same discovery source: serve the known backends until discovery

@@ -11,7 +11,7 @@ use pingora::listeners::tls::{Acceptor, TlsSettings};
 use crate::telemetry::ConnectionStats;
 
 pub use certs::{load_dir, parse, read_files, CertFiles, LoadedCert, CERT_FILE, KEY_FILE};
-pub use resolver::{CertSet, Served, SniResolver};
+pub use resolver::{recording_served, CertSet, Served, SniResolver};
 
 /// What can be wrong with a certificate directory.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +62,8 @@ pub fn install_crypto_provider() {
 /// suites (all forward-secret AEAD: ECDHE with AES-GCM or ChaCha20-Poly1305), session
 /// resumption by session id and by tickets (keys rotated every 6 hours), no 0-RTT,
 /// HTTP/2 and HTTP/1.1 by ALPN, certificates from `resolver`. Each completed handshake
-/// is counted in `stats` and leaves a [`Served`] in the connection's TLS digest, which
-/// requests read for `strict_sni`.
+/// is counted in `stats`; run inside [`recording_served`], it leaves the [`Served`]
+/// certificate in the connection's TLS digest, which requests read for `strict_sni`.
 ///
 /// Built without certificate files, so pingora's `build()` never reads (or panics on)
 /// files; the rustls config it builds is then replaced by ours.
@@ -109,7 +109,9 @@ impl rustls::server::ResolvesServerCert for NoCert {
     }
 }
 
-/// Counts each completed handshake and records which certificate it was served.
+/// Counts each completed handshake and records which certificate it was served: the
+/// one the resolver chose for it, not the one the current snapshot would choose (a
+/// reload may have come between the two).
 struct Handshakes {
     stats: Arc<ConnectionStats>,
     resolver: Arc<SniResolver>,
@@ -122,8 +124,10 @@ impl pingora::listeners::TlsAccept for Handshakes {
         tls: &pingora::protocols::tls::TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         self.stats.handshake(tls.version());
-        let served: Arc<dyn std::any::Any + Send + Sync> =
-            self.resolver.served(tls.server_name())?;
+        // Not recorded (a handshake run outside `recording_served`): the certificate
+        // its server name selects now.
+        let served = resolver::take_served().or_else(|| self.resolver.served(tls.server_name()));
+        let served: Arc<dyn std::any::Any + Send + Sync> = served?;
         Some(served)
     }
 }

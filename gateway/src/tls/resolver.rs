@@ -1,6 +1,9 @@
-//! SNI certificate selection over a swappable certificate set.
+//! SNI certificate selection over a swappable certificate set, and the record of the
+//! certificate each connection was served.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -92,6 +95,25 @@ impl CertSet {
     }
 }
 
+tokio::task_local! {
+    /// The certificate served to the handshake this task runs, set by the resolver when
+    /// it chooses one: the handshake's own record, whatever reloads happen meanwhile.
+    static SERVED: Cell<Option<Arc<Served>>>;
+}
+
+/// Runs `handshake` (one connection's, in its own task) with a place where the
+/// resolver records the certificate it serves, for [`take_served`] to read once the
+/// handshake completes.
+pub fn recording_served<F: Future>(handshake: F) -> impl Future<Output = F::Output> {
+    SERVED.scope(Cell::new(None), handshake)
+}
+
+/// The certificate the resolver served to the handshake running in this task (inside
+/// [`recording_served`]), if it chose one.
+pub fn take_served() -> Option<Arc<Served>> {
+    SERVED.try_with(Cell::take).ok().flatten()
+}
+
 /// Picks the certificate for each TLS handshake of one listener from the current
 /// snapshot, so a reload's new certificates apply to the next handshake.
 #[derive(Debug)]
@@ -108,7 +130,7 @@ impl SniResolver {
 }
 
 impl SniResolver {
-    /// The certificate a handshake with `server_name` is served now.
+    /// The certificate a handshake with `server_name` would be served now.
     pub fn served(&self, server_name: Option<&str>) -> Option<Arc<Served>> {
         let snapshot = self.snapshot.load();
         let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
@@ -120,6 +142,9 @@ impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let snapshot = self.snapshot.load();
         let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
-        Some(certs.select(hello.server_name()).key.clone())
+        let served = certs.select(hello.server_name());
+        // Outside `recording_served` (no connection to record it for) there is no record.
+        let _ = SERVED.try_with(|record| record.set(Some(served.clone())));
+        Some(served.key.clone())
     }
 }

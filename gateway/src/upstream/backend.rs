@@ -32,20 +32,24 @@ pub struct Backend {
     /// Active check results in a row: positive for successes, negative for failures.
     active_streak: std::sync::atomic::AtomicI32,
     /// Attempts by outcome, indexed by [`Outcome`].
-    outcomes: [AtomicU64; 3],
+    outcomes: [AtomicU64; 4],
     /// Idle keep-alive connections to it.
     pub pool: Pool,
 }
 
-/// How an attempt to a backend ended.
-#[derive(Debug, Clone, Copy)]
+/// How an attempt to a backend ended, by what the backend did: each attempt is
+/// counted once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A response came back.
+    /// A response came back (even if the client then went away).
     Success = 0,
     /// The connection could not be made.
     ConnectFailure = 1,
-    /// The connection failed or timed out while proxying.
+    /// The backend's connection failed or timed out while proxying.
     Error = 2,
+    /// The client or the gateway ended the exchange before any response (the client
+    /// went away, a body past `max_body_size`): nothing the backend did.
+    Cancelled = 3,
 }
 
 impl Backend {
@@ -93,12 +97,13 @@ impl Backend {
     }
 
     /// Attempts so far, by outcome label.
-    pub fn outcomes(&self) -> [(&'static str, u64); 3] {
+    pub fn outcomes(&self) -> [(&'static str, u64); 4] {
         let n = |o: Outcome| self.outcomes[o as usize].load(Ordering::Relaxed);
         [
             ("success", n(Outcome::Success)),
             ("connect_failure", n(Outcome::ConnectFailure)),
             ("error", n(Outcome::Error)),
+            ("cancelled", n(Outcome::Cancelled)),
         ]
     }
 

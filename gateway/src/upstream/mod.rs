@@ -18,23 +18,17 @@ use crate::config::{self, Balance, Discovery, ServerAddr};
 
 pub use backend::{Backend, InFlight, Outcome};
 pub use balance::{hash_of, random_u64};
-pub use discovery::{DnsError, Resolver};
+pub use discovery::{DnsError, Resolver, ResolverWatch};
 
-/// Starts the background work of `upstream`: discovery and active health checks.
-/// The tasks hold only a weak reference and end once the upstream is dropped.
+/// Starts the background work of `upstream`: discovery (server names through
+/// `resolver`) and active health checks. The tasks hold only a weak reference and end
+/// once the upstream is dropped.
 pub fn start_tasks(
     upstream: &Arc<Upstream>,
-    resolver: Option<&Arc<Resolver>>,
+    resolver: &ResolverWatch,
     runtime: &tokio::runtime::Handle,
 ) {
-    match resolver {
-        Some(resolver) => discovery::start(upstream, resolver, runtime),
-        None if !upstream.settled() => {
-            tracing::error!(upstream = %upstream.name(), "no DNS resolver; server names cannot be resolved");
-            upstream.discovered(false);
-        }
-        None => {}
-    }
+    discovery::start(upstream, resolver, runtime);
     health::start(upstream, runtime);
     runtime.spawn(sweep_loop(Arc::downgrade(upstream)));
 }
