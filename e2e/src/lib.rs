@@ -23,6 +23,7 @@ mod hello;
 mod kubelet;
 mod load;
 mod raw;
+mod ws;
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};
 pub use raw::{connect, exchange, read_reply, Reply, Transport, Wire};
+pub use ws::{websocket, AsyncWire, WebSocket, WS_STEP};
 
 /// A config template: one HTTPS listener (`{{port:https}}`) with the certificates in
 /// `cert_dirs`, in front of one upstream `hello` of `servers`, routed by `route`
