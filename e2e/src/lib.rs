@@ -28,7 +28,7 @@ mod ws;
 use std::time::{Duration, Instant};
 
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
-pub use client::{Client, Proto, Response};
+pub use client::{tls_config, Client, Proto, Response};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
