@@ -376,3 +376,55 @@ fn listener_policy_changes_apply_on_reload() {
     );
     assert_eq!(reply.status, Some(431));
 }
+
+#[test]
+fn header_timeout_counts_from_the_connection_start_tls_handshake_included() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let header_timeout = Duration::from_secs(6);
+    let gw = gateway(
+        &certs,
+        &hello,
+        "",
+        r#"header_timeout = "6s"
+tls_handshake_timeout = "60s""#,
+    );
+    let connected = std::time::Instant::now();
+    let tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+    // A safety net against a hung test: running into it fails the test below.
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The slow client: its TLS handshake starts 5 s into the connection (well within
+    // tls_handshake_timeout), then it sends part of a request head and stalls.
+    std::thread::sleep(Duration::from_secs(5));
+    let config = e2e::tls_config(&certs.ca(), &[b"http/1.1"]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // The head may be cut off already (a loaded machine): a failed write is a close too.
+    let _ = tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n");
+    let mut rest = Vec::new();
+    let end = tls.read_to_end(&mut rest);
+    let closed = connected.elapsed();
+    if let Err(e) = &end {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the connection was not closed in 30 s"
+        );
+    }
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    // Counted from the connection's start: closed at 6 s. Counted from the handshake's
+    // end, it would be 11 s at the earliest.
+    assert!(
+        closed >= header_timeout && closed < Duration::from_secs(10),
+        "closed {closed:?} after the connection's start"
+    );
+    let dropped = r#"gateway_connections_dropped_total{listener="https",reason="header_timeout"}"#;
+    wait_until(
+        Duration::from_secs(10),
+        "the header timeout counted",
+        || (gw.metric(dropped) == Some(1.0)).then_some(()),
+    );
+}

@@ -82,6 +82,9 @@ impl EdgeApp {
                 keepalive_timeout: e.keepalive_timeout,
             }
         };
+        // The first request head is due within `header_timeout` of this, the TLS
+        // handshake included.
+        let started = tokio::time::Instant::now();
         // Dropping the stream closes a connection over the limit.
         let _open = self.stats.open(edge.max_connections)?;
         let stream: Stream = match &self.tls {
@@ -113,6 +116,7 @@ impl EdgeApp {
         // HTTP/1 gets the head and idle timers, and one pingora session per request.
         let mut stream: Stream = Box::new(TimedStream::new(
             stream,
+            started,
             edge.header_timeout,
             edge.keepalive_timeout,
             self.stats.clone(),
