@@ -62,9 +62,11 @@ fn dns_changes_are_followed_within_the_ttl() {
     wait_until(DEADLINE, "r13 dropped", || {
         (!spread(port_http, 12).contains_key("r13")).then_some(())
     });
+    // Followed within the TTL (1 s), with room for a loaded machine (each poll here is
+    // 12 requests); a name whose TTL is not followed waits max_ttl (30 s by default).
     let took = removed.elapsed();
     assert!(
-        took < Duration::from_secs(u64::from(TTL) + 1),
+        took < Duration::from_secs(u64::from(TTL) + 4),
         "took {took:?} with TTL {TTL}s"
     );
     for _ in 0..3 {
@@ -242,14 +244,16 @@ fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
             format!("\"{}\"", l.local_addr().unwrap())
         })
         .collect();
-    let gw = gateway(None, &dead.join(", "), "connect_timeout = \"500ms\"");
+    // Refused connections: 502 well within one connect_timeout (3 s), retries included.
+    let connect_timeout = Duration::from_secs(3);
+    let gw = gateway(
+        None,
+        &dead.join(", "),
+        &format!("connect_timeout = \"{}s\"", connect_timeout.as_secs()),
+    );
     let start = Instant::now();
     assert_eq!(get(gw.port("http"), "/", "").0, 502);
-    assert!(
-        start.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < connect_timeout, "{:?}", start.elapsed());
 
     let r = replicas(&[51]);
     let gw = gateway(
@@ -257,11 +261,12 @@ fn all_replicas_down_is_502_and_a_hanging_replica_is_504() {
         &format!("\"{}\"", r[0].addr),
         "read_timeout = \"300ms\"\nretries = 0",
     );
+    // hello answers after 30 s; the gateway gives up after read_timeout (300 ms).
     let start = Instant::now();
-    assert_eq!(get(gw.port("http"), "/?delay_ms=5000", "").0, 504);
+    assert_eq!(get(gw.port("http"), "/?delay_ms=30000", "").0, 504);
     let took = start.elapsed();
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
         "{took:?}"
     );
     assert_eq!(get(gw.port("http"), "/", "").0, 200);
