@@ -24,6 +24,7 @@ mod hello;
 mod kubelet;
 mod load;
 mod raw;
+mod ws;
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ pub use load::{Load, LoadReport};
 pub use raw::{
     connect, exchange, read_reply, read_until_close, Reply, Transport, Wire, READ_TIMEOUT,
 };
+pub use ws::{websocket, AsyncWire, WebSocket, WS_STEP};
 
 /// A config template: one HTTPS listener (`{{port:https}}`) with the certificates in
 /// `cert_dirs`, in front of one upstream `hello` of `servers`, routed by `route`

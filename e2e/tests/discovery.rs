@@ -62,9 +62,11 @@ fn dns_changes_are_followed_within_the_ttl() {
     wait_until(DEADLINE, "r13 dropped", || {
         (!spread(port_http, 12).contains_key("r13")).then_some(())
     });
+    // Followed within the TTL (1 s), with room for a loaded machine (each poll here is
+    // 12 requests); a name whose TTL is not followed waits max_ttl (30 s by default).
     let took = removed.elapsed();
     assert!(
-        took < Duration::from_secs(u64::from(TTL) + 1),
+        took < Duration::from_secs(u64::from(TTL) + 4),
         "took {took:?} with TTL {TTL}s"
     );
     for _ in 0..3 {
@@ -258,10 +260,16 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
             format!("\"{}\"", l.local_addr().unwrap())
         })
         .collect();
-    let gw = gateway(None, &dead.join(", "), "connect_timeout = \"500ms\"");
+    // Refused connections: 502 well within one connect_timeout (3 s), retries included.
+    let connect_timeout = Duration::from_secs(3);
+    let gw = gateway(
+        None,
+        &dead.join(", "),
+        &format!("connect_timeout = \"{}s\"", connect_timeout.as_secs()),
+    );
     let (status, took) = timed_get(gw.port("http"));
     assert_eq!(status, 502);
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < connect_timeout, "{took:?}");
 
     // Never answered (SYNs dropped, as with a host that is gone): the connect times out,
     // and the retries share the one connect_timeout instead of taking one each.
@@ -270,13 +278,17 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
     let gw = gateway(
         None,
         &servers.join(", "),
-        "connect_timeout = \"1s\"\nretries = 2",
+        &format!(
+            "connect_timeout = \"{}s\"\nretries = 2",
+            connect_timeout.as_secs()
+        ),
     );
     for _ in 0..2 {
         let (status, took) = timed_get(gw.port("http"));
         assert_eq!(status, 502);
+        // Not before the timeout, and well before a second one would have passed.
         assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_millis(1900),
+            took >= connect_timeout.mul_f32(0.9) && took < connect_timeout.mul_f32(1.9),
             "{took:?}"
         );
     }
@@ -287,11 +299,12 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
         &format!("\"{}\"", r[0].addr),
         "read_timeout = \"300ms\"\nretries = 0",
     );
+    // hello answers after 30 s; the gateway gives up after read_timeout (300 ms).
     let start = Instant::now();
-    assert_eq!(get(gw.port("http"), "/?delay_ms=5000", "").0, 504);
+    assert_eq!(get(gw.port("http"), "/?delay_ms=30000", "").0, 504);
     let took = start.elapsed();
     assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
         "{took:?}"
     );
     assert_eq!(get(gw.port("http"), "/", "").0, 200);

@@ -6,9 +6,13 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use e2e::{
-    connect, exchange, read_reply, read_until_close, wait_until, web_and_https_config, Certs,
-    Client, Gateway, Hello, Proto, Transport, READ_TIMEOUT,
+    connect, exchange, read_reply, read_until_close, wait_until, web_and_https_config, websocket,
+    Certs, Client, Gateway, Hello, Proto, Transport, WebSocket, READ_TIMEOUT, WS_STEP,
 };
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
 
 /// A plain listener `web` and a TLS listener `https` (certificate for `localhost`),
 /// each with `listener_extra` lines; routes: `/ws` with WebSocket upgrades, `/` without.
@@ -31,31 +35,85 @@ fn echoed_headers(port: u16, transport: Transport, certs: &Certs, headers: &str)
     reply.text.split_once("\r\n\r\n").unwrap().1.to_lowercase()
 }
 
-#[test]
-fn websocket_upgrades_only_on_routes_that_allow_them() {
+/// The next message from `ws`, failing the test on an error, the end, or a stall.
+async fn next(ws: &mut WebSocket) -> Message {
+    tokio::time::timeout(WS_STEP, ws.next())
+        .await
+        .expect("a message in time")
+        .expect("a message, not the end")
+        .expect("a valid message")
+}
+
+/// Waits for the server to end the connection after the close handshake.
+async fn ended(ws: &mut WebSocket) {
+    let end = tokio::time::timeout(WS_STEP, ws.next())
+        .await
+        .expect("the end in time");
+    assert!(end.is_none(), "expected the end, got {end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_upgrades_only_on_routes_that_allow_them() {
     let certs = Certs::new();
     let hello = Hello::spawn("a");
     let gw = gateway(&certs, &hello, "", "");
+    // Over 1 MiB (the route's default max_body_size) with the messages before it.
+    let large: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
     for (transport, port) in [
         (Transport::Tcp, gw.port("web")),
         (Transport::Tls, gw.port("https")),
     ] {
-        let mut wire = connect(port, transport, &certs.ca());
-        let upgrade = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-        wire.write_all(upgrade.as_bytes()).unwrap();
-        let reply = read_reply(&mut *wire);
-        assert_eq!(reply.status, Some(101), "{transport:?}: {}", reply.text);
-        assert_eq!(
-            reply.header("sec-websocket-accept"),
-            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-        );
-        // Now a tunnel: hello echoes every byte.
-        for message in [&b"\x81\x05hello"[..], b"\x81\x03bye"] {
-            wire.write_all(message).unwrap();
-            let mut back = vec![0u8; message.len()];
-            wire.read_exact(&mut back).unwrap();
-            assert_eq!(back, message, "{transport:?}");
+        // A real client: it checks the 101 and Sec-WebSocket-Accept, masks what it
+        // sends and refuses masked or malformed frames from the server.
+        let (mut ws, response) = websocket(port, transport, &certs.ca(), "/ws")
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 101, "{transport:?}");
+        for message in [
+            Message::text("hello"),
+            Message::binary(vec![0u8, 1, 2, 0xff]),
+            Message::text("grüße ✓"),
+            Message::binary(large.clone()),
+        ] {
+            ws.send(message.clone()).await.unwrap();
+            assert_eq!(next(&mut ws).await, message, "{transport:?}");
         }
+        ws.send(Message::Ping("p1".into())).await.unwrap();
+        assert_eq!(
+            next(&mut ws).await,
+            Message::Pong("p1".into()),
+            "{transport:?}"
+        );
+
+        // The client closes: the server's close comes back, then the connection ends.
+        let bye = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        ws.close(Some(bye.clone())).await.unwrap();
+        assert_eq!(
+            next(&mut ws).await,
+            Message::Close(Some(bye)),
+            "{transport:?}"
+        );
+        ended(&mut ws).await;
+
+        // The server closes: the client's answer reaches it through the gateway (hello
+        // waits for it before ending the connection).
+        let (mut ws, _) = websocket(port, transport, &certs.ca(), "/ws")
+            .await
+            .unwrap();
+        ws.send(Message::text("close")).await.unwrap();
+        let goodbye = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "goodbye".into(),
+        };
+        assert_eq!(
+            next(&mut ws).await,
+            Message::Close(Some(goodbye)),
+            "{transport:?}"
+        );
+        ended(&mut ws).await;
 
         // The same request on a route without `websocket = true` is an ordinary
         // request: the backend sees neither Upgrade nor Connection.
@@ -314,4 +372,56 @@ fn listener_policy_changes_apply_on_reload() {
         big.as_bytes(),
     );
     assert_eq!(reply.status, Some(431));
+}
+
+#[test]
+fn header_timeout_counts_from_the_connection_start_tls_handshake_included() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let header_timeout = Duration::from_secs(6);
+    let gw = gateway(
+        &certs,
+        &hello,
+        "",
+        r#"header_timeout = "6s"
+tls_handshake_timeout = "60s""#,
+    );
+    let connected = std::time::Instant::now();
+    let tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+    // A safety net against a hung test: running into it fails the test below.
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The slow client: its TLS handshake starts 5 s into the connection (well within
+    // tls_handshake_timeout), then it sends part of a request head and stalls.
+    std::thread::sleep(Duration::from_secs(5));
+    let config = e2e::tls_config(&certs.ca(), &[b"http/1.1"]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // The head may be cut off already (a loaded machine): a failed write is a close too.
+    let _ = tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n");
+    let mut rest = Vec::new();
+    let end = tls.read_to_end(&mut rest);
+    let closed = connected.elapsed();
+    if let Err(e) = &end {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the connection was not closed in 30 s"
+        );
+    }
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    // Counted from the connection's start: closed at 6 s. Counted from the handshake's
+    // end, it would be 11 s at the earliest.
+    assert!(
+        closed >= header_timeout && closed < Duration::from_secs(10),
+        "closed {closed:?} after the connection's start"
+    );
+    let dropped = r#"gateway_connections_dropped_total{listener="https",reason="header_timeout"}"#;
+    wait_until(
+        Duration::from_secs(10),
+        "the header timeout counted",
+        || (gw.metric(dropped) == Some(1.0)).then_some(()),
+    );
 }

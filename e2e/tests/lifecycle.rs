@@ -6,31 +6,45 @@ use std::time::{Duration, Instant};
 
 use e2e::{http_get, wait_until, Gateway, Hello};
 
-const SHUTDOWN_DELAY: Duration = Duration::from_secs(2);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The SIGTERM test's settings: "at once" must be well within the delay, "once
+/// drained" well before the drain timeout, by seconds on a loaded machine.
+const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// A slow request outlasts the shutdown delay by this much: it is in flight when the
+/// drain starts.
+const OUTLAST: Duration = Duration::from_secs(5);
 
-fn gateway(hello: &Hello) -> Gateway {
+fn gateway(hello: &Hello, shutdown_delay: Duration, drain_timeout: Duration) -> Gateway {
     Gateway::start(&format!(
         "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[server]\nshutdown_delay = \"{}s\"\ndrain_timeout = \"{}s\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{}\"]\n[[route]]\nupstream = \"hello\"\n",
-        SHUTDOWN_DELAY.as_secs(),
-        DRAIN_TIMEOUT.as_secs(),
+        shutdown_delay.as_secs(),
+        drain_timeout.as_secs(),
         hello.addr
     ))
+}
+
+/// Starts a GET that hello answers after `delay`, and waits until the gateway counts it
+/// in flight.
+fn slow_request(gw: &Gateway, delay: Duration) -> std::thread::JoinHandle<(u16, String)> {
+    let port = gw.port("http");
+    let path = format!("/?delay_ms={}", delay.as_millis());
+    let slow = std::thread::spawn(move || http_get(port, &path, ""));
+    wait_until(delay / 2, "slow request in flight", || {
+        (gw.metric("gateway_requests_in_flight")? >= 1.0).then_some(())
+    });
+    slow
 }
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let hello = Hello::spawn("h");
-    let mut gw = gateway(&hello);
+    let mut gw = gateway(&hello, SHUTDOWN_DELAY, DRAIN_TIMEOUT);
     let port = gw.port("http");
-    // A request that takes longer than the shutdown delay is in flight at SIGTERM.
-    let slow = std::thread::spawn(move || http_get(port, "/?delay_ms=3000", ""));
-    wait_until(Duration::from_secs(5), "slow request in flight", || {
-        (gw.metric("gateway_requests_in_flight")? >= 1.0).then_some(())
-    });
+    let slow = slow_request(&gw, SHUTDOWN_DELAY + OUTLAST);
+    // Every bound below is measured from the signal.
     let signalled = Instant::now();
     gw.signal("TERM");
-    wait_until(Duration::from_secs(2), "readiness failing", || {
+    wait_until(SHUTDOWN_DELAY, "readiness failing", || {
         (gw.admin_get("/readyz").0 == 503).then_some(())
     });
     assert!(
@@ -39,19 +53,25 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
         signalled.elapsed()
     );
     // New requests during the shutdown delay are served.
-    assert_eq!(http_get(port, "/", "").0, 200);
+    assert_eq!(
+        http_get(port, "/", "").0,
+        200,
+        "a new request {:?} after SIGTERM",
+        signalled.elapsed()
+    );
     assert_eq!(gw.admin_get("/healthz").0, 200);
     assert_eq!(
         slow.join().unwrap().0,
         200,
         "the in-flight request completes"
     );
-    let status = gw.wait_exit(SHUTDOWN_DELAY + DRAIN_TIMEOUT + Duration::from_secs(1));
+    let status = gw.wait_exit(SHUTDOWN_DELAY + DRAIN_TIMEOUT + Duration::from_secs(10));
     let status = status.unwrap_or_else(|| panic!("still running\n{}", gw.log()));
     assert!(status.success(), "{status}\n{}", gw.log());
-    // It exited once drained, not after the whole drain timeout.
+    // It exited once drained (the slow request ended ~OUTLAST after the delay), not
+    // after the whole drain timeout (SHUTDOWN_DELAY + 60 s).
     assert!(
-        signalled.elapsed() < SHUTDOWN_DELAY + DRAIN_TIMEOUT,
+        signalled.elapsed() < SHUTDOWN_DELAY + DRAIN_TIMEOUT / 2,
         "{:?}",
         signalled.elapsed()
     );
@@ -71,10 +91,24 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
 #[test]
 fn sigint_exits_at_once() {
     let hello = Hello::spawn("h");
-    let mut gw = gateway(&hello);
+    // A graceful stop would take a minute at least: the delay, then the request below.
+    let patient = Duration::from_secs(60);
+    let mut gw = gateway(&hello, patient, patient);
+    let slow = slow_request(&gw, 2 * patient);
+    let signalled = Instant::now();
     gw.signal("INT");
-    let status = gw.wait_exit(Duration::from_secs(2)).expect("exited");
+    let status = gw
+        .wait_exit(patient)
+        .unwrap_or_else(|| panic!("still running after {patient:?}\n{}", gw.log()));
+    // At once: seconds at most on a loaded machine, not the minute a graceful stop takes.
+    let took = signalled.elapsed();
+    assert!(took < patient / 3, "exited {took:?} after SIGINT");
     assert!(status.success(), "{status}");
+    assert_eq!(
+        slow.join().unwrap().0,
+        0,
+        "the request in flight was cut off"
+    );
 }
 
 #[test]

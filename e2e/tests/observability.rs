@@ -258,3 +258,36 @@ async fn tls_handshakes_and_open_connections_are_counted() {
         )
     });
 }
+
+#[test]
+fn access_lines_longer_than_4_kib_are_cut_to_one_write() {
+    let hello = Hello::spawn("h");
+    // Under max_uri_length (8 KiB): served, and logged with the path cut short.
+    let path = format!("/{}", "p".repeat(6000));
+    for format in ["text", "json"] {
+        let gw = gateway(&hello, &[("GATEWAY_LOG_FORMAT", format)]);
+        let resp = request(gw.port("http"), &path, "X-Request-Id: long-line\r\n");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{format}: {resp}");
+        let line = wait_until(std::time::Duration::from_secs(5), "access line", || {
+            gw.log()
+                .lines()
+                .find(|l| l.contains("long-line"))
+                .map(str::to_owned)
+        });
+        // Whole lines, up to 4 KiB per write: so no line is longer (its newline included).
+        assert!(line.len() < 4096, "{format}: {} bytes", line.len());
+        let logged_path = if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["status"], 200, "{line}");
+            v["path"].as_str().unwrap().to_owned()
+        } else {
+            let start = line.find(" path=\"").unwrap() + 7;
+            line[start..].split('"').next().unwrap().to_owned()
+        };
+        let kept = logged_path.strip_suffix('…').expect("the cut is marked");
+        assert!(
+            path.starts_with(kept) && kept.len() >= 1024,
+            "{format}: {kept}"
+        );
+    }
+}

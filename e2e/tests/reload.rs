@@ -12,7 +12,10 @@ use e2e::{
     wait_until, Certs, Client, Gateway, Hello, KeyFormat, KeyType, Load, Ports, Proto, Volume,
 };
 
-const APPLY: Duration = Duration::from_secs(10);
+/// How long a change may take to apply: a safety net (the watcher applies one in well
+/// under a second). The configs here re-read their files only hourly, so a change
+/// applies through the watcher (or SIGHUP) or not at all.
+const APPLY: Duration = Duration::from_secs(30);
 const SUCCESS: &str = "gateway_config_reloads_total{result=\"success\"}";
 const FAILURE: &str = "gateway_config_reloads_total{result=\"failure\"}";
 const LAST_OK: &str = "gateway_config_last_reload_success";
@@ -135,6 +138,9 @@ fn config_text(
         r#"
 [admin]
 listen = "127.0.0.1:{{{{port:admin}}}}"
+
+[reload]
+poll_interval = "1h"
 
 [[listener]]
 name = "https"
@@ -347,7 +353,7 @@ async fn in_place_edits_editor_renames_and_sighup_apply() {
     let mut ports = Ports::new();
     let text = |ports: &mut Ports, target: &Hello, extra: &str| {
         ports.render(&format!(
-            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n[upstream.u]\nservers = [\"{}\"]\n[[route]]\nupstream = \"u\"\n{extra}",
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[reload]\npoll_interval = \"1h\"\n[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n[upstream.u]\nservers = [\"{}\"]\n[[route]]\nupstream = \"u\"\n{extra}",
             tls.display(),
             target.addr
         ))

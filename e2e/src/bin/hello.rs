@@ -11,8 +11,13 @@
 //! `x-hello-connection: N` numbers the TCP connection the request came on (to see
 //! connection reuse). `GET /_hello/requests` answers `{"requests":N}`, the number of
 //! other requests received (so tests can prove a request never reached a backend). A
-//! WebSocket upgrade (`Upgrade: websocket` with `Sec-WebSocket-Key`) is answered with
-//! 101 and the connection then echoes every byte back.
+//! WebSocket upgrade (`Upgrade: websocket`, `Sec-WebSocket-Version: 13` and a
+//! `Sec-WebSocket-Key`) is answered with 101, and the connection is then a WebSocket
+//! echo server (RFC 6455: framed, client frames masked): every text or binary message
+//! comes back as it was sent, a ping is answered with a pong carrying its payload, a
+//! close from the client is answered with the same close; the text message `close`
+//! makes hello start the close handshake itself (close 1000 "goodbye"), after which it
+//! waits for the client's close before ending the connection.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -31,6 +37,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 const BODY: &[u8] = br#"{"message":"Hello"}"#;
 
@@ -213,25 +223,29 @@ fn size(query: Option<&str>) -> Option<usize> {
         .filter(|&n| n <= 64 << 20)
 }
 
-/// `Sec-WebSocket-Accept` for a WebSocket upgrade request (RFC 6455 4.2.2).
+/// `Sec-WebSocket-Accept` for a WebSocket upgrade request (RFC 6455 4.2.1, 4.2.2).
 fn websocket_accept(req: &Request<hyper::body::Incoming>) -> Option<String> {
-    let upgrade = req.headers().get(hyper::header::UPGRADE)?;
-    if !upgrade.as_bytes().eq_ignore_ascii_case(b"websocket") {
+    let headers = req.headers();
+    let upgrade = headers.get(hyper::header::UPGRADE)?;
+    if !upgrade.as_bytes().eq_ignore_ascii_case(b"websocket")
+        || headers.get("sec-websocket-version")?.as_bytes() != b"13"
+    {
         return None;
     }
-    let key = req.headers().get("sec-websocket-key")?;
-    let mut input = key.as_bytes().to_vec();
-    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
-    Some(base64(digest.as_ref()))
+    let key = headers.get("sec-websocket-key")?;
+    Some(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
-/// Answers 101 and, once switched, echoes the connection's bytes back.
+/// Answers 101 and, once switched, serves the connection as a WebSocket echo.
 fn switch_to_echo(req: Request<hyper::body::Incoming>, accept: String) -> Response<Full<Bytes>> {
     tokio::spawn(async move {
-        if let Ok(upgraded) = hyper::upgrade::on(req).await {
-            let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
-            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                if let Err(e) = echo(TokioIo::new(upgraded)).await {
+                    eprintln!("hello: websocket: {e}");
+                }
+            }
+            Err(e) => eprintln!("hello: upgrade: {e}"),
         }
     });
     let mut resp = Response::new(Full::new(Bytes::new()));
@@ -251,24 +265,31 @@ fn switch_to_echo(req: Request<hyper::body::Incoming>, accept: String) -> Respon
     resp
 }
 
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
+/// The WebSocket echo: messages back as they came, until the close handshake is done.
+/// Pongs to pings and the answer to the client's close are sent by the library.
+async fn echo<S>(stream: S) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // The library's limits (16 MiB frames, 64 MiB messages) leave room for large messages.
+    let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+    while let Some(message) = ws.next().await {
+        match message? {
+            Message::Text(text) if text.as_str() == "close" => {
+                ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "goodbye".into(),
+                }))
+                .await?;
             }
+            message @ (Message::Text(_) | Message::Binary(_)) => ws.send(message).await?,
+            // A ping's pong is queued by the library and written with the next read.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            // The library answers the client's close; the stream ends after it.
+            Message::Close(_) => {}
         }
     }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
@@ -280,14 +301,5 @@ mod tests {
         assert_eq!(super::size(Some("size=x")), None);
         assert_eq!(super::size(Some("size=67108865")), None);
         assert_eq!(super::size(None), None);
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        assert_eq!(super::base64(b""), "");
-        assert_eq!(super::base64(b"f"), "Zg==");
-        assert_eq!(super::base64(b"fo"), "Zm8=");
-        assert_eq!(super::base64(b"foo"), "Zm9v");
-        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -86,6 +86,9 @@ impl EdgeApp {
                 h2_max_concurrent_streams: e.h2_max_concurrent_streams,
             }
         };
+        // The first request head is due within `header_timeout` of this, the TLS
+        // handshake included.
+        let started = tokio::time::Instant::now();
         // Dropping the stream closes a connection over the limit.
         let _open = self.stats.open(edge.max_connections)?;
         let stream: Stream = match &self.tls {
@@ -117,6 +120,7 @@ impl EdgeApp {
         // HTTP/1 gets the head and idle timers, and one pingora session per request.
         let mut stream: Stream = Box::new(TimedStream::new(
             stream,
+            started,
             edge.header_timeout,
             edge.keepalive_timeout,
             self.stats.clone(),

@@ -32,7 +32,7 @@ use crate::telemetry::{ConnectionStats, Dropped};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Reading a request head; the deadline is `header_timeout` after its first byte
-    /// (after the connection's start for the first request).
+    /// (after the connection's start, TLS handshake included, for the first request).
     Head,
     /// Past the head: the body and the response; no timer here.
     Body,
@@ -66,21 +66,22 @@ pub struct TimedStream {
 const WRITE_BUFFER: usize = 4096;
 
 impl TimedStream {
-    /// Wraps a new connection; its first request head is due within `header_timeout`.
+    /// Wraps a new connection that started (was accepted) at `started`: its first request
+    /// head is due within `header_timeout` of that, whatever the TLS handshake took.
     pub fn new(
         inner: Stream,
+        started: Instant,
         header_timeout: Duration,
         keepalive_timeout: Duration,
         stats: Arc<ConnectionStats>,
     ) -> Self {
-        let now = Instant::now();
         Self {
             inner,
             phase: Phase::Head,
             blank: 0,
-            timer: Box::pin(tokio::time::sleep_until(now + header_timeout)),
+            timer: Box::pin(tokio::time::sleep_until(started + header_timeout)),
             armed: true,
-            last_write: now,
+            last_write: Instant::now(),
             header_timeout,
             keepalive_timeout,
             stats,

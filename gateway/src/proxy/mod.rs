@@ -305,8 +305,8 @@ impl Gateway {
             }
         }
         if let Some(e) = e {
-            if is_client_gone(e) {
-                tracing::debug!(listener = %self.name, error = %e, "client went away");
+            if is_clients_doing(e) {
+                tracing::debug!(listener = %self.name, error = %e, "request failed on the client's side");
             } else {
                 tracing::warn!(listener = %self.name, error = %e, "request failed");
             }
@@ -392,6 +392,15 @@ fn error_status(e: &Error) -> u16 {
     }
 }
 
+/// Whether a request failed through its client alone: anything on the client's
+/// connection or HTTP/2 stream (it went away, reset the stream, broke the protocol, sent
+/// too slowly) or a refusal of what it sent (a body over the limit). Logged at DEBUG, so
+/// no client can flood the log; a backend's failure stays a WARN.
+fn is_clients_doing(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        || matches!(e.etype(), ErrorType::HTTPStatus(code) if (400..500).contains(code))
+}
+
 fn is_client_gone(e: &Error) -> bool {
     use ErrorType::*;
     e.esource() == &ErrorSource::Downstream
@@ -436,5 +445,34 @@ mod tests {
         assert_eq!(error_status(&down(ErrorType::ConnectionClosed)), 0);
         assert_eq!(error_status(&down(ErrorType::InvalidHTTPHeader)), 400);
         assert_eq!(error_status(&Error::new(ErrorType::HTTPStatus(413))), 413);
+    }
+
+    #[test]
+    fn client_failures_are_told_from_backend_and_internal_ones() {
+        let from = |t, source| {
+            let mut e = Error::new(t);
+            e.esource = source;
+            e
+        };
+        // A stream the client reset while the response waited for flow-control capacity.
+        assert!(is_clients_doing(&from(
+            ErrorType::H2Error,
+            ErrorSource::Downstream
+        )));
+        assert!(is_clients_doing(&from(
+            ErrorType::ReadTimedout,
+            ErrorSource::Downstream
+        )));
+        assert!(is_clients_doing(&Error::new(ErrorType::HTTPStatus(413))));
+        assert!(!is_clients_doing(&from(
+            ErrorType::ConnectRefused,
+            ErrorSource::Upstream
+        )));
+        assert!(!is_clients_doing(&from(
+            ErrorType::ReadTimedout,
+            ErrorSource::Upstream
+        )));
+        assert!(!is_clients_doing(&Error::new(ErrorType::InternalError)));
+        assert!(!is_clients_doing(&Error::new(ErrorType::HTTPStatus(502))));
     }
 }

@@ -1,6 +1,9 @@
 //! The access log: one line per request, in the format of the other log lines (text or
 //! JSON), formatted by hand into a per-thread buffer and written to stderr in whole lines,
-//! up to 4 KiB per write (atomic on a pipe), at the latest [`FLUSH_EVERY`] later.
+//! up to 4 KiB per write (atomic on a pipe), at the latest [`FLUSH_EVERY`] later. A line
+//! is at most 4 KiB: one that would be longer is written again with its text fields cut
+//! short (each ends in `…`), so a client's 8 KiB path cannot break that, nor make every
+//! request write kilobytes of log.
 //!
 //! `tracing`'s formatter costs about a fifth of a request's CPU (every field goes through
 //! `fmt`, then `serde_json`, then one `write` per line); this writer keeps the lines and
@@ -18,8 +21,22 @@ use crate::telemetry::LogFormat;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 /// Buffered bytes written at once (whole lines): a pipe writes up to 4 KiB atomically,
-/// so lines from other writers never land inside ours.
+/// so lines from other writers never land inside ours. No line is longer.
 const CHUNK: usize = 4096;
+
+/// Where a text field of a line too long for [`CHUNK`] is cut: the bytes its value may
+/// take as written (escapes included, quotes and the `…` excluded). Their sum with the
+/// rest of a line (under 500 bytes) stays under [`CHUNK`].
+fn cut_at(field: &str) -> usize {
+    match field {
+        "path" => 1536,
+        "host" => 768,
+        _ => 256,
+    }
+}
+
+/// Ends a value that was cut short.
+const CUT: &str = "…";
 
 /// One request, as logged.
 pub struct AccessLine<'a> {
@@ -70,9 +87,15 @@ pub fn log(line: &AccessLine<'_>) {
             return;
         };
         text.clear();
-        match format {
-            LogFormat::Json => json(&mut text, line, SystemTime::now()),
-            LogFormat::Text => plain(&mut text, line, SystemTime::now()),
+        let now = SystemTime::now();
+        let write = match format {
+            LogFormat::Json => json,
+            LogFormat::Text => plain,
+        };
+        write(&mut text, line, now, false);
+        if text.len() > CHUNK {
+            text.clear();
+            write(&mut text, line, now, true);
         }
         // The lock is this thread's own: only `flush` takes it from elsewhere.
         let mut pending = buffer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -139,7 +162,8 @@ fn fields<'a>(l: &'a AccessLine<'a>) -> [(&'static str, Value<'a>); 10] {
     ]
 }
 
-fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
+/// A JSON line; with `cut`, text fields are cut at [`cut_at`].
+fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, now);
     out.extend_from_slice(b"\",\"level\":\"INFO\"");
@@ -148,6 +172,11 @@ fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
         match value {
+            Value::Word(s) | Value::Quoted(s) if cut => {
+                let (s, was_cut) = prefix(s, cut_at(name), json_len);
+                json_str(out, s);
+                mark(out, was_cut);
+            }
             Value::Word(s) | Value::Quoted(s) => json_str(out, s),
             Value::Number(n) => number(out, n),
             Value::Ip(_) | Value::Socket(_) => {
@@ -165,7 +194,8 @@ fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
     out.extend_from_slice(b",\"target\":\"access\"}\n");
 }
 
-fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
+/// A text line; with `cut`, text fields are cut at [`cut_at`].
+fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
     timestamp(out, now);
     out.extend_from_slice(b"  INFO access:");
     for (name, value) in fields(l) {
@@ -173,6 +203,18 @@ fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
         out.extend_from_slice(name.as_bytes());
         out.push(b'=');
         match value {
+            Value::Word(s) if cut => {
+                let (s, was_cut) = prefix(s, cut_at(name), str::len);
+                out.extend_from_slice(s.as_bytes());
+                if was_cut {
+                    out.extend_from_slice(CUT.as_bytes());
+                }
+            }
+            Value::Quoted(s) if cut => {
+                let (s, was_cut) = prefix(s, cut_at(name), debug_len);
+                quoted(out, s);
+                mark(out, was_cut);
+            }
             Value::Word(s) => out.extend_from_slice(s.as_bytes()),
             Value::Quoted(s) => quoted(out, s),
             Value::Number(n) => number(out, n),
@@ -328,6 +370,53 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The longest prefix of `s` (whole characters) that `len` measures at most `max` bytes,
+/// and whether it is shorter than `s`.
+fn prefix(s: &str, max: usize, len: fn(&str) -> usize) -> (&str, bool) {
+    if len(s) <= max {
+        return (s, false);
+    }
+    let mut used = 0;
+    for (at, c) in s.char_indices() {
+        used += len(&s[at..at + c.len_utf8()]);
+        if used > max {
+            return (&s[..at], true);
+        }
+    }
+    (s, false)
+}
+
+/// Puts [`CUT`] inside the closing quote just written, when the value was cut.
+fn mark(out: &mut Vec<u8>, was_cut: bool) {
+    if was_cut && out.pop() == Some(b'"') {
+        out.extend_from_slice(CUT.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// The bytes [`json_str`] writes for `s`, quotes excluded.
+fn json_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 2,
+            0..0x20 | 0x7f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// At least the bytes [`quoted`] writes for `s`, quotes excluded (`Debug`'s escapes; a
+/// `'`, which `Debug` leaves alone in a string, is counted as escaped).
+fn debug_len(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c.escape_debug().len() {
+            // Itself: its UTF-8 bytes. An escape is ASCII, one byte a character.
+            1 => c.len_utf8(),
+            n => n,
+        })
+        .sum()
+}
+
 /// A string as Rust's `Debug` writes it (the text format's quoted fields).
 fn quoted(out: &mut Vec<u8>, s: &str) {
     if s.bytes()
@@ -426,7 +515,7 @@ mod tests {
     #[test]
     fn json_lines_parse_with_every_field() {
         let mut out = Vec::new();
-        json(&mut out, &line(), UNIX_EPOCH);
+        json(&mut out, &line(), UNIX_EPOCH, false);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(v["target"], "access");
@@ -440,10 +529,122 @@ mod tests {
         assert!(out.ends_with(b"}\n"));
     }
 
+    /// A line with every field as long as it can get, escapes everywhere.
+    fn worst<'a>(path: &'a str, host: &'a str, name: &'a str) -> AccessLine<'a> {
+        AccessLine {
+            listener: name,
+            client: Some(
+                "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                    .parse()
+                    .unwrap(),
+            ),
+            method: name,
+            host,
+            path,
+            status: 599,
+            upstream: Some(
+                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+                    .parse()
+                    .unwrap(),
+            ),
+            duration: Duration::MAX,
+            bytes: usize::MAX,
+            // The longest id a client may send, all of it escaped in JSON.
+            request_id: "\"\\".repeat(64).leak(),
+        }
+    }
+
+    /// The line `log` would buffer for `l`.
+    fn logged(l: &AccessLine<'_>, format: LogFormat) -> Vec<u8> {
+        let write = match format {
+            LogFormat::Json => json,
+            LogFormat::Text => plain,
+        };
+        let mut out = Vec::new();
+        write(&mut out, l, UNIX_EPOCH, false);
+        if out.len() > CHUNK {
+            out.clear();
+            write(&mut out, l, UNIX_EPOCH, true);
+        }
+        out
+    }
+
+    #[test]
+    fn no_line_is_longer_than_one_write() {
+        let quotes = "\"".repeat(8192);
+        let controls = "\u{1}".repeat(32 * 1024);
+        let wide = "é".repeat(4096);
+        for (path, host, name) in [
+            (quotes.as_str(), controls.as_str(), controls.as_str()),
+            (controls.as_str(), quotes.as_str(), wide.as_str()),
+            (wide.as_str(), wide.as_str(), quotes.as_str()),
+        ] {
+            let l = worst(path, host, name);
+            for format in [LogFormat::Json, LogFormat::Text] {
+                let out = logged(&l, format);
+                assert!(out.len() <= CHUNK, "{format:?}: {} bytes", out.len());
+                assert!(out.ends_with(b"\n"), "{format:?}");
+                let text = String::from_utf8(out).unwrap();
+                if format == LogFormat::Json {
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let path = v["path"].as_str().unwrap();
+                    assert!(path.ends_with(CUT) && l.path.starts_with(&path[..path.len() - 3]));
+                    assert_eq!(v["request_id"], l.request_id, "never cut");
+                } else {
+                    assert!(text.contains("…\" status=599"), "{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_path_is_cut_only_when_the_line_would_be_too_long() {
+        for format in [LogFormat::Json, LogFormat::Text] {
+            let fits = "/a".repeat(1800);
+            let out = logged(
+                &AccessLine {
+                    path: &fits,
+                    ..line()
+                },
+                format,
+            );
+            assert!(out.len() <= CHUNK, "{format:?}");
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(&fits) && !text.contains(CUT), "{format:?}");
+            let long = "/a".repeat(3000);
+            let out = logged(
+                &AccessLine {
+                    path: &long,
+                    ..line()
+                },
+                format,
+            );
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                !text.contains(&long) && text.contains(&format!("{}{CUT}", &long[..1536])),
+                "{format:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_end_on_whole_characters() {
+        assert_eq!(prefix("abc", 3, str::len), ("abc", false));
+        assert_eq!(prefix("abcd", 3, str::len), ("abc", true));
+        assert_eq!(prefix("éé", 3, str::len), ("é", true));
+        assert_eq!(prefix("a\"b", 2, json_len), ("a", true));
+        assert_eq!(prefix("a\u{1}", 6, json_len), ("a", true));
+        assert_eq!(prefix("a\u{1}", 7, json_len), ("a\u{1}", false));
+        assert_eq!(
+            debug_len("a\"\n\u{1}"),
+            format!("{:?}", "a\"\n\u{1}").len() - 2
+        );
+    }
+
     #[test]
     fn text_lines_quote_like_debug() {
         let mut out = Vec::new();
-        plain(&mut out, &line(), UNIX_EPOCH);
+        plain(&mut out, &line(), UNIX_EPOCH, false);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

@@ -1,9 +1,11 @@
-//! Telemetry: logs (`tracing` to stderr, filtered RUST_LOG-style, pingora's `log` records
-//! bridged in) and Prometheus metrics (`metrics`).
+//! Telemetry: logs (`tracing` to stderr, filtered RUST_LOG-style, pingora's and rustls's
+//! `log` records bridged in, what a peer alone causes at DEBUG) and Prometheus metrics
+//! (`metrics`).
 
 pub mod access;
 mod connections;
 mod metrics;
+mod peer;
 mod requests;
 
 pub use connections::{ActiveConnection, ConnectionRegistry, ConnectionStats, Dropped};
@@ -27,14 +29,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber and the bridge for pingora's `log` records.
+/// Installs the global subscriber and the bridge for `log` records (pingora's, rustls's).
 /// `RUST_LOG` overrides [`DEFAULT_FILTER`]; an invalid `RUST_LOG` falls back to it.
 pub fn init(format: LogFormat) {
     access::set_format(format);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let max_level = filter.max_level_hint();
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(peer::PeerEvents);
     let installed = match format {
         LogFormat::Text => {
             let fmt = tracing_subscriber::fmt::layer()
@@ -54,7 +58,7 @@ pub fn init(format: LogFormat) {
     if installed.is_err() {
         return; // already initialised (tests)
     }
-    if log::set_logger(&PingoraLog).is_ok() {
+    if log::set_logger(&peer::LogBridge).is_ok() {
         log::set_max_level(match max_level {
             Some(tracing::level_filters::LevelFilter::OFF) => log::LevelFilter::Off,
             Some(level) => match level.into_level() {
@@ -84,54 +88,4 @@ impl pingora::services::background::BackgroundService for AccessLogFlush {
             access::flush();
         }
     }
-}
-
-/// Forwards `log` records (pingora logs through `log`) to `tracing`.
-///
-/// pingora reports some failures caused only by clients at ERROR: a TLS handshake the
-/// client aborted or botched, an HTTP/2 preface the client never sent, a request head
-/// that never completed. Those say nothing about the gateway's health, so they are
-/// forwarded at DEBUG; everything else keeps its level.
-struct PingoraLog;
-
-/// Beginnings of pingora ERROR messages that describe a client's failure, not ours.
-const CLIENT_CAUSED: &[&str] = &[
-    "Downstream handshake error",
-    "Downstream handshake timeout",
-    "H2 handshake error",
-    "HTTP server fails to read from downstream",
-    // A request head that broke off or missed `header_timeout` (counted in metrics).
-    "Fail to proxy: Downstream",
-];
-
-impl log::Log for PingoraLog {
-    fn enabled(&self, _metadata: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        let client_caused = record.level() == log::Level::Error
-            && record.args().as_str().map_or_else(
-                || {
-                    let text = record.args().to_string();
-                    CLIENT_CAUSED.iter().any(|p| text.starts_with(p))
-                },
-                |s| CLIENT_CAUSED.iter().any(|p| s.starts_with(p)),
-            );
-        if client_caused {
-            let downgraded = log::Record::builder()
-                .level(log::Level::Debug)
-                .target(record.target())
-                .module_path(record.module_path())
-                .file(record.file())
-                .line(record.line())
-                .args(*record.args())
-                .build();
-            let _ = tracing_log::format_trace(&downgraded);
-        } else {
-            let _ = tracing_log::format_trace(record);
-        }
-    }
-
-    fn flush(&self) {}
 }
