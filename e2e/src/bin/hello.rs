@@ -13,6 +13,9 @@
 //! other requests received (so tests can prove a request never reached a backend). A
 //! WebSocket upgrade (`Upgrade: websocket` with `Sec-WebSocket-Key`) is answered with
 //! 101 and the connection then echoes every byte back.
+//!
+//! `x-hello-request-line` on every answer is the request line as hello read it
+//! (method, target, version): what the gateway forwarded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -162,6 +165,7 @@ async fn respond(
         }
     }
     let req = Request::from_parts(parts, ());
+    let request_line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
     let delay = delay_ms(req.uri().query()).map_or(behaviour.delay, Duration::from_millis);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -194,6 +198,9 @@ async fn respond(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("x-hello-instance", behaviour.instance);
     headers.insert("x-hello-connection", connection);
+    if let Ok(line) = HeaderValue::from_str(&request_line) {
+        headers.insert("x-hello-request-line", line);
+    }
     Ok(resp)
 }
 

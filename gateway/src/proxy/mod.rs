@@ -7,6 +7,7 @@ mod headers;
 mod request;
 mod respond;
 mod router;
+mod uri;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 pub(crate) use request::request_host;
 use request::{is_websocket_upgrade, request_authority, served_covers};
 pub use router::Router;
+pub(crate) use uri::{request_line, LineCheck};
 
 use crate::lifecycle::RequestGuard;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
@@ -151,12 +153,14 @@ fn new_request_id() -> HeaderValue {
 
 impl Gateway {
     /// Serves one request of `session` (an HTTP/1 connection's next request, or one
-    /// HTTP/2 stream): reads its head, answers it or proxies it, logs it. Returns the
-    /// HTTP/1 connection when it can carry another request.
-    pub async fn serve(
+    /// HTTP/2 stream): reads its head, answers it or proxies it, logs it. `line` is the
+    /// check of an HTTP/1 request line on the bytes the client sent ([`request_line`]).
+    /// Returns the HTTP/1 connection when it can carry another request.
+    pub(crate) async fn serve(
         &self,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
+        line: Option<LineCheck>,
     ) -> Option<ReusableHttpStream> {
         if !self.read_head(&mut session).await {
             return None;
@@ -165,7 +169,7 @@ impl Gateway {
             session.set_keepalive(None);
         }
         let mut ctx = RequestCtx::new();
-        let result = match self.admit(&mut session, &mut ctx).await {
+        let result = match self.admit(&mut session, &mut ctx, line).await {
             Ok(true) => Ok(()),
             Ok(false) => self.proxy(&mut session, &mut ctx).await,
             Err(e) => Err(e),
@@ -209,6 +213,7 @@ impl Gateway {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
+        line: Option<LineCheck>,
     ) -> pingora::Result<bool> {
         let snapshot = self.snapshot.load();
         let Some(listener) = snapshot.listeners.get(self.index) else {
@@ -220,7 +225,7 @@ impl Gateway {
         ctx.hsts = listener.hsts.clone();
         ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, client_ip(session));
         let (mode, strict_sni) = (listener.mode, listener.edge.strict_sni);
-        if let Err(refusal) = checks::check_request(session, &listener.edge) {
+        if let Err(refusal) = checks::check_request(session, &listener.edge, line) {
             drop(snapshot);
             return refuse(session, ctx, refusal).await;
         }
