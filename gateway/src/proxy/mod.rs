@@ -4,6 +4,7 @@
 mod checks;
 mod forward;
 mod headers;
+mod normalize;
 mod request;
 mod respond;
 mod router;
@@ -225,9 +226,25 @@ impl Gateway {
         ctx.hsts = listener.hsts.clone();
         ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, client_ip(session));
         let (mode, strict_sni) = (listener.mode, listener.edge.strict_sni);
-        if let Err(refusal) = checks::check_request(session, &listener.edge, line) {
-            drop(snapshot);
-            return refuse(session, ctx, refusal).await;
+        let shape = match checks::check_request(session, &listener.edge, line) {
+            Ok(shape) => shape,
+            Err(refusal) => {
+                drop(snapshot);
+                return refuse(session, ctx, refusal).await;
+            }
+        };
+        // Routes, their policies and the backend all see the normalized path.
+        let merge_slashes = listener.edge.merge_slashes;
+        if !shape.is_normal(merge_slashes) {
+            let req = session.req_header_mut();
+            if let Err(reason) = normalize::normalize_request(req, merge_slashes) {
+                drop(snapshot);
+                let refusal = Refusal {
+                    status: 400,
+                    reason,
+                };
+                return refuse(session, ctx, refusal).await;
+            }
         }
         if let ListenerMode::RedirectToHttps { port } = mode {
             drop(snapshot);

@@ -94,6 +94,13 @@ pub(crate) struct Shape {
     pub(crate) repeated_slash: bool,
 }
 
+impl Shape {
+    /// Whether the path is already in the form requests are matched on.
+    pub(crate) fn is_normal(self, merge_slashes: bool) -> bool {
+        !(self.unnormal || merge_slashes && self.repeated_slash)
+    }
+}
+
 /// What the check of an HTTP/1 request line found: the shape of its path, or why it
 /// is refused.
 pub(crate) type LineCheck = Result<Shape, &'static str>;
@@ -462,6 +469,8 @@ mod tests {
         ] {
             assert_eq!(shape(repeated).repeated_slash, at, "{repeated}");
         }
+        assert!(shape("/a//b").is_normal(false));
+        assert!(!shape("/a//b").is_normal(true));
     }
 
     #[test]
