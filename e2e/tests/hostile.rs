@@ -34,6 +34,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let post = |headers: &str, body: &str| {
         format!("POST / HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n{body}").into_bytes()
     };
+    let host = |h: &str| format!("GET / HTTP/1.1\r\nHost: {h}\r\n\r\n").into_bytes();
     let target = |t: &str| format!("GET {t} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes();
     let big = "a".repeat(16 * 1024);
     let huge = "a".repeat(2 * 1024 * 1024);
@@ -140,6 +141,29 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             "Host with a path",
             b"GET / HTTP/1.1\r\nHost: localhost/x\r\n\r\n".to_vec(),
             Refused(400),
+        ),
+        (
+            "Host with a port that is not digits",
+            host("localhost:abc"),
+            Refused(400),
+        ),
+        ("Host with two colons", host("a:b:c"), Refused(400)),
+        ("Host of a lone bracket", host("]"), Refused(400)),
+        (
+            "Host with an unclosed IPv6 literal",
+            host("[::1"),
+            Refused(400),
+        ),
+        (
+            "Host with a bad percent-encoding",
+            host("a%zz.test"),
+            Refused(400),
+        ),
+        ("Host with userinfo", host("u@localhost"), Refused(400)),
+        (
+            "Host as an IPv6 literal",
+            host("[::1]:8080"),
+            Served("GET / HTTP/1.1"),
         ),
         (
             "CL.TE",
