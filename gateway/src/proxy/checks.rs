@@ -56,8 +56,11 @@ pub(crate) fn check_request(
         reason,
     })?;
     check_host(req)?;
-    if let ServerSession::H1(h1) = downstream {
-        check_framing(req, || h1.get_headers_raw_bytes())?;
+    match downstream {
+        ServerSession::H1(h1) => check_framing(req, || h1.get_headers_raw_bytes())?,
+        // HTTP/2 frames its bodies itself, and h2 refuses Transfer-Encoding; but pingora
+        // lets equal Content-Length lines through, which would go upstream as they came.
+        _ => check_lengths(req)?,
     }
     Ok(shape)
 }
@@ -115,15 +118,7 @@ fn check_framing(
     req: &RequestHeader,
     raw_head: impl FnOnce() -> bytes::Bytes,
 ) -> Result<(), Refusal> {
-    let mut lengths = req.headers.get_all(CONTENT_LENGTH).iter();
-    if let (Some(first), second) = (lengths.next(), lengths.next()) {
-        if second.is_some() {
-            return refuse(400, "more than one Content-Length");
-        }
-        if first.is_empty() || !first.as_bytes().iter().all(u8::is_ascii_digit) {
-            return refuse(400, "invalid Content-Length");
-        }
-    }
+    check_lengths(req)?;
     let mut encodings = req.headers.get_all(TRANSFER_ENCODING).iter();
     if let Some(te) = encodings.next() {
         if encodings.next().is_some() || !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
@@ -131,6 +126,21 @@ fn check_framing(
         }
         if has_header_line(&raw_head(), b"content-length") {
             return refuse(400, "both Content-Length and Transfer-Encoding");
+        }
+    }
+    Ok(())
+}
+
+/// At most one Content-Length, and that one all digits (not even equal repeats, which
+/// RFC 9110 §8.6 lets a recipient merge: a backend might not).
+fn check_lengths(req: &RequestHeader) -> Result<(), Refusal> {
+    let mut lengths = req.headers.get_all(CONTENT_LENGTH).iter();
+    if let (Some(first), second) = (lengths.next(), lengths.next()) {
+        if second.is_some() {
+            return refuse(400, "more than one Content-Length");
+        }
+        if first.is_empty() || !first.as_bytes().iter().all(u8::is_ascii_digit) {
+            return refuse(400, "invalid Content-Length");
         }
     }
     Ok(())
