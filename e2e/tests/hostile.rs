@@ -3,7 +3,9 @@
 //! request it receives, and the ones served reach it with the request line expected.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use e2e::{exchange, web_and_https_config, Certs, Gateway, Hello, Transport};
+use std::time::Duration;
+
+use e2e::{exchange, wait_until, web_and_https_config, Certs, Gateway, Hello, Transport};
 
 /// What a hostile request must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,4 +376,81 @@ fn hostile_requests_get_their_status_and_never_reach_the_backend() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Requests refused while their head is read (one that does not parse: 400; CONNECT:
+/// 405) are answered like every other refusal: the client's X-Request-Id (a new one when
+/// the head could not be parsed), the listener's HSTS, one access line, and a count in
+/// gateway_requests_total.
+#[test]
+fn refusals_while_the_head_is_read_are_logged_counted_and_keep_their_id() {
+    let certs = Certs::new();
+    let hello = Hello::spawn("a");
+    let tls = certs.server("tls", &["localhost"]);
+    let hsts = "hsts = \"max-age=60\"";
+    let gw = Gateway::start(&web_and_https_config(&tls, hello.addr, "", hsts, ""));
+    let garbage = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n";
+    let connect = b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\nX-Request-Id: client-id-405\r\n\r\n";
+    for (transport, listener) in [(Transport::Tcp, "web"), (Transport::Tls, "https")] {
+        let port = gw.port(listener);
+        let expected_hsts = (transport == Transport::Tls).then_some("max-age=60");
+        let malformed = exchange(port, transport, &certs.ca(), garbage);
+        assert_eq!(malformed.status, Some(400), "{}", malformed.text);
+        let id = malformed.header("x-request-id").unwrap_or("").to_owned();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{listener}: a new request id: {}",
+            malformed.text
+        );
+        assert_eq!(
+            malformed.header("strict-transport-security"),
+            expected_hsts,
+            "{}",
+            malformed.text
+        );
+        let refused = exchange(port, transport, &certs.ca(), connect);
+        assert_eq!(refused.status, Some(405), "{}", refused.text);
+        assert_eq!(refused.header("x-request-id"), Some("client-id-405"));
+        assert_eq!(refused.header("strict-transport-security"), expected_hsts);
+        for code in ["400", "405"] {
+            let series = format!(
+                "gateway_requests_total{{listener=\"{listener}\",route=\"-\",upstream=\"-\",code=\"{code}\"}}"
+            );
+            wait_until(Duration::from_secs(10), &series, || {
+                (gw.metric(&series)? == 1.0).then_some(())
+            });
+        }
+        let access = |log: &str| -> Vec<String> {
+            log.lines()
+                .filter(|l| l.contains(" access: ") && l.contains(&format!("listener={listener} ")))
+                .map(str::to_owned)
+                .collect()
+        };
+        let lines = wait_until(Duration::from_secs(10), "two access lines", || {
+            let lines = access(&gw.log());
+            (lines.len() >= 2).then_some(lines)
+        });
+        // One line per request (written by each connection's worker thread, so in
+        // either order).
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        let has = |fields: &[&str]| lines.iter().any(|l| fields.iter().all(|f| l.contains(f)));
+        assert!(
+            has(&[
+                "method=- ",
+                "path=\"-\"",
+                "status=400",
+                &format!("request_id=\"{id}\"")
+            ]),
+            "{lines:#?}"
+        );
+        assert!(
+            has(&[
+                "method=CONNECT",
+                "status=405",
+                "request_id=\"client-id-405\""
+            ]),
+            "{lines:#?}"
+        );
+    }
+    assert_eq!(hello.requests(), 0);
 }

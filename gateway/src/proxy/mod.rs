@@ -79,6 +79,9 @@ struct RequestCtx {
     responded: bool,
     /// A response the gateway wrote itself (404, redirect, error), for the logs.
     local_status: Option<u16>,
+    /// Whether the request head was parsed (the access line then has its method,
+    /// host and path; else `-`).
+    parsed: bool,
     /// `X-Request-Id`: the client's, or one generated for the request.
     request_id: Option<HeaderValue>,
     /// `Strict-Transport-Security` to add to the response.
@@ -104,6 +107,7 @@ impl RequestCtx {
             attempts: 0,
             responded: false,
             local_status: None,
+            parsed: true,
             request_id: None,
             hsts: None,
             trusted: false,
@@ -163,14 +167,23 @@ impl Gateway {
         shutdown: &ShutdownWatch,
         line: Option<LineCheck>,
     ) -> Option<ReusableHttpStream> {
-        if !self.read_head(&mut session).await {
-            return None;
-        }
+        let refused = match read_head(&mut session).await {
+            Head::Read => None,
+            Head::Refused { refusal, parsed } => Some((refusal, parsed)),
+            Head::Gone => return None,
+        };
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }
         let mut ctx = RequestCtx::new();
-        let result = match self.admit(&mut session, &mut ctx, line).await {
+        let admitted = match refused {
+            Some((refusal, parsed)) => {
+                self.refuse_head(&mut session, &mut ctx, refusal, parsed)
+                    .await
+            }
+            None => self.admit(&mut session, &mut ctx, line).await,
+        };
+        let result = match admitted {
             Ok(true) => Ok(()),
             Ok(false) => self.proxy(&mut session, &mut ctx).await,
             Err(e) => Err(e),
@@ -187,25 +200,27 @@ impl Gateway {
         finish(session).await
     }
 
-    /// Reads the request head; a malformed one is answered 400 and ends the connection,
-    /// `CONNECT` 405 (a frontend does not tunnel).
-    async fn read_head(&self, session: &mut ServerSession) -> bool {
-        let status = match session.read_request().await {
-            Ok(true) if session.req_header().method != http::Method::CONNECT => return true,
-            Ok(true) => 405,
-            Ok(false) => return false,
-            Err(e) if e.etype() == &ErrorType::InvalidHTTPHeader => {
-                tracing::debug!(error = %e, "malformed request head");
-                400
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "reading the request head failed");
-                return false;
-            }
-        };
-        let _ = respond::json_error(session, status, &new_request_id(), None).await;
-        session.shutdown().await;
-        false
+    /// Answers a request refused while its head was read as every refusal is answered
+    /// (the listener's HSTS, logged and counted), with the client's request id when the
+    /// head was `parsed` and a new one when it could not be.
+    async fn refuse_head(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        refusal: Refusal,
+        parsed: bool,
+    ) -> pingora::Result<bool> {
+        let snapshot = self.snapshot.load();
+        ctx.hsts = snapshot
+            .listeners
+            .get(self.index)
+            .and_then(|l| l.hsts.clone());
+        drop(snapshot);
+        ctx.parsed = parsed;
+        if !parsed {
+            ctx.request_id = Some(new_request_id());
+        }
+        refuse(session, ctx, refusal).await
     }
 
     /// The listener's checks and routing. `Ok(true)`: answered here (refused, redirected,
@@ -335,13 +350,13 @@ impl Gateway {
         if !access::enabled() {
             return;
         }
-        let req = session.req_header();
+        let req = ctx.parsed.then(|| session.req_header());
         access::log(&AccessLine {
             listener: &self.name,
             client: client_ip(session),
-            method: req.method.as_str(),
-            host: request_authority(req).unwrap_or("-"),
-            path: req.uri.path(),
+            method: req.map_or("-", |r| r.method.as_str()),
+            host: req.and_then(request_authority).unwrap_or("-"),
+            path: req.map_or("-", |r| r.uri.path()),
             status,
             upstream: ctx.backend.as_ref().map(|b| b.backend().addr),
             duration: ctx.start.elapsed(),
@@ -352,6 +367,48 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
         });
+    }
+}
+
+/// What reading a request head gave.
+enum Head {
+    Read,
+    /// To be answered with `refusal`; `parsed`: whether there is a request head to log.
+    Refused {
+        refusal: Refusal,
+        parsed: bool,
+    },
+    /// The client closed, or the head did not arrive: nothing to answer.
+    Gone,
+}
+
+/// Reads the request head. A malformed one is refused with 400, `CONNECT` with 405 (a
+/// frontend does not tunnel).
+async fn read_head(session: &mut ServerSession) -> Head {
+    match session.read_request().await {
+        Ok(true) if session.req_header().method != http::Method::CONNECT => Head::Read,
+        Ok(true) => Head::Refused {
+            refusal: Refusal {
+                status: 405,
+                reason: "CONNECT",
+            },
+            parsed: true,
+        },
+        Ok(false) => Head::Gone,
+        Err(e) if e.etype() == &ErrorType::InvalidHTTPHeader => {
+            tracing::debug!(error = %e, "malformed request head");
+            Head::Refused {
+                refusal: Refusal {
+                    status: 400,
+                    reason: "malformed request head",
+                },
+                parsed: false,
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the request head failed");
+            Head::Gone
+        }
     }
 }
 
