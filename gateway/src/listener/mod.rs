@@ -2,6 +2,7 @@
 //! connection limit, the TLS handshake with its timeout, HTTP/1 head and idle timers and
 //! its keep-alive loop, and the HTTP/2 connection's stream loop.
 
+mod flushing;
 mod service;
 mod stream;
 
@@ -19,9 +20,11 @@ use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
+use flushing::Flushing;
 pub use service::EdgeService;
 pub use stream::TimedStream;
 
+use crate::lifecycle::WritingGuard;
 use crate::proxy::{request_line, Gateway, LineCheck};
 use crate::state::SharedSnapshot;
 use crate::telemetry::{ConnectionStats, Dropped};
@@ -135,6 +138,16 @@ impl EdgeApp {
 
     /// Serves an HTTP/2 connection: one task per stream, GOAWAY when the server shuts
     /// down, closed after `h2_idle_timeout` without a stream.
+    ///
+    /// A stream's task ends once its response is handed to h2, which writes it out
+    /// later from this loop, so the shutdown drain also waits for connections: one with
+    /// a stream open during the drain holds it until the connection closes (h2 closes
+    /// it once every frame is written and the client has answered the GOAWAY's PING;
+    /// exiting earlier loses the response's tail, in h2's buffers or in the kernel's,
+    /// where the client's late answer to a closed socket gets it reset), and any
+    /// connection holds it while it has bytes it could not write yet ([`Flushing`]).
+    /// Connections idle when the drain starts, those of vanished clients included, do
+    /// not hold it.
     async fn serve_h2(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<()> {
         let digest = Arc::new(Digest {
             ssl_digest: stream.get_ssl_digest(),
@@ -142,6 +155,7 @@ impl EdgeApp {
             proxy_digest: stream.get_proxy_digest(),
             socket_digest: stream.get_socket_digest(),
         });
+        let stream: Stream = Box::new(Flushing::new(stream));
         let mut conn = match h2::handshake(stream, Some(self.h2.clone())).await {
             Ok(conn) => conn,
             Err(error) => {
@@ -155,7 +169,11 @@ impl EdgeApp {
             conn.graceful_shutdown();
         }
         let mut streams = JoinSet::new();
+        let mut sending: Option<WritingGuard> = None;
         loop {
+            if draining && sending.is_none() && !streams.is_empty() {
+                sending = Some(WritingGuard::new());
+            }
             // `accept` drives the whole connection, so it is polled until it ends.
             let accepted = tokio::select! {
                 biased;

@@ -93,8 +93,6 @@ struct RequestCtx {
     /// Request body bytes received so far, and the route's limit.
     body_bytes: u64,
     max_body: u64,
-    /// Counts the request for the shutdown drain.
-    _in_flight: RequestGuard,
 }
 
 impl RequestCtx {
@@ -114,7 +112,6 @@ impl RequestCtx {
             upgrade: false,
             body_bytes: 0,
             max_body: u64::MAX,
-            _in_flight: RequestGuard::new(),
         }
     }
 
@@ -175,6 +172,8 @@ impl Gateway {
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }
+        // Counts the request for the shutdown drain until its response is written out.
+        let in_flight = RequestGuard::new();
         let mut ctx = RequestCtx::new();
         let admitted = match refused {
             Some((refusal, parsed)) => {
@@ -194,10 +193,15 @@ impl Gateway {
         }
         self.log(&session, error.as_deref(), &ctx);
         drop(ctx);
-        if error.is_some() {
-            return None;
-        }
-        finish(session).await
+        let reusable = match error {
+            None => finish(session).await,
+            Some(_) => {
+                drop(session);
+                None
+            }
+        };
+        drop(in_flight);
+        reusable
     }
 
     /// Answers a request refused while its head was read as every refusal is answered
