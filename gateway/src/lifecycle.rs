@@ -46,6 +46,32 @@ pub fn in_flight() -> usize {
     IN_FLIGHT.load(Ordering::Relaxed)
 }
 
+/// Connections still sending responses, process-wide.
+static WRITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection still sending responses until dropped: the drain waits for them
+/// as for requests (an HTTP/2 response is written after its request has ended).
+#[derive(Debug)]
+pub(crate) struct WritingGuard(());
+
+impl WritingGuard {
+    pub(crate) fn new() -> Self {
+        WRITING.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for WritingGuard {
+    fn drop(&mut self) {
+        WRITING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Connections still sending responses now.
+pub(crate) fn writing() -> usize {
+    WRITING.load(Ordering::Relaxed)
+}
+
 /// Whether the process is shutting down (readiness then fails), and the shutdown
 /// settings of the config serving now.
 #[derive(Debug)]
@@ -133,8 +159,8 @@ impl ShutdownSignalWatch for SignalWatch {
 }
 
 /// Once pingora starts its graceful shutdown, exits as soon as no request is left in
-/// flight (pingora itself would wait out its whole grace period), or once the live
-/// `drain_timeout` is over.
+/// flight and no response is left to write (pingora itself would wait out its whole
+/// grace period), or once the live `drain_timeout` is over.
 pub struct DrainService(pub Arc<Lifecycle>);
 
 /// How often the drain checks for requests still in flight.
@@ -151,7 +177,8 @@ impl BackgroundService for DrainService {
         loop {
             tokio::time::sleep(DRAIN_POLL).await;
             // Two idle polls in a row: a request read just now has had time to count.
-            idle_polls = if in_flight() == 0 { idle_polls + 1 } else { 0 };
+            let idle = in_flight() == 0 && writing() == 0;
+            idle_polls = if idle { idle_polls + 1 } else { 0 };
             if idle_polls >= 2 {
                 tracing::info!("drained: no request in flight; exiting");
                 break;

@@ -18,6 +18,9 @@
 //! close from the client is answered with the same close; the text message `close`
 //! makes hello start the close handshake itself (close 1000 "goodbye"), after which it
 //! waits for the client's close before ending the connection.
+//!
+//! `x-hello-request-line` on every answer is the request line as hello read it
+//! (method, target, version): what the gateway forwarded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -172,6 +175,7 @@ async fn respond(
         }
     }
     let req = Request::from_parts(parts, ());
+    let request_line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
     let delay = delay_ms(req.uri().query()).map_or(behaviour.delay, Duration::from_millis);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -204,6 +208,9 @@ async fn respond(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("x-hello-instance", behaviour.instance);
     headers.insert("x-hello-connection", connection);
+    if let Ok(line) = HeaderValue::from_str(&request_line) {
+        headers.insert("x-hello-request-line", line);
+    }
     Ok(resp)
 }
 

@@ -33,6 +33,8 @@ pub(super) fn listener(c: &mut Checker<'_>, l: &ListenerFile, tls: bool) -> Edge
         trusted_proxies: Vec::new(),
         hsts: None,
         strict_sni: l.strict_sni.as_ref().is_some_and(|v| *v.get_ref()),
+        // A `[server]` setting: set on every listener once they are all read.
+        merge_slashes: d.merge_slashes,
     };
     for entry in l.trusted_proxies.iter().flatten() {
         match entry.get_ref().parse::<Cidr>() {

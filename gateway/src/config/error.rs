@@ -52,6 +52,7 @@ impl ConfigError {
             | Self::UnknownUpstream { at, .. }
             | Self::BadHost { at, .. }
             | Self::BadPathPrefix { at, .. }
+            | Self::UnmatchablePathPrefix { at, .. }
             | Self::DuplicateRoute { at, .. }
             | Self::BadThreads { at }
             | Self::BadDuration { at, .. }
@@ -127,6 +128,12 @@ pub enum ConfigError {
     },
     #[error("{at}: path_prefix {value:?} must start with '/'")]
     BadPathPrefix { at: Location, value: String },
+    #[error("{at}: path_prefix {value:?} can never match: {reason}")]
+    UnmatchablePathPrefix {
+        at: Location,
+        value: String,
+        reason: &'static str,
+    },
     #[error(
         "{at}: a route for the same host and path_prefix is already defined at line {first_line}"
     )]

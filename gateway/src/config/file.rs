@@ -42,6 +42,7 @@ pub(crate) struct ServerFile {
     pub(crate) threads: Option<Spanned<usize>>,
     pub(crate) shutdown_delay: Option<Spanned<String>>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
+    pub(crate) merge_slashes: Option<bool>,
 }
 
 /// `[reload]`: how config and certificate changes are picked up.

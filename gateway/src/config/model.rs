@@ -122,6 +122,9 @@ pub struct Edge {
     pub hsts: Option<String>,
     /// Answer 421 when the Host is not covered by the certificate the connection got.
     pub strict_sni: bool,
+    /// Whether repeated slashes in a path are merged before routing (`[server]
+    /// merge_slashes`, the same on every listener).
+    pub merge_slashes: bool,
 }
 
 impl Default for Edge {
@@ -137,6 +140,7 @@ impl Default for Edge {
             trusted_proxies: Vec::new(),
             hsts: None,
             strict_sni: false,
+            merge_slashes: DEFAULT_MERGE_SLASHES,
         }
     }
 }
@@ -150,6 +154,8 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// nginx's `merge_slashes` default.
+pub const DEFAULT_MERGE_SLASHES: bool = true;
 /// nginx's `client_max_body_size` default.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024;
 

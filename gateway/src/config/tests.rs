@@ -207,6 +207,58 @@ upstream = "u"
 }
 
 #[test]
+fn merge_slashes_is_a_server_setting_on_by_default() {
+    let cfg = from_str(Path::new("/etc/gw/gateway.toml"), GOOD).unwrap();
+    assert!(cfg.listeners.iter().all(|l| l.edge.merge_slashes));
+    let off = format!("[server]\nmerge_slashes = false\n{GOOD}");
+    let cfg = from_str(Path::new("/etc/gw/gateway.toml"), &off).unwrap();
+    assert!(cfg.listeners.iter().all(|l| !l.edge.merge_slashes));
+    let errs = errors("[server]\nmerge_slashes = \"yes\"\n");
+    assert!(errs[0].contains("line 2, column 17"), "{errs:#?}");
+}
+
+#[test]
+fn path_prefixes_that_can_never_match_are_refused() {
+    let route = |prefix: &str| {
+        format!("[upstream.u]\nservers = [\"a:1\"]\n[[route]]\npath_prefix = {prefix:?}\nupstream = \"u\"\n")
+    };
+    for (prefix, reason) in [
+        ("/a//b", "repeated slashes are merged"),
+        ("/a/./b", "'.' and '..' segments"),
+        ("/a/../b", "'.' and '..' segments"),
+        ("/%7Euser", "are decoded before matching"),
+        ("/a%2fb", "upper case"),
+        ("/a%zz", "two hex digits"),
+        ("/a b", "RFC 3986 path characters"),
+        ("/a|b", "RFC 3986 path characters"),
+        ("/caf\u{e9}", "RFC 3986 path characters"),
+    ] {
+        let errs = errors(&route(prefix));
+        assert!(
+            errs[0].contains(&format!(":4:15: path_prefix {prefix:?} can never match: "))
+                && errs[0].contains(reason),
+            "{prefix}: {errs:#?}"
+        );
+    }
+    for ok in [
+        "/",
+        "/a/",
+        "/a/.",
+        "/a/..",
+        "/.well-known",
+        "/a%2F",
+        "/a%2",
+        "/a%",
+        "/~u",
+        "/a;b=c@d:e",
+    ] {
+        assert!(from_str(Path::new("/g.toml"), &route(ok)).is_ok(), "{ok}");
+    }
+    let kept = format!("[server]\nmerge_slashes = false\n{}", route("/a//b"));
+    assert!(from_str(Path::new("/g.toml"), &kept).is_ok());
+}
+
+#[test]
 fn server_entries() {
     use validate::parse_server;
     assert_eq!(

@@ -71,7 +71,11 @@ pub(crate) fn validate(
     };
     let drain_timeout = opt_duration(&mut c, &raw.server.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     let dns = dns(&mut c, &raw.dns);
-    let listeners = listeners(&mut c, raw.listeners);
+    let merge_slashes = raw.server.merge_slashes.unwrap_or(DEFAULT_MERGE_SLASHES);
+    let mut listeners = listeners(&mut c, raw.listeners);
+    for l in &mut listeners {
+        l.edge.merge_slashes = merge_slashes;
+    }
     if let Some(a) = &admin {
         if let Some(l) = listeners.iter().find(|l| addrs_overlap(l.addr, a.addr)) {
             let (at, addr, other) = (a.at.clone(), a.addr, l.name.clone());
@@ -84,7 +88,7 @@ pub(crate) fn validate(
         .into_iter()
         .filter_map(|(name, u)| upstream(&mut c, name, u))
         .collect();
-    let routes = routes(&mut c, raw.routes, &upstreams);
+    let routes = routes(&mut c, raw.routes, &upstreams, merge_slashes);
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -548,7 +552,12 @@ fn check_dns_name(host: &str) -> Result<(), &'static str> {
     }
 }
 
-fn routes(c: &mut Checker<'_>, raw: Vec<Spanned<RouteFile>>, upstreams: &[Upstream]) -> Vec<Route> {
+fn routes(
+    c: &mut Checker<'_>,
+    raw: Vec<Spanned<RouteFile>>,
+    upstreams: &[Upstream],
+    merge_slashes: bool,
+) -> Vec<Route> {
     let mut seen: HashMap<(Option<HostMatch>, String), usize> = HashMap::new();
     let mut out = Vec::new();
     for r in raw {
@@ -573,7 +582,16 @@ fn routes(c: &mut Checker<'_>, raw: Vec<Spanned<RouteFile>>, upstreams: &[Upstre
                 c.errors.push(ConfigError::BadPathPrefix { at, value });
                 continue;
             }
-            Some(p) => p.get_ref().clone(),
+            Some(p) => match unmatchable_prefix(p.get_ref(), merge_slashes) {
+                Some(reason) => {
+                    let at = c.at(p.span());
+                    let value = p.get_ref().clone();
+                    c.errors
+                        .push(ConfigError::UnmatchablePathPrefix { at, value, reason });
+                    continue;
+                }
+                None => p.get_ref().clone(),
+            },
             None => "/".to_owned(),
         };
         let Some(upstream) = upstreams
@@ -610,6 +628,45 @@ fn routes(c: &mut Checker<'_>, raw: Vec<Spanned<RouteFile>>, upstreams: &[Upstre
         });
     }
     out
+}
+
+/// Why a `path_prefix` (which starts with `/`) could never match: requests are matched
+/// on their normalized path (RFC 3986 §6.2.2, repeated slashes merged with
+/// `merge_slashes`), which has no complete `.` or `..` segment, no percent-encoded
+/// unreserved character, upper-case hex in other percent-encodings, and only RFC 3986
+/// path characters. A prefix may end inside a segment or an encoding (`/a/.`, `/a%2`):
+/// it is matched as a plain string prefix.
+fn unmatchable_prefix(prefix: &str, merge_slashes: bool) -> Option<&'static str> {
+    let bytes = prefix.as_bytes();
+    let path_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
+    if !bytes.iter().all(|&b| path_char(b)) {
+        return Some("only RFC 3986 path characters can match (percent-encode the others)");
+    }
+    if merge_slashes && prefix.contains("//") {
+        return Some("repeated slashes are merged before matching ([server] merge_slashes)");
+    }
+    if prefix.contains("/./") || prefix.contains("/../") {
+        return Some("'.' and '..' segments are removed before matching");
+    }
+    for (i, _) in prefix.match_indices('%') {
+        let Some(digits) = bytes.get(i + 1..i + 3) else {
+            continue;
+        };
+        let value = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| u8::from_str_radix(d, 16).ok());
+        match value {
+            None => return Some("'%' must be followed by two hex digits"),
+            Some(v) if v.is_ascii_alphanumeric() || b"-._~".contains(&v) => {
+                return Some("percent-encoded letters, digits, '-', '.', '_' and '~' are decoded before matching: write them as they are")
+            }
+            Some(_) if digits.iter().any(u8::is_ascii_lowercase) => {
+                return Some("percent-encodings are matched in upper case (%2F, not %2f)")
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 /// Parses a route's `host`: `a.example.com` or `*.example.com`.

@@ -2,6 +2,7 @@
 //! connection limit, the TLS handshake with its timeout, HTTP/1 head and idle timers and
 //! its keep-alive loop, and the HTTP/2 connection's stream loop.
 
+mod flushing;
 mod service;
 mod stream;
 
@@ -19,10 +20,12 @@ use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
+use flushing::Flushing;
 pub use service::EdgeService;
 pub use stream::TimedStream;
 
-use crate::proxy::Gateway;
+use crate::lifecycle::WritingGuard;
+use crate::proxy::{request_line, Gateway, LineCheck};
 use crate::state::SharedSnapshot;
 use crate::telemetry::{ConnectionStats, Dropped};
 use crate::tls;
@@ -128,6 +131,7 @@ impl EdgeApp {
         let mut down = shutdown.clone();
         loop {
             let first = wait_for_request(&mut stream, &mut down).await?;
+            let (first, line) = read_request_line(&mut stream, first).await?;
             let mut session = ServerSession::new_http1(stream);
             // Keep-alive on, without pingora's timer on every head read: the idle wait is
             // `wait_for_request`, and the stream times the head and the idle time.
@@ -135,7 +139,7 @@ impl EdgeApp {
             session.set_pipelined_prefix(first);
             // Boxed for the request's time only: inline, its ~5 KB would be held by every
             // idle connection for its whole life.
-            let request = Box::pin(self.gateway.serve(session, shutdown));
+            let request = Box::pin(self.gateway.serve(session, shutdown, Some(line)));
             (stream, _) = request.await?.into_parts();
         }
     }
@@ -143,6 +147,16 @@ impl EdgeApp {
     /// Serves an HTTP/2 connection: one task per stream, GOAWAY when the server shuts
     /// down, closed after `keepalive_timeout` without a stream. Its SETTINGS carry the
     /// listener's stream limit and `max_header_size` as SETTINGS_MAX_HEADER_LIST_SIZE.
+    ///
+    /// A stream's task ends once its response is handed to h2, which writes it out
+    /// later from this loop, so the shutdown drain also waits for connections: one with
+    /// a stream open during the drain holds it until the connection closes (h2 closes
+    /// it once every frame is written and the client has answered the GOAWAY's PING;
+    /// exiting earlier loses the response's tail, in h2's buffers or in the kernel's,
+    /// where the client's late answer to a closed socket gets it reset), and any
+    /// connection holds it while it has bytes it could not write yet ([`Flushing`]).
+    /// Connections idle when the drain starts, those of vanished clients included, do
+    /// not hold it.
     async fn serve_h2(
         self: &Arc<Self>,
         stream: Stream,
@@ -159,6 +173,7 @@ impl EdgeApp {
         options.max_concurrent_streams(edge.h2_max_concurrent_streams);
         options.max_header_list_size(u32::try_from(edge.max_header_size).unwrap_or(u32::MAX));
         let idle_timeout = edge.keepalive_timeout;
+        let stream: Stream = Box::new(Flushing::new(stream));
         let mut conn = match h2::handshake(stream, Some(options)).await {
             Ok(conn) => conn,
             Err(error) => {
@@ -172,7 +187,11 @@ impl EdgeApp {
             conn.graceful_shutdown();
         }
         let mut streams = JoinSet::new();
+        let mut sending: Option<WritingGuard> = None;
         loop {
+            if draining && sending.is_none() && !streams.is_empty() {
+                sending = Some(WritingGuard::new());
+            }
             // `accept` drives the whole connection, so it is polled until it ends.
             let accepted = tokio::select! {
                 biased;
@@ -193,7 +212,7 @@ impl EdgeApp {
                     // tokio does not copy the future each time the task changes stage.
                     streams.spawn(async move {
                         let session = ServerSession::new_http2(h2);
-                        Box::pin(app.gateway.serve(session, &shutdown)).await;
+                        Box::pin(app.gateway.serve(session, &shutdown, None)).await;
                     });
                 }
                 Ok(Some(H2Accept::Rejected)) => {}
@@ -233,3 +252,78 @@ async fn wait_for_request(stream: &mut Stream, shutdown: &mut ShutdownWatch) -> 
 
 /// pingora's initial head buffer (4 KiB): what its parser would have allocated.
 const HEAD_BUFFER: usize = 4096;
+
+/// pingora reads no request head past this (1 MiB less a byte): a request line that
+/// long is its to refuse.
+const MAX_HEAD: usize = 1 << 20;
+
+/// Reads on until `head` holds the whole request line, and checks it on the bytes the
+/// client sent: pingora's parser rewrites some invalid request lines into valid ones
+/// (percent-encoding what it does not accept, which can turn `GET /a /b` into a
+/// request for `/a%20/b`), and a request must be refused rather than corrected (RFC
+/// 9112 §3). Usually the line is in the first read and this is one `memchr`. Empty
+/// lines before it are skipped, as the parser does. `None`: the client closed or the
+/// head timer fired.
+async fn read_request_line(
+    stream: &mut Stream,
+    mut head: BytesMut,
+) -> Option<(BytesMut, LineCheck)> {
+    loop {
+        if let Some(line) = first_line(&head) {
+            let check = request_line(line);
+            return Some((head, check));
+        }
+        if head.len() >= MAX_HEAD {
+            return Some((head, Err("request line longer than pingora reads")));
+        }
+        // Room for a read of the size pingora's own would be (read_buf alone would
+        // grow the buffer 64 bytes at a time).
+        head.reserve(HEAD_BUFFER);
+        if stream.read_buf(&mut head).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// The first non-empty line of `head` without its line end (CRLF or a bare LF), once
+/// it is complete.
+fn first_line(head: &[u8]) -> Option<&[u8]> {
+    let mut rest = head;
+    loop {
+        let end = memchr::memchr(b'\n', rest)?;
+        let line = &rest[..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.is_empty() {
+            return Some(line);
+        }
+        rest = &rest[end + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn the_request_line_is_the_first_non_empty_line() {
+        assert_eq!(
+            first_line(b"GET / HTTP/1.1\r\nHost: a\r\n"),
+            Some(&b"GET / HTTP/1.1"[..])
+        );
+        assert_eq!(
+            first_line(b"GET / HTTP/1.1\n"),
+            Some(&b"GET / HTTP/1.1"[..])
+        );
+        assert_eq!(
+            first_line(b"\r\n\nGET / HTTP/1.1\r\n"),
+            Some(&b"GET / HTTP/1.1"[..])
+        );
+        assert_eq!(
+            first_line(b"GET / HTTP/1.1\r\r\n"),
+            Some(&b"GET / HTTP/1.1\r"[..])
+        );
+        assert_eq!(first_line(b"GET / HTTP/1.1\r"), None);
+        assert_eq!(first_line(b"\r\n"), None);
+        assert_eq!(first_line(b""), None);
+    }
+}

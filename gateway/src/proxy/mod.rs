@@ -4,9 +4,11 @@
 mod checks;
 mod forward;
 mod headers;
+mod normalize;
 mod request;
 mod respond;
 mod router;
+mod uri;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 pub(crate) use request::request_host;
 use request::{is_websocket_upgrade, request_authority, served_covers};
 pub use router::Router;
+pub(crate) use uri::{request_line, LineCheck};
 
 use crate::lifecycle::RequestGuard;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
@@ -79,6 +82,9 @@ struct RequestCtx {
     responded: bool,
     /// A response the gateway wrote itself (404, redirect, error), for the logs.
     local_status: Option<u16>,
+    /// Whether the request head was parsed (the access line then has its method,
+    /// host and path; else `-`).
+    parsed: bool,
     /// `X-Request-Id`: the client's, or one generated for the request.
     request_id: Option<HeaderValue>,
     /// `Strict-Transport-Security` to add to the response.
@@ -90,8 +96,6 @@ struct RequestCtx {
     /// Request body bytes received so far, and the route's limit.
     body_bytes: u64,
     max_body: u64,
-    /// Counts the request for the shutdown drain.
-    _in_flight: RequestGuard,
 }
 
 impl RequestCtx {
@@ -105,13 +109,13 @@ impl RequestCtx {
             connecting: Duration::ZERO,
             responded: false,
             local_status: None,
+            parsed: true,
             request_id: None,
             hsts: None,
             trusted: false,
             upgrade: false,
             body_bytes: 0,
             max_body: u64::MAX,
-            _in_flight: RequestGuard::new(),
         }
     }
 
@@ -155,21 +159,34 @@ fn new_request_id() -> HeaderValue {
 
 impl Gateway {
     /// Serves one request of `session` (an HTTP/1 connection's next request, or one
-    /// HTTP/2 stream): reads its head, answers it or proxies it, logs it. Returns the
-    /// HTTP/1 connection when it can carry another request.
-    pub async fn serve(
+    /// HTTP/2 stream): reads its head, answers it or proxies it, logs it. `line` is the
+    /// check of an HTTP/1 request line on the bytes the client sent ([`request_line`]).
+    /// Returns the HTTP/1 connection when it can carry another request.
+    pub(crate) async fn serve(
         &self,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
+        line: Option<LineCheck>,
     ) -> Option<ReusableHttpStream> {
-        if !self.read_head(&mut session).await {
-            return None;
-        }
+        let refused = match read_head(&mut session).await {
+            Head::Read => None,
+            Head::Refused { refusal, parsed } => Some((refusal, parsed)),
+            Head::Gone => return None,
+        };
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }
+        // Counts the request for the shutdown drain until its response is written out.
+        let in_flight = RequestGuard::new();
         let mut ctx = RequestCtx::new();
-        let result = match self.admit(&mut session, &mut ctx).await {
+        let admitted = match refused {
+            Some((refusal, parsed)) => {
+                self.refuse_head(&mut session, &mut ctx, refusal, parsed)
+                    .await
+            }
+            None => self.admit(&mut session, &mut ctx, line).await,
+        };
+        let result = match admitted {
             Ok(true) => Ok(()),
             Ok(false) => self.proxy(&mut session, &mut ctx).await,
             Err(e) => Err(e),
@@ -180,31 +197,38 @@ impl Gateway {
         }
         self.log(&session, error.as_deref(), &ctx);
         drop(ctx);
-        if error.is_some() {
-            return None;
-        }
-        finish(session).await
-    }
-
-    /// Reads the request head; a malformed one is answered 400 and ends the connection,
-    /// `CONNECT` 405 (a frontend does not tunnel).
-    async fn read_head(&self, session: &mut ServerSession) -> bool {
-        let status = match session.read_request().await {
-            Ok(true) if session.req_header().method != http::Method::CONNECT => return true,
-            Ok(true) => 405,
-            Ok(false) => return false,
-            Err(e) if e.etype() == &ErrorType::InvalidHTTPHeader => {
-                tracing::debug!(error = %e, "malformed request head");
-                400
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "reading the request head failed");
-                return false;
+        let reusable = match error {
+            None => finish(session).await,
+            Some(_) => {
+                drop(session);
+                None
             }
         };
-        let _ = respond::json_error(session, status, &new_request_id(), None).await;
-        session.shutdown().await;
-        false
+        drop(in_flight);
+        reusable
+    }
+
+    /// Answers a request refused while its head was read as every refusal is answered
+    /// (the listener's HSTS, logged and counted), with the client's request id when the
+    /// head was `parsed` and a new one when it could not be.
+    async fn refuse_head(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        refusal: Refusal,
+        parsed: bool,
+    ) -> pingora::Result<bool> {
+        let snapshot = self.snapshot.load();
+        ctx.hsts = snapshot
+            .listeners
+            .get(self.index)
+            .and_then(|l| l.hsts.clone());
+        drop(snapshot);
+        ctx.parsed = parsed;
+        if !parsed {
+            ctx.request_id = Some(new_request_id());
+        }
+        refuse(session, ctx, refusal).await
     }
 
     /// The listener's checks and routing. `Ok(true)`: answered here (refused, redirected,
@@ -213,6 +237,7 @@ impl Gateway {
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
+        line: Option<LineCheck>,
     ) -> pingora::Result<bool> {
         let snapshot = self.snapshot.load();
         let Some(listener) = snapshot.listeners.get(self.index) else {
@@ -224,9 +249,25 @@ impl Gateway {
         ctx.hsts = listener.hsts.clone();
         ctx.trusted = headers::is_trusted(&listener.edge.trusted_proxies, client_ip(session));
         let (mode, strict_sni) = (listener.mode, listener.edge.strict_sni);
-        if let Err(refusal) = checks::check_request(session, &listener.edge) {
-            drop(snapshot);
-            return refuse(session, ctx, refusal).await;
+        let shape = match checks::check_request(session, &listener.edge, line) {
+            Ok(shape) => shape,
+            Err(refusal) => {
+                drop(snapshot);
+                return refuse(session, ctx, refusal).await;
+            }
+        };
+        // Routes, their policies and the backend all see the normalized path.
+        let merge_slashes = listener.edge.merge_slashes;
+        if !shape.is_normal(merge_slashes) {
+            let req = session.req_header_mut();
+            if let Err(reason) = normalize::normalize_request(req, merge_slashes) {
+                drop(snapshot);
+                let refusal = Refusal {
+                    status: 400,
+                    reason,
+                };
+                return refuse(session, ctx, refusal).await;
+            }
         }
         if let ListenerMode::RedirectToHttps { port } = mode {
             drop(snapshot);
@@ -314,13 +355,13 @@ impl Gateway {
         if !access::enabled() {
             return;
         }
-        let req = session.req_header();
+        let req = ctx.parsed.then(|| session.req_header());
         access::log(&AccessLine {
             listener: &self.name,
             client: client_ip(session),
-            method: req.method.as_str(),
-            host: request_authority(req).unwrap_or("-"),
-            path: req.uri.path(),
+            method: req.map_or("-", |r| r.method.as_str()),
+            host: req.and_then(request_authority).unwrap_or("-"),
+            path: req.map_or("-", |r| r.uri.path()),
             status,
             upstream: ctx.backend.as_ref().map(|b| b.backend().addr),
             duration: ctx.start.elapsed(),
@@ -331,6 +372,48 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
         });
+    }
+}
+
+/// What reading a request head gave.
+enum Head {
+    Read,
+    /// To be answered with `refusal`; `parsed`: whether there is a request head to log.
+    Refused {
+        refusal: Refusal,
+        parsed: bool,
+    },
+    /// The client closed, or the head did not arrive: nothing to answer.
+    Gone,
+}
+
+/// Reads the request head. A malformed one is refused with 400, `CONNECT` with 405 (a
+/// frontend does not tunnel).
+async fn read_head(session: &mut ServerSession) -> Head {
+    match session.read_request().await {
+        Ok(true) if session.req_header().method != http::Method::CONNECT => Head::Read,
+        Ok(true) => Head::Refused {
+            refusal: Refusal {
+                status: 405,
+                reason: "CONNECT",
+            },
+            parsed: true,
+        },
+        Ok(false) => Head::Gone,
+        Err(e) if e.etype() == &ErrorType::InvalidHTTPHeader => {
+            tracing::debug!(error = %e, "malformed request head");
+            Head::Refused {
+                refusal: Refusal {
+                    status: 400,
+                    reason: "malformed request head",
+                },
+                parsed: false,
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the request head failed");
+            Head::Gone
+        }
     }
 }
 
