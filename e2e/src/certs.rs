@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Server key algorithm.
 #[derive(Debug, Clone, Copy)]
@@ -77,13 +78,39 @@ impl Certs {
         not_before: (i32, u8, u8),
         not_after: (i32, u8, u8),
     ) -> PathBuf {
+        self.self_signed(name, sans, |params| {
+            params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+            params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        })
+    }
+
+    /// A self-signed ECDSA certificate for `sans`, valid from a day ago until `left`
+    /// from now, in dir `name`.
+    pub fn server_expiring_in(&self, name: &str, sans: &[&str], left: Duration) -> PathBuf {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970");
+        self.self_signed(name, sans, |params| {
+            let epoch = rcgen::date_time_ymd(1970, 1, 1);
+            params.not_before = epoch + now.saturating_sub(Duration::from_secs(86_400));
+            params.not_after = epoch + now + left;
+        })
+    }
+
+    /// A self-signed ECDSA certificate for `sans` whose validity `validity` sets, in dir
+    /// `name`.
+    fn self_signed(
+        &self,
+        name: &str,
+        sans: &[&str],
+        validity: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> PathBuf {
         let out = self.path(name);
         std::fs::create_dir_all(&out).expect("mkdir");
         let mut params =
             rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("params");
-        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
-        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        validity(&mut params);
         let key = rcgen::KeyPair::generate().expect("key");
         let cert = params.self_signed(&key).expect("self-sign");
         std::fs::write(out.join("tls.crt"), cert.pem()).expect("write crt");

@@ -73,7 +73,7 @@ pub fn gateway_bin() -> PathBuf {
 }
 
 /// Reserves a free port on 127.0.0.1: binds port 0, reads the port, releases it.
-fn reserve_port() -> u16 {
+pub(crate) fn reserve_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")

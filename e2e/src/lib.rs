@@ -23,6 +23,7 @@ mod gateway;
 mod hello;
 mod kubelet;
 mod load;
+mod prometheus;
 mod raw;
 mod ws;
 
@@ -37,6 +38,7 @@ pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
 pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};
+pub use prometheus::{promtool, selectors, Prometheus};
 pub use raw::{
     connect, exchange, read_reply, read_until_close, Reply, Transport, Wire, READ_TIMEOUT,
 };
