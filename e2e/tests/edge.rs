@@ -259,12 +259,13 @@ fn connections_over_max_connections_are_closed_and_counted() {
     let gw = gateway(&certs, &hello, "max_connections = 2", "");
     let port = gw.port("web");
     // The harness's readiness probe was a connection too: its slot is free once the
-    // gateway has seen it close (later than the start returns on a loaded machine).
+    // gateway has accepted it (on a loaded machine it may still wait in the listen
+    // socket's accept queue when the start returns) and seen it close.
     let active = r#"gateway_connections_active{listener="web"}"#;
     wait_until(
         Duration::from_secs(10),
-        "the probe connection closed",
-        || (gw.metric(active) == Some(0.0)).then_some(()),
+        "the probe connection accepted and closed",
+        || (accept_queue(port) == 0 && gw.metric(active) == Some(0.0)).then_some(()),
     );
     let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let mut held: Vec<_> = (0..2)
@@ -284,6 +285,18 @@ fn connections_over_max_connections_are_closed_and_counted() {
     wait_until(Duration::from_secs(10), "a free connection slot", || {
         (exchange(port, Transport::Tcp, &certs.ca(), get).status == Some(200)).then_some(())
     });
+}
+
+/// Connections waiting in the accept queue of the listening socket on 127.0.0.1:`port`
+/// (`ss`'s Recv-Q of a listening socket).
+fn accept_queue(port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("run ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or_else(|| panic!("no listener on {port}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[test]
