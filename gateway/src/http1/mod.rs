@@ -24,6 +24,8 @@ mod server;
 pub mod write;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use chunked::{
