@@ -15,11 +15,11 @@ use super::framing::ResponseBody;
 use super::head::{HeadLimits, HeadScan};
 use super::io::{read_head, BodyReader, Output};
 use super::response::{parse_response, ResponseHead};
-use super::write::{self, Extra, OutBody};
+use super::write::{self, Extra, OutBody, Skip};
 use super::Http1Error;
 
 /// A request to write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct OutRequest<'a> {
     pub method: &'a Method,
     /// The target as it goes to the backend (the client's, or rewritten).
@@ -27,6 +27,9 @@ pub struct OutRequest<'a> {
     /// Fields written as they are (Host included), except Content-Length and
     /// Transfer-Encoding, which the session writes itself from `body`.
     pub headers: &'a HeaderMap,
+    /// Fields of `headers` left out as well (hop-by-hop ones): [`write::keep_all`] for
+    /// none.
+    pub skip: Skip<'a>,
     /// More fields, as slices (forwarding headers, a request id).
     pub extra: Extra<'a>,
     pub body: OutBody,
@@ -105,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
         let out = &mut self.out.buf;
         write::request_line(out, req.method, req.target);
         write::fields(out, req.headers, |n| {
-            n == CONTENT_LENGTH || n == TRANSFER_ENCODING
+            n == CONTENT_LENGTH || n == TRANSFER_ENCODING || (req.skip)(n)
         });
         write::extra_fields(out, req.extra);
         self.sending = match req.body {

@@ -28,6 +28,8 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+/// The buffer types of this API (for callers without their own `bytes` dependency).
+pub use bytes::{Bytes, BytesMut};
 pub use chunked::{
     chunk_size_line, last_chunk, ChunkedDecoder, ChunkedLimits, Decoded, LAST_CHUNK,
 };
@@ -38,7 +40,7 @@ pub use head::{HeadLimits, HeadScan, MAX_HEADER_SLOTS};
 pub use request::{parse_head as parse_request_head, parse_request, RequestHead};
 pub use response::{parse_head as parse_response_head, parse_response, ResponseHead};
 pub use server::{OutResponse, ServerConn};
-pub use write::{Extra, OutBody};
+pub use write::{keep_all, Extra, OutBody, Skip};
 
 impl RequestHead {
     /// How this request's body goes on to a backend.

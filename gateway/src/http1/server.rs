@@ -16,11 +16,11 @@ use super::framing::RequestBody;
 use super::head::{HeadLimits, HeadScan};
 use super::io::{read_head, BodyReader, Output};
 use super::request::{parse_request, RequestHead};
-use super::write::{self, Extra, OutBody};
+use super::write::{self, Extra, OutBody, Skip};
 use super::Http1Error;
 
 /// A response to write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct OutResponse<'a> {
     pub status: StatusCode,
     /// The backend's reason phrase, if it is to be kept (else the standard one).
@@ -29,6 +29,9 @@ pub struct OutResponse<'a> {
     /// Connection, which the session writes itself from `body` and the connection's
     /// state (a 101 keeps its own Connection). `Date` is added when missing.
     pub headers: &'a HeaderMap,
+    /// Fields of `headers` left out as well (hop-by-hop ones): [`write::keep_all`] for
+    /// none.
+    pub skip: Skip<'a>,
     /// More fields, as slices: a request id, HSTS, the gateway's own headers.
     pub extra: Extra<'a>,
     pub body: OutBody,
@@ -252,13 +255,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
         let out = &mut self.out.buf;
         write::status_line(out, status, resp.reason);
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            write::fields(out, resp.headers, |_| false);
+            write::fields(out, resp.headers, resp.skip);
             write::extra_fields(out, resp.extra);
             out.extend_from_slice(b"\r\n");
             self.writing = Writing::Upgraded;
             return self.out.flush(&mut self.io).await;
         }
-        write::fields(out, resp.headers, is_framing);
+        write::fields(out, resp.headers, |n| is_framing(n) || (resp.skip)(n));
         write::extra_fields(out, resp.extra);
         if !resp.headers.contains_key(DATE) {
             write::date(out);

@@ -43,6 +43,7 @@ fn response<'a>(status: u16, headers: &'a HeaderMap, body: OutBody) -> OutRespon
         status: StatusCode::from_u16(status).unwrap(),
         reason: None,
         headers,
+        skip: &keep_all,
         extra: &[],
         body,
     }
@@ -481,6 +482,7 @@ fn request<'a>(method: &'a Method, headers: &'a HeaderMap, body: OutBody) -> Out
         method,
         target: b"/path?q",
         headers,
+        skip: &keep_all,
         extra: &[],
         body,
     }
@@ -682,4 +684,42 @@ async fn a_response_one_byte_at_a_time() {
     assert_eq!(request, b"GET /path?q HTTP/1.1\r\nhost: backend\r\n\r\n");
     assert_eq!(body, b"abcd");
     assert!(conn.is_reusable());
+}
+
+#[tokio::test]
+async fn fields_can_be_left_out_without_editing_the_map() {
+    let mut headers = host();
+    headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    headers.insert("x-kept", HeaderValue::from_static("1"));
+    let hop_by_hop = |n: &http::header::HeaderName| n.as_str() == "keep-alive";
+    let (io, mut peer) = duplex(4096);
+    let mut conn = ClientConn::new(io);
+    let req = OutRequest {
+        skip: &hop_by_hop,
+        ..request(&Method::GET, &headers, OutBody::None)
+    };
+    conn.write_request(req, b"", true).await.unwrap();
+    let sent = "GET /path?q HTTP/1.1\r\nhost: backend\r\nx-kept: 1\r\n\r\n";
+    assert_eq!(take(&mut peer, sent.len()).await, sent);
+    assert_eq!(headers.len(), 3);
+}
+
+/// The request path runs these futures on pingora's tasks, over its `Stream`: they
+/// must be `Send` (this fails to compile otherwise).
+#[allow(dead_code)]
+fn sessions_over_pingora_streams_are_send(
+    server: &mut ServerConn<pingora::protocols::Stream>,
+    client: &mut ClientConn<pingora::protocols::Stream>,
+    headers: &HeaderMap,
+) {
+    fn send<T: Send>(_: T) {}
+    let limits = HeadLimits::default();
+    send(server.read_request(&limits));
+    send(server.read_body());
+    send(server.write_head(response(200, headers, OutBody::None), b"", true));
+    send(server.write_body(b"", true));
+    send(server.drain_body(0));
+    send(client.write_request(request(&Method::GET, headers, OutBody::None), b"", true));
+    send(client.read_response(&limits));
+    send(client.read_body());
 }

@@ -39,6 +39,15 @@ pub fn fields(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&HeaderName)
     }
 }
 
+/// Which fields of a map are left out when it is written (hop-by-hop ones, say), so
+/// the map need not be edited first; `Sync` so the write's future stays `Send`.
+pub type Skip<'a> = &'a (dyn Fn(&HeaderName) -> bool + Sync);
+
+/// A [`Skip`] that keeps every field.
+pub fn keep_all(_: &HeaderName) -> bool {
+    false
+}
+
 /// Extra fields as name/value slices (a request id, HSTS, the gateway's own headers).
 pub type Extra<'a> = &'a [(&'a [u8], &'a [u8])];
 
