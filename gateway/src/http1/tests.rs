@@ -723,3 +723,24 @@ fn sessions_over_pingora_streams_are_send(
     send(client.read_response(&limits));
     send(client.read_body());
 }
+
+#[tokio::test]
+async fn released_buffers_come_back_with_the_next_request() {
+    let none = HeaderMap::new();
+    let (io, mut peer) = duplex(4096);
+    let mut conn = ServerConn::new(io);
+    for path in ["/a", "/b", "/c"] {
+        // The idle connection holds no buffer: the first read lands on the stack.
+        conn.release_buffers();
+        let long = "x".repeat(700);
+        let head = format!("GET {path} HTTP/1.1\r\nHost: a\r\nX-Long: {long}\r\n\r\n");
+        peer.write_all(head.as_bytes()).await.unwrap();
+        let req = conn.read_request(&limits()).await.unwrap().unwrap();
+        assert_eq!(req.uri.path(), path);
+        assert_eq!(req.headers["x-long"].len(), 700);
+        conn.write_head(response(200, &none, OutBody::None), b"", true)
+            .await
+            .unwrap();
+        let _ = take(&mut peer, 38 + DATE_LINE).await;
+    }
+}
