@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::chunked::{chunk_size_line, last_chunk, ChunkedLimits};
 use super::framing::ResponseBody;
 use super::head::{HeadLimits, HeadScan};
-use super::io::{read_head, BodyReader, Output};
+use super::io::{read_head, BodyReader, Buffered, Output};
 use super::response::{parse_response, ResponseHead};
 use super::write::{self, Extra, OutBody, Skip};
 use super::Http1Error;
@@ -233,6 +233,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
         }
         let piece = self.body.next(&mut self.io, &mut self.buf).await?;
         if piece.is_none() {
+            self.receiving = Receiving::Done;
+        }
+        Ok(piece)
+    }
+
+    /// The next piece of the response body if the read buffer already holds it (it
+    /// often came with the head): to go out in the same write as the response head.
+    /// Never reads.
+    pub fn buffered_body(&mut self) -> Result<Buffered, Http1Error> {
+        if self.receiving != Receiving::Body {
+            return Ok(Buffered::End);
+        }
+        let piece = self.body.buffered(&mut self.buf)?;
+        if piece == Buffered::End {
             self.receiving = Receiving::Done;
         }
         Ok(piece)

@@ -51,6 +51,17 @@ async fn read_body<S: AsyncRead + Unpin>(
     Ok(io.read_buf(buf).await?)
 }
 
+/// What the read buffer holds of a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Buffered {
+    /// A piece of it.
+    Data(Bytes),
+    /// Its end.
+    End,
+    /// Nothing yet: the next piece needs a read.
+    Empty,
+}
+
 /// Reads one message body by its framing.
 #[derive(Debug)]
 pub(crate) struct BodyReader {
@@ -141,64 +152,70 @@ impl BodyReader {
         io: &mut S,
         buf: &mut BytesMut,
     ) -> Result<Option<Bytes>, Http1Error> {
+        loop {
+            match self.buffered(buf)? {
+                Buffered::Data(data) => return Ok(Some(data)),
+                Buffered::End => return Ok(None),
+                Buffered::Empty => {}
+            }
+            if read_body(io, buf).await? == 0 {
+                return match self.kind {
+                    Kind::UntilClose => {
+                        self.kind = Kind::Done;
+                        Ok(None)
+                    }
+                    Kind::Chunked(_) => Err(Http1Error::Closed("inside a chunked body")),
+                    _ => Err(Http1Error::Closed("inside a body")),
+                };
+            }
+        }
+    }
+
+    /// The next piece of the body from what `buf` already holds, without reading.
+    pub(crate) fn buffered(&mut self, buf: &mut BytesMut) -> Result<Buffered, Http1Error> {
         self.check_length()?;
         loop {
             match &mut self.kind {
-                Kind::Done => return Ok(None),
+                Kind::Done => return Ok(Buffered::End),
+                _ if buf.is_empty() => return Ok(Buffered::Empty),
                 Kind::Length(left) => {
-                    if buf.is_empty() && read_body(io, buf).await? == 0 {
-                        return Err(Http1Error::Closed("inside a body"));
-                    }
                     let n = usize::try_from(*left).map_or(buf.len(), |l| l.min(buf.len()));
                     *left -= n as u64;
                     if *left == 0 {
                         self.kind = Kind::Done;
                     }
-                    return self.piece(buf.split_to(n).freeze()).map(Some);
+                    return self.piece(buf.split_to(n).freeze());
                 }
                 Kind::Chunked(decoder) => {
-                    if !buf.is_empty() {
-                        let (used, found) = decoder.decode(buf)?;
-                        match found {
-                            Decoded::Data(range) => {
-                                buf.advance(range.start);
-                                let data = buf.split_to(range.len()).freeze();
-                                buf.advance(used.saturating_sub(range.end));
-                                return self.piece(data).map(Some);
-                            }
-                            Decoded::Done => {
-                                buf.advance(used);
-                                self.trailers = decoder.take_trailers();
-                                self.kind = Kind::Done;
-                                return Ok(None);
-                            }
-                            Decoded::More => buf.advance(used),
+                    let (used, found) = decoder.decode(buf)?;
+                    match found {
+                        Decoded::Data(range) => {
+                            buf.advance(range.start);
+                            let data = buf.split_to(range.len()).freeze();
+                            buf.advance(used.saturating_sub(range.end));
+                            return self.piece(data);
                         }
-                        if !buf.is_empty() {
-                            continue;
+                        Decoded::Done => {
+                            buf.advance(used);
+                            self.trailers = decoder.take_trailers();
+                            self.kind = Kind::Done;
+                            return Ok(Buffered::End);
                         }
-                    }
-                    if read_body(io, buf).await? == 0 {
-                        return Err(Http1Error::Closed("inside a chunked body"));
+                        // All framing: the loop sees an empty buffer next.
+                        Decoded::More => buf.advance(used),
                     }
                 }
-                Kind::UntilClose => {
-                    if buf.is_empty() && read_body(io, buf).await? == 0 {
-                        self.kind = Kind::Done;
-                        return Ok(None);
-                    }
-                    return self.piece(buf.split().freeze()).map(Some);
-                }
+                Kind::UntilClose => return self.piece(buf.split().freeze()),
             }
         }
     }
 
-    fn piece(&mut self, data: Bytes) -> Result<Bytes, Http1Error> {
+    fn piece(&mut self, data: Bytes) -> Result<Buffered, Http1Error> {
         self.read += data.len() as u64;
         if self.read > self.limit {
             return Err(Http1Error::BodyTooLarge { limit: self.limit });
         }
-        Ok(data)
+        Ok(Buffered::Data(data))
     }
 }
 

@@ -37,6 +37,7 @@ pub use client::{ClientConn, OutRequest};
 pub use error::Http1Error;
 pub use framing::{RequestBody, RequestFraming, ResponseBody, ResponseFraming};
 pub use head::{HeadLimits, HeadScan, MAX_HEADER_SLOTS};
+pub use io::Buffered;
 pub use request::{parse_head as parse_request_head, parse_request, RequestHead};
 pub use response::{parse_head as parse_response_head, parse_response, ResponseHead};
 pub use server::{OutResponse, ServerConn};

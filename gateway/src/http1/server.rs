@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::chunked::{chunk_size_line, last_chunk, ChunkedLimits};
 use super::framing::RequestBody;
 use super::head::{HeadLimits, HeadScan};
-use super::io::{read_head, BodyReader, Output};
+use super::io::{read_head, BodyReader, Buffered, Output};
 use super::request::{parse_request, RequestHead};
 use super::write::{self, Extra, OutBody, Skip};
 use super::Http1Error;
@@ -172,6 +172,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
             self.out.flush(&mut self.io).await?;
         }
         self.body.next(&mut self.io, &mut self.buf).await
+    }
+
+    /// The next piece of the request body if the read buffer already holds it (it
+    /// often came with the head): to go up in the same write as the request head.
+    /// Never reads, never sends `100 Continue`.
+    pub fn buffered_body(&mut self) -> Result<Buffered, Http1Error> {
+        self.body.buffered(&mut self.buf)
     }
 
     /// Whether the request body has been read to its end.

@@ -215,3 +215,27 @@ async fn fields_can_be_left_out_without_editing_the_map() {
     assert_eq!(take(&mut peer, sent.len()).await, sent);
     assert_eq!(headers.len(), 3);
 }
+
+#[tokio::test]
+async fn a_body_that_came_with_the_head_is_taken_without_a_read() {
+    let headers = host();
+    let (io, mut peer) = duplex(4096);
+    let mut conn = ClientConn::new(io);
+    conn.write_request(request(&Method::GET, &headers, OutBody::None), b"", true)
+        .await
+        .unwrap();
+    peer.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        .await
+        .unwrap();
+    conn.read_response(&limits()).await.unwrap();
+    assert_eq!(conn.buffered_body().unwrap(), Buffered::Data("abc".into()));
+    assert_eq!(
+        conn.buffered_body().unwrap(),
+        Buffered::Empty,
+        "the rest needs a read"
+    );
+    peer.write_all(b"0\r\n\r\n").await.unwrap();
+    assert!(conn.read_body().await.unwrap().is_none());
+    assert_eq!(conn.buffered_body().unwrap(), Buffered::End);
+    assert!(conn.is_reusable());
+}

@@ -306,3 +306,20 @@ async fn upgrades_hand_over_the_stream() {
     io.write_all(b"raw").await.unwrap();
     assert_eq!(take(&mut peer, 3).await, "raw");
 }
+
+#[tokio::test]
+async fn a_request_body_that_came_with_the_head_goes_up_with_it() {
+    let (io, _peer) = duplex(4096);
+    let buffered =
+        &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhel"[..];
+    let mut conn = ServerConn::with_buffer(io, BytesMut::from(buffered));
+    conn.read_request(&limits()).await.unwrap().unwrap();
+    assert_eq!(conn.buffered_body().unwrap(), Buffered::Data("hel".into()));
+    assert_eq!(conn.buffered_body().unwrap(), Buffered::Empty);
+    assert!(!conn.body_done());
+    conn.set_max_body(2);
+    assert!(matches!(
+        conn.buffered_body(),
+        Err(Http1Error::BodyTooLarge { limit: 2 })
+    ));
+}
