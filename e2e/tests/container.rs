@@ -7,8 +7,9 @@
 //! `docker.io` and `debootstrap` if missing, starts `dockerd` if none answers, builds the
 //! local base images (no registry is reachable) and the gateway image; `run.sh down`
 //! stops the `dockerd` it started. The container runs like the Kubernetes pod: host
-//! network, read-only root, user 65532, no capabilities, the config dir at `/etc/gateway`
-//! and the cert dir at `/etc/gateway/tls`, both kubelet-style volumes.
+//! network, read-only root, user 65532, no capabilities, the config dir at
+//! `/etc/gateway/config` and the cert dir beside it at `/etc/gateway/tls`, both
+//! kubelet-style volumes, as `config/k8s/frontend.yaml` mounts them.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::net::SocketAddr;
@@ -199,7 +200,7 @@ fn image_serves_tls_reloads_a_configmap_swap_and_drains_on_docker_stop() {
     );
     assert_eq!(
         image_config["Cmd"],
-        serde_json::json!(["run", "--config", "/etc/gateway/gateway.toml"])
+        serde_json::json!(["run", "--config", "/etc/gateway/config/gateway.toml"])
     );
     for port in ["8080/tcp", "8443/tcp", "9090/tcp"] {
         assert!(
@@ -228,14 +229,12 @@ fn image_serves_tls_reloads_a_configmap_swap_and_drains_on_docker_stop() {
         &dirs.path().join("configmap"),
         &[("gateway.toml", text.as_bytes())],
     );
-    // The mount point of the Secret inside the ConfigMap's mount, as the kubelet makes it.
-    std::fs::create_dir(configmap.dir().join("tls")).unwrap();
     assert_world_readable(&secret.dir().join("tls.key"));
     assert_world_readable(&configmap.dir().join("gateway.toml"));
     let admin = ports.get("admin").unwrap();
     let https = SocketAddr::from(([127, 0, 0, 1], ports.get("https").unwrap()));
 
-    let configmap_mount = format!("{}:/etc/gateway:ro", configmap.dir().display());
+    let configmap_mount = format!("{}:/etc/gateway/config:ro", configmap.dir().display());
     let secret_mount = format!("{}:/etc/gateway/tls:ro", secret.dir().display());
     let started = Instant::now();
     let container = Container::run(&[
