@@ -63,7 +63,14 @@ note() {
 make_root() { # NAME
   local root=$state/$1
   cp -a "$state/pristine" "$root"
+  # The network of this workplace, as every machine here has it: its resolver, and the
+  # CA certificates of its HTTPS egress (ca-certificates adds them to the bundle when
+  # e2e/setup.sh installs it).
   cp /etc/resolv.conf "$root/etc/resolv.conf"
+  if [ -d /usr/local/share/ca-certificates ]; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+  fi
   # The toolchain only: rustup's proxies and settings, the default toolchain; no crates.
   mkdir -p "$root/root/.cargo" "$root/root/.rustup/toolchains"
   cp -a "$cargo_home/bin" "$root/root/.cargo/"
@@ -78,8 +85,15 @@ make_root() { # NAME
   mount -t tmpfs tmpfs "$root/dev/shm"
 }
 
+# The machine's variables that name the CA bundle (pip, for one, reads only PIP_CERT).
+ca_env=()
+for var in SSL_CERT_FILE SSL_CERT_DIR PIP_CERT REQUESTS_CA_BUNDLE CURL_CA_BUNDLE; do
+  [ -z "${!var:-}" ] || ca_env+=("$var=${!var}")
+done
+
 # in_root NAME [--user UID] COMMAND: runs COMMAND (bash) in /src of root NAME, with the
-# environment of a fresh login: nothing but HOME, PATH (with rustup's), TERM and LANG.
+# environment of a fresh login: HOME, PATH (with rustup's), TERM, LANG and the CA
+# bundle's variables.
 in_root() {
   local root=$state/$1
   shift
@@ -88,7 +102,7 @@ in_root() {
     as=(setpriv --reuid "$2" --regid "$2" --clear-groups)
     shift 2
   fi
-  chroot "$root" "${as[@]}" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  chroot "$root" "${as[@]}" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 "${ca_env[@]}" \
     PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /src && $1"
 }
