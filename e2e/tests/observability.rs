@@ -26,13 +26,13 @@ fn gateway(hello: &Hello, env: &[(&str, &str)]) -> Gateway {
 /// `name{labels} value` lines as it understood them, or the parse error.
 fn parse_exposition(text: &str) -> Result<String, String> {
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfor fam in parse(sys.stdin.read()):\n    for s in fam.samples:\n        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n        print(f'{s.name}{{{labels}}} {s.value}')\n";
-    let mut child = Command::new("python3")
+    let mut child = Command::new(e2e::python3())
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 (with pip install prometheus-client)");
+        .expect("python3 with prometheus-client: run `e2e/setup.sh test` (e2e/test.sh does)");
     child
         .stdin
         .take()

@@ -12,7 +12,7 @@ pub use error::{ConfigError, Location};
 pub use model::*;
 
 /// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/gateway.toml";
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/config/gateway.toml";
 
 /// Reads, parses and validates the config file at `path`.
 ///

@@ -103,9 +103,12 @@ mod tests {
     fn relevant_events() {
         let names: Vec<OsString> = vec!["gateway.toml".into(), "..data".into(), "tls.crt".into()];
         let rename = EventKind::Modify(ModifyKind::Name(RenameMode::To));
-        assert!(is_relevant(&event(rename, "/etc/gateway/..data"), &names));
         assert!(is_relevant(
-            &event(rename, "/etc/gateway/gateway.toml"),
+            &event(rename, "/etc/gateway/config/..data"),
+            &names
+        ));
+        assert!(is_relevant(
+            &event(rename, "/etc/gateway/config/gateway.toml"),
             &names
         ));
         assert!(is_relevant(
@@ -127,11 +130,11 @@ mod tests {
             &names
         ));
         assert!(!is_relevant(
-            &event(rename, "/etc/gateway/gateway.log"),
+            &event(rename, "/etc/gateway/config/gateway.log"),
             &names
         ));
         assert!(!is_relevant(
-            &event(rename, "/etc/gateway/..2026_11_22"),
+            &event(rename, "/etc/gateway/config/..2026_11_22"),
             &names
         ));
     }
