@@ -140,11 +140,10 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snapshot = self.snapshot.load();
-        let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
-        let served = certs.select(hello.server_name());
+        let served = self.served(hello.server_name())?;
+        let key = served.key.clone();
         // Outside `recording_served` (no connection to record it for) there is no record.
-        let _ = SERVED.try_with(|record| record.set(Some(served.clone())));
-        Some(served.key.clone())
+        let _ = SERVED.try_with(|record| record.set(Some(served)));
+        Some(key)
     }
 }
