@@ -11,7 +11,7 @@ use pingora::listeners::tls::{Acceptor, TlsSettings};
 use crate::telemetry::ConnectionStats;
 
 pub use certs::{load_dir, parse, read_files, CertFiles, LoadedCert, CERT_FILE, KEY_FILE};
-pub use resolver::{recording_served, CertSet, Served, SniResolver};
+pub use resolver::{recording_served, CertSet, CertSource, Served, SniResolver};
 
 /// What can be wrong with a certificate directory.
 #[derive(Debug, thiserror::Error)]

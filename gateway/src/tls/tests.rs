@@ -90,3 +90,32 @@ fn sni_selects_by_exact_then_wildcard_then_default() {
         !wildcard.covers("w.test") && !wildcard.covers("y.x.w.test") && !wildcard.covers(".w.test")
     );
 }
+
+/// A certificate source the test swaps, as a reload swaps the snapshot.
+#[derive(Debug)]
+struct Swapped(Arc<arc_swap::ArcSwapOption<CertSet>>);
+
+impl CertSource for Swapped {
+    fn certs(&self) -> Option<Arc<CertSet>> {
+        self.0.load_full()
+    }
+}
+
+#[test]
+fn the_resolver_serves_what_its_source_holds_at_each_handshake() {
+    install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write_cert(&a, &["a.test"]);
+    write_cert(&b, &["a.test"]);
+    let (a, b) = (load_dir(&a).unwrap(), load_dir(&b).unwrap());
+    let live = Arc::new(arc_swap::ArcSwapOption::empty());
+    let resolver = SniResolver::new(Swapped(live.clone()));
+    assert!(resolver.served(Some("a.test")).is_none(), "no certificates");
+    live.store(CertSet::new(std::slice::from_ref(&a)).map(Arc::new));
+    let served = resolver.served(Some("a.test")).unwrap();
+    assert!(Arc::ptr_eq(&served.key, &a.key));
+    live.store(CertSet::new(std::slice::from_ref(&b)).map(Arc::new));
+    let served = resolver.served(Some("a.test")).unwrap();
+    assert!(Arc::ptr_eq(&served.key, &b.key), "the swapped-in set");
+}
