@@ -62,6 +62,18 @@ fn with_fallback<'a>(
     pick(&|b| usable(b, now, tried, false)).or_else(|| pick(&|b| usable(b, now, tried, true)))
 }
 
+/// The first backend `ok` accepts, in turn from index `start` (wrapping around).
+fn first_from<'a>(
+    backends: &'a [Arc<Backend>],
+    start: usize,
+    ok: &dyn Fn(&Backend) -> bool,
+) -> Option<&'a Arc<Backend>> {
+    let len = backends.len();
+    (0..len)
+        .map(|i| &backends[(start + i) % len])
+        .find(|b| ok(b))
+}
+
 /// The next backend in turn after `counter`.
 pub fn round_robin<'a>(
     backends: &'a [Arc<Backend>],
@@ -73,11 +85,7 @@ pub fn round_robin<'a>(
         return None;
     }
     let start = counter.fetch_add(1, Ordering::Relaxed);
-    with_fallback(tried, |ok| {
-        (0..len)
-            .map(|i| &backends[(start + i) % len])
-            .find(|b| ok(b))
-    })
+    with_fallback(tried, |ok| first_from(backends, start, ok))
 }
 
 /// A uniformly random backend.
@@ -87,11 +95,7 @@ pub fn random<'a>(backends: &'a [Arc<Backend>], tried: &[SocketAddr]) -> Option<
         return None;
     }
     let start = random_below(len);
-    with_fallback(tried, |ok| {
-        (0..len)
-            .map(|i| &backends[(start + i) % len])
-            .find(|b| ok(b))
-    })
+    with_fallback(tried, |ok| first_from(backends, start, ok))
 }
 
 /// Of two distinct random backends, the one with fewer requests in flight.
@@ -111,8 +115,8 @@ pub fn least_requests<'a>(
         x
     };
     with_fallback(tried, |ok| {
-        let first = (0..len).map(|i| &backends[(x + i) % len]).find(|b| ok(b))?;
-        let second = (0..len).map(|i| &backends[(y + i) % len]).find(|b| ok(b))?;
+        let first = first_from(backends, x, ok)?;
+        let second = first_from(backends, y, ok)?;
         Some(if second.in_flight() < first.in_flight() {
             second
         } else {
