@@ -132,10 +132,11 @@ pub fn parse(files: &CertFiles) -> Result<LoadedCert, TlsError> {
         }
     })?;
 
-    let (_, leaf) = X509Certificate::from_der(&chain[0]).map_err(|e| TlsError::BadCertificate {
-        path: cert_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let (_, leaf) =
+        X509Certificate::from_der(&chain[0]).map_err(|source| TlsError::BadCertificate {
+            path: cert_path.clone(),
+            source,
+        })?;
     let names = leaf_names(&leaf);
     let not_before = leaf.validity().not_before.timestamp();
     let not_after = leaf.validity().not_after.timestamp();

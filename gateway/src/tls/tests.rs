@@ -59,6 +59,26 @@ fn missing_and_garbage_files_are_named() {
 }
 
 #[test]
+fn an_unparsable_certificate_carries_the_parser_error() {
+    install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    write_cert(tmp.path(), &["a.test"]);
+    // Valid PEM whose DER is no certificate ("not DER" in base64).
+    std::fs::write(
+        tmp.path().join(CERT_FILE),
+        "-----BEGIN CERTIFICATE-----\nbm90IERFUg==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = load_dir(tmp.path()).unwrap_err();
+    assert!(matches!(err, TlsError::BadCertificate { .. }), "{err:?}");
+    let chain = crate::error_chain(&err);
+    assert!(
+        chain.contains("tls.crt: cannot parse the leaf certificate: Parsing"),
+        "{chain}"
+    );
+}
+
+#[test]
 fn sni_selects_by_exact_then_wildcard_then_default() {
     install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
