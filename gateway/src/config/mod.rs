@@ -8,7 +8,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, Location};
+pub use error::{ConfigError, DurationProblem, Location};
 pub use model::*;
 
 /// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::error::{ConfigError, Location};
+use super::error::{ConfigError, DurationProblem, Location};
 use super::file::{
     BalanceFile, DnsFile, FileConfig, HealthFile, KubernetesFile, ListenerFile, PortFile,
     RouteFile, UpstreamFile,
@@ -118,19 +118,16 @@ pub(super) fn duration(
     value: &Spanned<String>,
     min: Duration,
 ) -> Option<Duration> {
-    let reason = match humantime::parse_duration(value.get_ref()) {
+    let problem = match humantime::parse_duration(value.get_ref()) {
         Ok(d) if d >= min && d <= MAX_DURATION => return Some(d),
-        Ok(d) if d > MAX_DURATION => format!(
-            "must be at most {}",
-            humantime::format_duration(MAX_DURATION)
-        ),
-        Ok(_) => format!("must be at least {}", humantime::format_duration(min)),
-        Err(e) => format!("{e} (write it like \"10s\", \"500ms\" or \"1m\")"),
+        Ok(d) if d > MAX_DURATION => DurationProblem::TooLong { max: MAX_DURATION },
+        Ok(_) => DurationProblem::TooShort { min },
+        Err(e) => DurationProblem::Unparsable(e),
     };
     let at = c.at(value.span());
     let value = value.get_ref().clone();
     c.errors
-        .push(ConfigError::BadDuration { at, value, reason });
+        .push(ConfigError::BadDuration { at, value, problem });
     None
 }
 
