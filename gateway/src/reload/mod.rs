@@ -1,8 +1,10 @@
-//! Live reload: load files (`load`), rebuild and publish state (`reloader`), and the
-//! background service that reloads on file changes, a periodic re-read and SIGHUP.
+//! Live reload: load files (`load`), rebuild and publish state (`reloader`), name what
+//! only a restart applies (`restart`), and the background service that reloads on file
+//! changes, a periodic re-read and SIGHUP.
 
 mod load;
 mod reloader;
+mod restart;
 mod watcher;
 
 use std::sync::Mutex;
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 
 pub use load::{load, Failed, LoadError, Loaded};
 pub use reloader::{Outcome, Reloader, RunningListener};
+pub use restart::NeedsRestart;
 use watcher::DirWatcher;
 
 /// How long to wait after a change is seen before reading: one kubelet swap or

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
+use super::restart::{needs_restart, NeedsRestart};
 use crate::config::{Config, Edge, ListenerKind, Location};
 use crate::lifecycle::Lifecycle;
 use crate::proxy::Router;
@@ -34,7 +35,7 @@ pub enum Outcome {
     Unchanged,
     /// The new state is live; `needs_restart` names settings that changed but
     /// cannot apply to a running process.
-    Applied { needs_restart: Vec<String> },
+    Applied { needs_restart: Vec<NeedsRestart> },
     /// The files are invalid; the last good state keeps serving.
     Failed(Vec<LoadError>),
 }
@@ -157,9 +158,10 @@ impl Reloader {
             Outcome::Applied { needs_restart } => {
                 tracing::info!(cause, "config and certificates reloaded");
                 if !needs_restart.is_empty() {
+                    let list: Vec<String> = needs_restart.iter().map(ToString::to_string).collect();
                     tracing::warn!(
                         "changes that need a restart to apply (everything else was applied): {}",
-                        needs_restart.join(", ")
+                        list.join(", ")
                     );
                 }
             }
@@ -201,7 +203,12 @@ impl Reloader {
         }
         self.last_read = loaded.fingerprint;
 
-        let needs_restart = self.needs_restart(&loaded.config);
+        let needs_restart = needs_restart(
+            &self.running,
+            self.running_admin,
+            self.running_threads,
+            &loaded.config,
+        );
         let previous = self.snapshot.load();
         let listeners = listener_states(&loaded, &self.running, &previous.listeners, &self.metrics);
         drop(previous);
@@ -247,65 +254,6 @@ impl Reloader {
                 "cannot build the DNS resolver for these [dns] settings; names keep resolving as before"
             ),
         }
-    }
-
-    /// Settings of `new` that differ from what the process started with and cannot change live.
-    fn needs_restart(&self, new: &Config) -> Vec<String> {
-        let mut fields = Vec::new();
-        let new_admin = new.admin.as_ref().map(|a| a.addr);
-        if new_admin != self.running_admin {
-            fields.push(format!(
-                "admin.listen ({} -> {})",
-                show(self.running_admin),
-                show(new_admin)
-            ));
-        }
-        if new.server.threads != self.running_threads {
-            fields.push(format!(
-                "server.threads ({} -> {})",
-                self.running_threads, new.server.threads
-            ));
-        }
-        for running in &self.running {
-            match new.listeners.iter().find(|l| l.name == running.name) {
-                None => fields.push(format!("listener {:?} removed", running.name)),
-                Some(l) => {
-                    if l.addr != running.addr {
-                        fields.push(format!(
-                            "listener {:?} listen ({} -> {})",
-                            running.name, running.addr, l.addr
-                        ));
-                    }
-                    let tls = matches!(l.kind, ListenerKind::Https { .. });
-                    if tls != running.tls {
-                        fields.push(format!(
-                            "listener {:?} tls ({} -> {})",
-                            running.name,
-                            on_off(running.tls),
-                            on_off(tls)
-                        ));
-                    }
-                }
-            }
-        }
-        for l in &new.listeners {
-            if !self.running.iter().any(|r| r.name == l.name) {
-                fields.push(format!("listener {:?} added", l.name));
-            }
-        }
-        fields
-    }
-}
-
-fn show(addr: Option<SocketAddr>) -> String {
-    addr.map_or_else(|| "none".to_owned(), |a| a.to_string())
-}
-
-fn on_off(tls: bool) -> &'static str {
-    if tls {
-        "on"
-    } else {
-        "off"
     }
 }
 
