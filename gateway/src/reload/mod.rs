@@ -16,7 +16,7 @@ use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-pub use load::{load, Failed, LoadError, Loaded};
+pub use load::{load, CertWarning, Failed, LoadError, Loaded};
 pub use reloader::{Outcome, Reloader, RunningListener};
 pub use restart::NeedsRestart;
 use watcher::DirWatcher;

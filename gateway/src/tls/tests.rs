@@ -25,9 +25,11 @@ fn loads_a_secret_dir_and_reads_its_names() {
     assert!(cert.not_before < cert.not_after);
     assert_eq!(cert.validity_problem(cert.not_before + 1), None);
     let expired = cert.validity_problem(cert.not_after + 10).unwrap();
-    assert!(expired.contains("expired 10 s ago"), "{expired}");
+    assert_eq!(expired, NotValid::Expired { secs_ago: 10 });
+    assert_eq!(expired.to_string(), "certificate expired 10 s ago");
     let early = cert.validity_problem(cert.not_before - 5).unwrap();
-    assert!(early.contains("not valid yet"), "{early}");
+    assert_eq!(early, NotValid::Yet { secs_ahead: 5 });
+    assert!(early.to_string().contains("not valid yet"), "{early}");
 }
 
 #[test]
