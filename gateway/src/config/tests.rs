@@ -275,16 +275,6 @@ fn server_entries() {
 }
 
 #[test]
-fn missing_file_is_reported() {
-    let errs = load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
-    let msg = errs[0].to_string();
-    assert!(
-        msg.contains("/nonexistent/gateway.toml: cannot read"),
-        "{msg}"
-    );
-}
-
-#[test]
 fn poll_interval_is_a_duration_string() {
     let cfg = from_str(
         Path::new("/g.toml"),

@@ -165,3 +165,18 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_reported() {
+        let failed = load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
+        let msg = crate::error_chain(&failed.errors[0]);
+        assert!(
+            msg.starts_with("/nonexistent/gateway.toml: cannot read config file: "),
+            "{msg}"
+        );
+    }
+}

@@ -114,11 +114,6 @@ pub fn read_files(dir: &Path) -> Result<CertFiles, TlsError> {
     }
 }
 
-/// Reads and checks `dir/tls.crt` (chain, leaf first) and `dir/tls.key`.
-pub fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
-    parse(&read_files(dir)?)
-}
-
 /// Parses a chain (leaf first) and its key (PKCS#8, PKCS#1 or SEC1) and checks that
 /// they belong together.
 pub fn parse(files: &CertFiles) -> Result<LoadedCert, TlsError> {

@@ -10,9 +10,7 @@ use pingora::listeners::tls::{Acceptor, TlsSettings};
 
 use crate::telemetry::ConnectionStats;
 
-pub use certs::{
-    load_dir, parse, read_files, CertFiles, LoadedCert, NotValid, CERT_FILE, KEY_FILE,
-};
+pub use certs::{parse, read_files, CertFiles, LoadedCert, NotValid, CERT_FILE, KEY_FILE};
 pub use resolver::{recording_served, CertSet, CertSource, Served, SniResolver};
 
 /// What can be wrong with a certificate directory.

@@ -5,6 +5,11 @@ use std::sync::Arc;
 
 use super::*;
 
+/// Reads and checks `dir/tls.crt` and `dir/tls.key`, as a load does.
+fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
+    parse(&read_files(dir)?)
+}
+
 /// Writes a self-signed ECDSA certificate for `names` and its key into `dir`.
 fn write_cert(dir: &Path, names: &[&str]) -> rcgen::CertifiedKey<rcgen::KeyPair> {
     std::fs::create_dir_all(dir).unwrap();
