@@ -17,8 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 pub use load::{load, CertWarning, Failed, LoadError, Loaded};
-pub use reloader::{Outcome, Reloader, RunningListener};
-pub use restart::NeedsRestart;
+pub use reloader::{Reloader, RunningListener};
 use watcher::DirWatcher;
 
 /// How long to wait after a change is seen before reading: one kubelet swap or

@@ -28,9 +28,9 @@ pub struct RunningListener {
     pub tls: bool,
 }
 
-/// What a reload did.
+/// What a reload did: what [`Reloader::reload`] logs.
 #[derive(Debug)]
-pub enum Outcome {
+enum Outcome {
     /// The files are the ones last read: nothing rebuilt.
     Unchanged,
     /// The new state is live; `needs_restart` names settings that changed but
@@ -151,9 +151,8 @@ impl Reloader {
 
     /// Re-reads every file; when anything changed (or `force`), builds and publishes
     /// a complete new snapshot. Logs and counts the outcome.
-    pub fn reload(&mut self, cause: &str, force: bool) -> Outcome {
-        let outcome = self.try_reload(force);
-        match &outcome {
+    pub fn reload(&mut self, cause: &str, force: bool) {
+        match self.try_reload(force) {
             Outcome::Unchanged => tracing::debug!(cause, "config and certificates unchanged"),
             Outcome::Applied { needs_restart } => {
                 tracing::info!(cause, "config and certificates reloaded");
@@ -166,7 +165,7 @@ impl Reloader {
                 }
             }
             Outcome::Failed(errors) => {
-                for e in errors {
+                for e in &errors {
                     tracing::error!(
                         cause,
                         "reload refused, still serving the last good config: {}",
@@ -175,7 +174,6 @@ impl Reloader {
                 }
             }
         }
-        outcome
     }
 
     fn try_reload(&mut self, force: bool) -> Outcome {
