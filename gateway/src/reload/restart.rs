@@ -9,7 +9,7 @@ use crate::config::{Config, ListenerKind};
 
 /// A setting that changed in the file but applies only to a new process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NeedsRestart {
+pub(super) enum NeedsRestart {
     AdminListen {
         from: Option<SocketAddr>,
         to: Option<SocketAddr>,

@@ -109,7 +109,7 @@ pub fn recording_served<F: Future>(handshake: F) -> impl Future<Output = F::Outp
 
 /// The certificate the resolver served to the handshake running in this task (inside
 /// [`recording_served`]), if it chose one.
-pub fn take_served() -> Option<Arc<Served>> {
+pub(super) fn take_served() -> Option<Arc<Served>> {
     SERVED.try_with(Cell::take).ok().flatten()
 }
 

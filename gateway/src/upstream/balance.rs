@@ -14,13 +14,13 @@ const RING_POINTS: usize = 160;
 
 /// A consistent-hash ring over a backend list.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(super) struct Ring {
     /// (point, backend index), sorted by point.
     points: Vec<(u64, usize)>,
 }
 
 impl Ring {
-    pub fn new(backends: &[Arc<Backend>]) -> Self {
+    pub(super) fn new(backends: &[Arc<Backend>]) -> Self {
         let mut points = Vec::with_capacity(backends.len() * RING_POINTS);
         for (i, b) in backends.iter().enumerate() {
             for n in 0..RING_POINTS {
@@ -75,7 +75,7 @@ fn first_from<'a>(
 }
 
 /// The next backend in turn after `counter`.
-pub fn round_robin<'a>(
+pub(super) fn round_robin<'a>(
     backends: &'a [Arc<Backend>],
     counter: &AtomicUsize,
     tried: &[SocketAddr],
@@ -89,7 +89,10 @@ pub fn round_robin<'a>(
 }
 
 /// A uniformly random backend.
-pub fn random<'a>(backends: &'a [Arc<Backend>], tried: &[SocketAddr]) -> Option<&'a Arc<Backend>> {
+pub(super) fn random<'a>(
+    backends: &'a [Arc<Backend>],
+    tried: &[SocketAddr],
+) -> Option<&'a Arc<Backend>> {
     let len = backends.len();
     if len == 0 {
         return None;
@@ -99,7 +102,7 @@ pub fn random<'a>(backends: &'a [Arc<Backend>], tried: &[SocketAddr]) -> Option<
 }
 
 /// Of two distinct random backends, the one with fewer requests in flight.
-pub fn least_requests<'a>(
+pub(super) fn least_requests<'a>(
     backends: &'a [Arc<Backend>],
     tried: &[SocketAddr],
 ) -> Option<&'a Arc<Backend>> {
@@ -126,7 +129,7 @@ pub fn least_requests<'a>(
 }
 
 /// The first usable backend clockwise from `key` on the ring.
-pub fn consistent<'a>(
+pub(super) fn consistent<'a>(
     backends: &'a [Arc<Backend>],
     ring: &Ring,
     key: u64,
@@ -164,7 +167,7 @@ pub fn random_u64() -> u64 {
 }
 
 /// A random number in `0..n`.
-pub fn random_below(n: usize) -> usize {
+pub(super) fn random_below(n: usize) -> usize {
     (random_u64() % n as u64) as usize
 }
 
