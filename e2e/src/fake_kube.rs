@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 /// One endpoint of a slice: address, ready, terminating.
-pub type Endpoint = (IpAddr, bool, bool);
+pub(crate) type Endpoint = (IpAddr, bool, bool);
 
 #[derive(Default)]
 struct State {

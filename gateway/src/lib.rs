@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod http1;
+pub mod ip_text;
 pub mod lifecycle;
 pub mod listener;
 pub mod proxy;

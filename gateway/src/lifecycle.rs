@@ -20,18 +20,12 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts one request in flight until dropped.
 #[derive(Debug)]
-pub struct RequestGuard(());
+pub(crate) struct RequestGuard(());
 
 impl RequestGuard {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         Self(())
-    }
-}
-
-impl Default for RequestGuard {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

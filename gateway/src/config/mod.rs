@@ -1,4 +1,5 @@
-//! Configuration: read `gateway.toml`, parse it (`file.rs`), validate it into the model (`model.rs`).
+//! Configuration: parse `gateway.toml` (`file.rs`) and validate it into the model
+//! (`model.rs`); `reload` reads the file.
 
 mod edge;
 mod error;
@@ -8,27 +9,16 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, Location};
+pub use error::{ConfigError, DurationProblem, Location};
 pub use model::*;
 
 /// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/config/gateway.toml";
 
-/// Reads, parses and validates the config file at `path`.
-///
-/// Returns every validation error found, not just the first; a parse error stops at once.
-pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let source = std::fs::read_to_string(path).map_err(|source| {
-        vec![ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }]
-    })?;
-    from_str(path, &source)
-}
-
 /// Parses and validates `source` as if read from `path` (relative paths in it are
 /// relative to `path`'s directory).
+///
+/// Returns every validation error found, not just the first; a parse error stops at once.
 pub fn from_str(path: &Path, source: &str) -> Result<Config, Vec<ConfigError>> {
     let raw: file::FileConfig = toml::from_str(source).map_err(|e| {
         vec![ConfigError::Parse {

@@ -20,7 +20,11 @@ use crate::config::{Discovery, ServerAddr};
 pub type ResolverWatch = tokio::sync::watch::Receiver<Option<Arc<Resolver>>>;
 
 /// Starts the discovery task of `upstream`, if it has one.
-pub fn start(upstream: &Arc<Upstream>, resolver: &ResolverWatch, runtime: &tokio::runtime::Handle) {
+pub(super) fn start(
+    upstream: &Arc<Upstream>,
+    resolver: &ResolverWatch,
+    runtime: &tokio::runtime::Handle,
+) {
     match &upstream.config.discovery {
         Discovery::Servers(servers) => {
             let names: Vec<(String, u16)> = servers
