@@ -153,6 +153,96 @@ fn hop_by_hop_headers_never_reach_the_backend() {
     assert!(seen.contains("x-kept: 1"), "{seen}");
 }
 
+/// A backend that answers every request on a connection with hop-by-hop response
+/// headers (`Connection` naming `X-Internal`, `Keep-Alive`, `Proxy-Connection`, `TE`,
+/// `Trailer`, `Upgrade`) beside end-to-end ones; serves until the test process ends.
+fn hop_by_hop_backend() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                    if head.ends_with(b"\r\n\r\n") {
+                        head.clear();
+                        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Kept: 1\r\n\r\nok";
+                        if conn.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_never_reach_the_client() {
+    let certs = Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let backend = hop_by_hop_backend();
+    let gw = Gateway::start(&web_and_https_config(&tls, backend, "", "", ""));
+    let hop = [
+        "x-internal",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    let port = gw.port("web");
+    let ca = certs.ca();
+    let reply = tokio::task::spawn_blocking(move || {
+        exchange(
+            port,
+            Transport::Tcp,
+            &ca,
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply.status, Some(200), "{}", reply.text);
+    assert_eq!(reply.header("x-kept"), Some("1"), "{}", reply.text);
+    for name in hop {
+        assert_eq!(
+            reply.header(name),
+            None,
+            "{name} reached the client:\n{}",
+            reply.text
+        );
+    }
+    // The gateway's own Connection header says nothing the backend asked for.
+    let connection = reply.header("connection").unwrap_or("").to_lowercase();
+    assert!(!connection.contains("x-internal"), "{}", reply.text);
+    for proto in [Proto::H1, Proto::H2] {
+        let resp = Client::new(&certs.ca())
+            .get(gw.addr("https"), "localhost", "/", proto)
+            .await;
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (200, "ok"),
+            "{proto:?}"
+        );
+        assert_eq!(resp.header("x-kept"), "1", "{proto:?}");
+        // HTTP/2 has no Connection header at all; HTTP/1.1 may carry the gateway's own.
+        let mut absent = hop.to_vec();
+        if proto == Proto::H2 {
+            absent.push("connection");
+        }
+        for name in absent {
+            assert!(resp.headers.get(name).is_none(), "{proto:?}: {name}");
+        }
+        let connection = resp.header("connection").to_lowercase();
+        assert!(!connection.contains("x-internal"), "{proto:?}");
+    }
+}
+
 #[test]
 fn forwarded_headers_are_replaced_unless_the_peer_is_trusted() {
     let certs = Certs::new();
