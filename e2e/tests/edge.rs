@@ -342,38 +342,68 @@ async fn http2_authority_that_disagrees_with_host_is_refused() {
     assert_eq!(hello.requests(), before);
 }
 
+/// Sends a TLS ClientHello for `localhost` on a new connection to `port` and reads
+/// until the gateway closes it: what it answered (nothing, when it did no TLS work).
+fn client_hello_answer(port: u16, certs: &Certs) -> Vec<u8> {
+    let config = e2e::tls_config(&certs.ca(), &[b"http/1.1"]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    tls.write_tls(&mut hello).unwrap();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    // Closed at once, the connection may refuse the write: nothing was answered either way.
+    let _ = tcp.write_all(&hello);
+    read_until_close(&mut tcp)
+}
+
 #[test]
 fn connections_over_max_connections_are_closed_and_counted() {
     let certs = Certs::new();
     let hello = Hello::spawn("a");
-    let gw = gateway(&certs, &hello, "max_connections = 2", "");
-    let port = gw.port("web");
-    // The harness's readiness probe was a connection too: its slot is free once the
-    // gateway has seen it close (later than the start returns on a loaded machine).
-    let active = r#"gateway_connections_active{listener="web"}"#;
-    wait_until(
-        Duration::from_secs(10),
-        "the probe connection closed",
-        || (gw.metric(active) == Some(0.0)).then_some(()),
-    );
-    let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    let mut held: Vec<_> = (0..2)
-        .map(|_| connect(port, Transport::Tcp, &certs.ca()))
-        .collect();
-    for wire in &mut held {
-        wire.write_all(get).unwrap();
-        assert_eq!(read_reply(&mut **wire).status, Some(200));
+    let limit = "max_connections = 2";
+    let gw = gateway(&certs, &hello, limit, limit);
+    for (listener, transport) in [("web", Transport::Tcp), ("https", Transport::Tls)] {
+        let port = gw.port(listener);
+        // The harness's and the readiness probe's connections were connections too: their
+        // slots are free once the gateway has seen them close (later than the start
+        // returns on a loaded machine).
+        let active = format!("gateway_connections_active{{listener=\"{listener}\"}}");
+        wait_until(
+            Duration::from_secs(10),
+            "the probe connections closed",
+            || (gw.metric(&active) == Some(0.0)).then_some(()),
+        );
+        let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let mut held: Vec<_> = (0..2)
+            .map(|_| connect(port, transport, &certs.ca()))
+            .collect();
+        for wire in &mut held {
+            wire.write_all(get).unwrap();
+            assert_eq!(read_reply(&mut **wire).status, Some(200), "{listener}");
+        }
+        // A third is closed without an answer; on the TLS listener, before any TLS work:
+        // no ServerHello, not even an alert.
+        match transport {
+            Transport::Tcp => {
+                let reply = exchange(port, transport, &certs.ca(), get);
+                assert_eq!(reply.status, None, "{}", reply.text);
+            }
+            Transport::Tls => {
+                let answer = client_hello_answer(port, &certs);
+                assert!(answer.is_empty(), "the gateway answered {answer:02x?}");
+            }
+        }
+        let dropped = format!(
+            "gateway_connections_dropped_total{{listener=\"{listener}\",reason=\"max_connections\"}}"
+        );
+        assert_eq!(gw.metric(&dropped), Some(1.0), "{listener}");
+        // Once one closes, new connections are served again.
+        held.pop();
+        wait_until(Duration::from_secs(10), "a free connection slot", || {
+            (exchange(port, transport, &certs.ca(), get).status == Some(200)).then_some(())
+        });
     }
-    // A third is closed without an answer.
-    let reply = exchange(port, Transport::Tcp, &certs.ca(), get);
-    assert_eq!(reply.status, None, "{}", reply.text);
-    let dropped = r#"gateway_connections_dropped_total{listener="web",reason="max_connections"}"#;
-    assert!(gw.metric(dropped).unwrap_or(0.0) >= 1.0);
-    // Once one closes, new connections are served again.
-    held.pop();
-    wait_until(Duration::from_secs(10), "a free connection slot", || {
-        (exchange(port, Transport::Tcp, &certs.ca(), get).status == Some(200)).then_some(())
-    });
 }
 
 #[test]
