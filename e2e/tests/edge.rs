@@ -414,14 +414,40 @@ fn idle_keepalive_and_stalled_handshakes_are_closed() {
         &certs,
         &hello,
         r#"keepalive_timeout = "1s""#,
-        r#"tls_handshake_timeout = "1s""#,
+        "keepalive_timeout = \"1s\"\ntls_handshake_timeout = \"1s\"",
     );
-    // An idle keep-alive connection is closed by the gateway after its response.
+    // An idle keep-alive connection is closed by the gateway after its response (the
+    // default keepalive_timeout, 60 s, would outlast the read timeout and fail this).
     let mut wire = connect(gw.port("web"), Transport::Tcp, &certs.ca());
     wire.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     assert_eq!(read_reply(&mut *wire).status, Some(200));
     assert!(read_until_close(&mut *wire).is_empty());
+
+    // An HTTP/2 connection with no open stream is closed too.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = e2e::tls_config(&certs.ca(), &[b"h2"]);
+        let tcp = tokio::net::TcpStream::connect(gw.addr("https"))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("https://localhost/").body(()).unwrap();
+        let (response, _) = send.send_request(req, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+        // Ends once the gateway closes it; a timeout here fails the test.
+        tokio::time::timeout(READ_TIMEOUT, conn)
+            .await
+            .expect("the idle HTTP/2 connection is closed")
+            .unwrap()
+            .ok();
+    });
 
     // A TLS connection that never says hello is closed and counted.
     let mut tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
