@@ -58,6 +58,15 @@ fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
         assert_eq!(http_get(port, "/", "").0, 200);
     }
     assert_eq!(http_get(port, "/dead/1", "").0, 502);
+    // A backend's failure is a WARN (a client's own doings never are: log_noise.rs).
+    let warned = wait_until(std::time::Duration::from_secs(5), "the WARN", || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains("request failed"))
+            .map(str::to_owned)
+    });
+    assert_eq!(warned.split_whitespace().nth(1), Some("WARN"), "{warned}");
+    assert!(warned.contains("Upstream"), "{warned}");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /x HTTP/1.1\r\nHost: only.test\r\nConnection: close\r\n\r\n")
         .unwrap();
