@@ -266,6 +266,29 @@ async fn tls_handshakes_and_open_connections_are_counted() {
             || (gw.metric("gateway_connections_active{listener=\"https\"}")? == 0.0).then_some(()),
         )
     });
+    // A handshake that fails (a ClientHello that is not one) is counted as such, and
+    // not as a completed handshake.
+    // (The harness's and the readiness probe's connections, closed without a word,
+    // count as failed handshakes too.)
+    tokio::task::block_in_place(|| {
+        let failed =
+            "gateway_connections_dropped_total{listener=\"https\",reason=\"tls_handshake_failed\"}";
+        let before = gw.metric(failed).unwrap();
+        let mut tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+        tcp.set_read_timeout(Some(e2e::READ_TIMEOUT)).unwrap();
+        tcp.write_all(b"\x16\x03\x01\x00\x05garbage").unwrap();
+        e2e::read_until_close(&mut tcp);
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the failed handshake counted",
+            || (gw.metric(failed)? == before + 1.0).then_some(()),
+        );
+    });
+    for version in ["TLSv1.2", "TLSv1.3"] {
+        let name =
+            format!("gateway_tls_handshakes_total{{listener=\"https\",version=\"{version}\"}}");
+        assert_eq!(metric(&name), Some(1.0), "{version}");
+    }
 }
 
 #[test]
