@@ -194,6 +194,25 @@ fn json_access_log_and_request_ids() {
         resp.starts_with("HTTP/1.1 502") && header(&resp, "x-request-id") == Some("client-id-2"),
         "{resp}"
     );
+    // An id that is not 1 to 128 visible ASCII characters is replaced by a new one, sent
+    // upstream and logged in its place (so no client writes what it likes in the log).
+    let too_long = "x".repeat(129);
+    for bad in [too_long.as_str(), "a b", "caf\u{e9}"] {
+        let resp = request(
+            port,
+            "/?echo_headers=1",
+            &format!("X-Request-Id: {bad}\r\n"),
+        );
+        let id = header(&resp, "x-request-id").unwrap_or("").to_owned();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{bad:?} kept: {resp}"
+        );
+        assert!(resp.contains(&format!("x-request-id: {id}\n")), "{resp}");
+        assert!(!resp.contains(bad), "{bad:?} reached the backend: {resp}");
+    }
+    let bytes = request(port, "/?size=1234", "X-Request-Id: sized\r\n");
+    assert!(bytes.starts_with("HTTP/1.1 200"), "{bytes}");
 
     let line = wait_until(std::time::Duration::from_secs(5), "access line", || {
         gw.log()
@@ -204,6 +223,7 @@ fn json_access_log_and_request_ids() {
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["target"], "access", "{line}");
+    assert_eq!(v["listener"], "http", "{line}");
     assert!(v["timestamp"].is_string(), "{line}");
     assert_eq!(v["client"], "127.0.0.1", "{line}");
     assert_eq!(v["method"], "GET", "{line}");
@@ -217,6 +237,17 @@ fn json_access_log_and_request_ids() {
         v["duration_ms"].as_str().unwrap().parse::<f64>().unwrap() > 0.0,
         "{line}"
     );
+    // `bytes` is the response body's length, not the head's or the whole response's.
+    let sized = wait_until(std::time::Duration::from_secs(5), "sized line", || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains("\"sized\""))
+            .map(str::to_owned)
+    });
+    let v: serde_json::Value = serde_json::from_str(&sized).unwrap();
+    assert_eq!(v["bytes"], 1234, "{sized}");
+    // The replaced ids are not in the log either.
+    assert!(!gw.log().contains("a b"), "{}", gw.log());
     for l in gw.log().lines() {
         serde_json::from_str::<serde_json::Value>(l)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
