@@ -322,6 +322,53 @@ async fn tls_handshakes_and_open_connections_are_counted() {
     }
 }
 
+/// `process_start_time_seconds` is when the process started and stays so;
+/// `gateway_config_last_reload_timestamp_seconds` is when config was last applied:
+/// startup, then each applied reload.
+#[test]
+fn start_and_reload_timestamps() {
+    let hello = Hello::spawn("h");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = now().floor();
+    let gw = gateway(&hello, &[]);
+    let after = now().ceil();
+    let started = gw.metric("process_start_time_seconds").unwrap();
+    let loaded = gw
+        .metric("gateway_config_last_reload_timestamp_seconds")
+        .unwrap();
+    assert!(
+        (before..=after).contains(&started),
+        "{before} {started} {after}"
+    );
+    assert!(
+        (before..=after).contains(&loaded),
+        "{before} {loaded} {after}"
+    );
+    // Into the next second (the metrics count whole seconds), then a reload.
+    wait_until(std::time::Duration::from_secs(5), "the next second", || {
+        (now().floor() > loaded).then_some(())
+    });
+    let changed = std::fs::read_to_string(gw.config_path()).unwrap() + "# changed\n";
+    let reloaded_from = now().floor();
+    std::fs::write(gw.config_path(), changed).unwrap();
+    wait_until(std::time::Duration::from_secs(30), "the reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? == 1.0).then_some(())
+    });
+    let reloaded = gw
+        .metric("gateway_config_last_reload_timestamp_seconds")
+        .unwrap();
+    assert!(
+        (reloaded_from..=now().ceil()).contains(&reloaded),
+        "{reloaded_from} {reloaded}"
+    );
+    assert_eq!(gw.metric("process_start_time_seconds"), Some(started));
+}
+
 #[test]
 fn access_lines_longer_than_4_kib_are_cut_to_one_write() {
     let hello = Hello::spawn("h");
