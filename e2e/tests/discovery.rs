@@ -270,6 +270,11 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
     let (status, took) = timed_get(gw.port("http"));
     assert_eq!(status, 502);
     assert!(took < connect_timeout, "{took:?}");
+    let (_, out) = e2e::raw_get(gw.port("http"), "hello", "/", "");
+    assert!(
+        out.ends_with("\r\n\r\n{\"error\":\"bad gateway\"}"),
+        "{out}"
+    );
 
     // Never answered (SYNs dropped, as with a host that is gone): the connect times out,
     // and the retries share the one connect_timeout instead of taking one each.
@@ -301,7 +306,12 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
     );
     // hello answers after 30 s; the gateway gives up after read_timeout (300 ms).
     let start = Instant::now();
-    assert_eq!(get(gw.port("http"), "/?delay_ms=30000", "").0, 504);
+    let (status, out) = e2e::raw_get(gw.port("http"), "hello", "/?delay_ms=30000", "");
+    assert_eq!(status, 504, "{out}");
+    assert!(
+        out.ends_with("\r\n\r\n{\"error\":\"gateway timeout\"}"),
+        "{out}"
+    );
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(300) && took < Duration::from_secs(10),

@@ -308,6 +308,11 @@ async fn hsts_on_https_responses_and_strict_sni_answers_421() {
         // Same connection (certificate for localhost), another host: misdirected.
         let other = conn.get_with_host("/", "other.test").await.unwrap();
         assert_eq!(other.status, 421, "{proto:?}: {}", other.text());
+        assert_eq!(
+            other.text(),
+            r#"{"error":"misdirected request"}"#,
+            "{proto:?}"
+        );
         assert_eq!(other.header("strict-transport-security"), hsts, "{proto:?}");
     }
     // Plain HTTP never carries HSTS; it has no strict_sni either.
