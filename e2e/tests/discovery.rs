@@ -641,3 +641,29 @@ fn sighup_resolves_names_again_before_their_ttl_runs_out() {
         Some(1.0)
     );
 }
+
+#[test]
+fn names_are_not_resolved_again_before_min_ttl() {
+    // Answers with a TTL of 0: without min_ttl the name would be asked for again at once.
+    let dns = DnsServer::start(0);
+    let r = replicas(&[121]);
+    dns.set("hello.test", &[ip(121)]);
+    let gw = gateway_with_ttls(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "",
+        "2s",
+        "30s",
+    );
+    let resolved = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"success\"}";
+    let first = wait_until(DEADLINE, "the first resolution", || {
+        (gw.metric(resolved)? >= 1.0).then(Instant::now)
+    });
+    wait_until(Duration::from_secs(30), "two more resolutions", || {
+        (gw.metric(resolved)? >= 3.0).then_some(())
+    });
+    // Two more, min_ttl (2 s) apart at the least: a lower bound, which load only lengthens.
+    let took = first.elapsed();
+    assert!(took >= Duration::from_millis(3500), "{took:?}");
+    assert_eq!(get(gw.port("http"), "/", ""), (200, "r121".to_owned()));
+}
