@@ -112,15 +112,30 @@ fn a_stopped_dns_server_keeps_the_last_good_backends() {
     wait_until(DEADLINE, "both serving", || {
         (spread(port, 8).len() == 2).then_some(())
     });
-    dns.stop();
     let failure = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"failure\"}";
-    wait_until(DEADLINE, "a failed resolution", || {
+    // An answer without addresses (the name gone from the server: NXDOMAIN) keeps the
+    // set too.
+    dns.set("hello.test", &[]);
+    wait_until(DEADLINE, "an empty answer", || {
         (gw.metric(failure)? >= 1.0).then_some(())
     });
     assert_eq!(spread(port, 8).len(), 2, "the last good set still serves");
-    assert!(gw
-        .log()
-        .contains("DNS resolution failed; keeping the last good addresses"));
+    dns.set("hello.test", &[ip(21), ip(22)]);
+    let failed = gw.metric(failure).unwrap();
+    dns.stop();
+    wait_until(DEADLINE, "a failed resolution", || {
+        (gw.metric(failure)? > failed).then_some(())
+    });
+    assert_eq!(spread(port, 8).len(), 2, "the last good set still serves");
+    let log = gw.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("DNS resolution failed; keeping the last good addresses"))
+        .collect();
+    assert!(!warnings.is_empty(), "{log}");
+    for w in warnings {
+        assert_eq!(w.split_whitespace().nth(1), Some("WARN"), "{w}");
+    }
     dns.restart();
     wait_until(DEADLINE, "resolving again", || {
         let ok =
