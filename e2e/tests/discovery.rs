@@ -676,3 +676,45 @@ fn names_are_not_resolved_again_before_min_ttl() {
     assert!(took >= Duration::from_millis(3500), "{took:?}");
     assert_eq!(get(gw.port("http"), "/", ""), (200, "r121".to_owned()));
 }
+
+/// README: "A changed upstream keeps serving its known backends until its discovery
+/// answers", and "A failed or empty answer keeps the last good addresses". Today the
+/// rebuilt upstream inherits the addresses, but its DNS task's first failed answer
+/// replaces them with its own last good ones, of which it has none: 502.
+#[test]
+#[ignore = "fails on today's code: a rebuilt upstream's first failed resolution empties \
+            the backends it inherited (upstream/discovery/mod.rs resolve_names)"]
+fn a_changed_upstream_keeps_its_backends_while_its_names_do_not_resolve() {
+    let mut dns = DnsServer::start(TTL);
+    let r = replicas(&[131]);
+    dns.set("hello.test", &[ip(131)]);
+    let gw = gateway(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "retries = 2",
+    );
+    let port = gw.port("http");
+    assert_eq!(get(port, "/", ""), (200, "r131".to_owned()));
+    // The DNS server goes away, then the upstream's definition changes (the same names):
+    // the new upstream serves the known backend rather than nothing (502).
+    dns.stop();
+    let failure = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"failure\"}";
+    wait_until(DEADLINE, "a failed resolution", || {
+        (gw.metric(failure)? >= 1.0).then_some(())
+    });
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(gw.config_path(), text.replace("retries = 2", "retries = 1")).unwrap();
+    wait_until(DEADLINE, "the reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? == 1.0).then_some(())
+    });
+    // Through the new upstream's own failed resolutions, several TTLs long.
+    let failed = gw.metric(failure).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the new upstream's failed resolutions",
+        || {
+            assert_eq!(get(port, "/", ""), (200, "r131".to_owned()), "{}", gw.log());
+            (gw.metric(failure)? >= failed + 2.0).then_some(())
+        },
+    );
+}
