@@ -231,9 +231,26 @@ async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_k
     let old_cert = CertificateDer::from_pem_file(s.certs.path("rsa").join("tls.crt")).unwrap();
     assert_eq!(before.peer_cert, old_cert);
 
-    let ecdsa = s
-        .certs
-        .server_with("ecdsa", &["localhost"], KeyType::Ecdsa, KeyFormat::Sec1);
+    // Valid for 90 days, the first one for 30: the expiry metric tells them apart.
+    let ecdsa =
+        s.certs
+            .server_for_days("ecdsa", &["localhost"], KeyType::Ecdsa, KeyFormat::Sec1, 90);
+    let expiry = format!(
+        "gateway_tls_certificate_expiry_timestamp_seconds{{cert=\"{}\"}}",
+        s.secret.dir().display()
+    );
+    let day = 86_400.0;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let first = s.gw.metric(&expiry).unwrap();
+    assert!(
+        first > now() + 29.0 * day && first < now() + 31.0 * day,
+        "{first}"
+    );
     s.swap_cert(&ecdsa);
     let new_cert = CertificateDer::from_pem_file(ecdsa.join("tls.crt")).unwrap();
     let start = std::time::Instant::now();
@@ -258,11 +275,12 @@ async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_k
     for _ in 0..3 {
         assert_eq!(before.get("/").await.unwrap().status, 200);
     }
-    let expiry = format!(
-        "gateway_tls_certificate_expiry_timestamp_seconds{{cert=\"{}\"}}",
-        s.secret.dir().display()
+    // The expiry shown is the new certificate's.
+    let second = s.gw.metric(&expiry).unwrap();
+    assert!(
+        second > now() + 89.0 * day && second < now() + 91.0 * day,
+        "{second}"
     );
-    assert!(s.gw.metric(&expiry).unwrap() > 1.7e9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
