@@ -330,6 +330,7 @@ async fn invalid_config_and_mismatched_cert_keep_the_old_state_and_are_counted()
 async fn unchanged_content_is_not_reloaded() {
     let mut s = Setup::new();
     let same = s.config("a", "https");
+    let logged_before = s.gw.log().len();
     s.swap_config(&same); // same bytes, new generation
                           // Read (logged at DEBUG) and found unchanged: no reload, nothing above DEBUG.
     let read = "config and certificates unchanged cause=\"file change\"";
@@ -339,6 +340,15 @@ async fn unchanged_content_is_not_reloaded() {
     });
     assert_eq!(s.gw.metric(SUCCESS), Some(0.0), "{log}");
     assert!(!log.contains("config and certificates reloaded"), "{log}");
+    let since = &log[logged_before..];
+    let loud: Vec<&str> = since
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) != Some("DEBUG"))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "above DEBUG after an identical swap: {loud:#?}"
+    );
     // A real change after it is one reload.
     let to_b = s.config("b", "https");
     s.swap_config(&to_b);
