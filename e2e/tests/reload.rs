@@ -357,18 +357,43 @@ async fn unchanged_content_is_not_reloaded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn listener_address_change_warns_and_applies_the_rest() {
+async fn settings_that_need_a_restart_warn_once_and_the_rest_applies() {
     let mut s = Setup::new();
+    // A moved listener, a new one, another thread count and a moved admin listener, with
+    // a route change that does apply.
     let moved = s.config("b", "https_moved");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) + 3;
+    let moved = moved.replacen(
+        "[admin]\nlisten",
+        "[admin]\nlisten = \"127.0.0.1:{{port:admin_moved}}\"\n#",
+        1,
+    );
+    let moved = s.ports.render(&format!(
+        "[server]\nthreads = {threads}\n{moved}\n[[listener]]\nname = \"extra\"\nlisten = \"127.0.0.1:{{{{port:extra}}}}\"\n"
+    ));
     s.swap_config(&moved);
     s.wait_serving('b').await;
     let log = wait_until(APPLY, "restart warning", || {
         let log = s.gw.log();
         log.contains("need a restart").then_some(log)
     });
-    let warning = log.lines().find(|l| l.contains("need a restart")).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("need a restart"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = warnings[0];
     assert!(warning.contains("WARN"), "{warning}");
-    assert!(warning.contains("listener \"https\" listen"), "{warning}");
+    for field in [
+        "listener \"https\" listen",
+        "listener \"extra\" added",
+        "server.threads",
+        "admin.listen",
+    ] {
+        assert!(warning.contains(field), "{field} not in {warning}");
+    }
+    // The admin listener stays where it started.
+    assert_eq!(s.gw.metric(SUCCESS), Some(1.0));
 }
 
 /// A config in a plain directory, edited the ways people and tools edit files.
