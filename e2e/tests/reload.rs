@@ -660,3 +660,133 @@ async fn strict_sni_follows_the_certificate_the_connection_was_served() {
         assert_eq!(HalfOpen::start(addr, "a.test").get("a.test"), 421);
     });
 }
+
+/// A plain-HTTP config in a directory of its own: `/` to upstream `u` of `servers`,
+/// re-read every `poll`, with `extra` lines (more routes) at the end.
+fn plain_config(ports: &mut Ports, servers: &str, poll: &str, extra: &str) -> String {
+    ports.render(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[reload]\npoll_interval = \"{poll}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.u]\nservers = [{servers}]\n[[route]]\nupstream = \"u\"\n{extra}"
+    ))
+}
+
+/// GET `/` on the plain listener: (status, instance, upstream connection number).
+fn plain_get(gw: &Gateway) -> (u16, String, String) {
+    let (status, out) = e2e::raw_get(gw.port("http"), "hello", "/", "");
+    let header = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .unwrap_or("")
+            .to_owned()
+    };
+    (
+        status,
+        header("x-hello-instance"),
+        header("x-hello-connection"),
+    )
+}
+
+#[test]
+fn an_unchanged_upstream_keeps_its_pool_health_and_counts_across_a_reload() {
+    let hello = Hello::spawn("h");
+    // A port nothing listens on: its connects fail, and after 3 in a row (the passive
+    // default) it is ejected for 10 s.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let servers = format!("\"{}\", \"{dead}\"", hello.addr);
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, plain_config(&mut ports, &servers, "1h", "")).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    let unhealthy = "gateway_upstream_backends{upstream=\"u\",state=\"unhealthy\"}";
+    // Round robin sends every other request to `dead` first, then retries on hello.
+    let connection = wait_until(APPLY, "dead ejected", || {
+        let (status, instance, conn) = plain_get(&gw);
+        assert_eq!((status, instance.as_str()), (200, "h"));
+        (gw.metric(unhealthy)? == 1.0).then_some(conn)
+    });
+    let success = format!(
+        "gateway_upstream_requests_total{{upstream=\"u\",backend=\"{}\",outcome=\"success\"}}",
+        hello.addr
+    );
+    let served = gw.metric(&success).unwrap();
+    // A reload that changes only the routes.
+    let route = "[[route]]\npath_prefix = \"/other\"\nupstream = \"u\"\n";
+    std::fs::write(&path, plain_config(&mut ports, &servers, "1h", route)).unwrap();
+    wait_until(APPLY, "the reload", || {
+        (gw.metric(SUCCESS)? == 1.0).then_some(())
+    });
+    // Still ejected (a new upstream would start with both backends healthy), the same
+    // pooled connection to hello, and its counts go on.
+    assert_eq!(gw.metric(unhealthy), Some(1.0), "{}", gw.log());
+    let (status, instance, conn) = plain_get(&gw);
+    assert_eq!((status, instance.as_str()), (200, "h"));
+    assert_eq!(
+        conn, connection,
+        "a new upstream connection after the reload"
+    );
+    assert_eq!(gw.metric(&success), Some(served + 1.0));
+}
+
+/// A config reached through a symlink into a directory nobody watches: the periodic
+/// re-read (`poll_interval`) picks its change up by itself.
+#[test]
+fn the_periodic_re_read_applies_a_change_the_watcher_cannot_see() {
+    let (a, b) = (Hello::spawn("a1"), Hello::spawn("b1"));
+    let hidden = tempfile::tempdir().unwrap();
+    let visible = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let real = hidden.path().join("real.toml");
+    let servers = |h: &Hello| format!("\"{}\"", h.addr);
+    std::fs::write(&real, plain_config(&mut ports, &servers(&a), "500ms", "")).unwrap();
+    let path = visible.path().join("gateway.toml");
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    assert_eq!(plain_get(&gw).1, "a1");
+    std::fs::write(&real, plain_config(&mut ports, &servers(&b), "500ms", "")).unwrap();
+    wait_until(APPLY, "b1 serving after a re-read", || {
+        (plain_get(&gw).1 == "b1").then_some(())
+    });
+    assert!(
+        gw.log().contains("cause=\"periodic re-read\""),
+        "{}",
+        gw.log()
+    );
+}
+
+/// The same bad files, read again and again by the periodic re-read, are reported and
+/// counted once.
+#[test]
+fn the_same_bad_files_are_reported_once() {
+    let hello = Hello::spawn("h");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let servers = format!("\"{}\"", hello.addr);
+    let path = dir.path().join("gateway.toml");
+    let good = plain_config(&mut ports, &servers, "100ms", "");
+    std::fs::write(&path, &good).unwrap();
+    let gw = Gateway::run(&path, &ports, &[("RUST_LOG", "info,gateway=debug")]);
+    // Written beside and renamed in, so no half-written file is ever read.
+    let tmp = dir.path().join(".gateway.toml.tmp");
+    std::fs::write(&tmp, format!("{good}bogus = 1\n")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_until(APPLY, "the failure", || {
+        (gw.metric(FAILURE)? >= 1.0).then_some(())
+    });
+    // Five re-reads after the failure (each logged: at DEBUG when it finds the files
+    // unchanged).
+    let reread = "cause=\"periodic re-read\"";
+    wait_until(APPLY, "five re-reads of the bad files", || {
+        let log = gw.log();
+        let (_, after) = log.split_once("reload refused")?;
+        (after.matches(reread).count() >= 5).then_some(())
+    });
+    assert_eq!(gw.metric(FAILURE), Some(1.0));
+    let log = gw.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(log.matches("unknown field `bogus`").count(), 1, "{log}");
+    assert_eq!(plain_get(&gw).0, 200, "the last good config serves");
+}
