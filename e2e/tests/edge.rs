@@ -326,27 +326,6 @@ async fn hsts_on_https_responses_and_strict_sni_answers_421() {
     assert_eq!(reply.header("strict-transport-security"), None);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http2_authority_that_disagrees_with_host_is_refused() {
-    let certs = Certs::new();
-    let hello = Hello::spawn("a");
-    let gw = gateway(&certs, &hello, "", "");
-    let before = hello.requests();
-    let client = Client::new(&certs.ca());
-    let mut conn = client
-        .connect(gw.addr("https"), Some("localhost"), Proto::H2)
-        .await
-        .unwrap();
-    let req = http::Request::get("https://localhost/")
-        .version(http::Version::HTTP_2)
-        .header("host", "other.test")
-        .body(http_body_util::Empty::new())
-        .unwrap();
-    let resp = conn.send(req).await.unwrap();
-    assert_eq!(resp.status, 400, "{}", resp.text());
-    assert_eq!(hello.requests(), before);
-}
-
 /// How many connections wait in the accept queue of the socket listening on
 /// 127.0.0.1:`port` (`/proc/net/tcp`'s rx_queue of a LISTEN socket).
 fn accept_queue(port: u16) -> Option<usize> {
