@@ -324,17 +324,34 @@ fn sessions_resume_by_ticket_in_tls12_and_tls13() {
     let dir = tempfile::tempdir().unwrap();
     let session = dir.path().join("session.pem");
     let session = session.to_str().unwrap();
+    // No 0-RTT: TLS 1.3 tickets allow no early data, and a client that sends some on
+    // resuming (it may try) does not have it accepted.
+    let first = s_client(&addr, "-tls1_3", &[], ["-sess_out", session]);
+    assert!(first.contains("Max Early Data: 0"), "{first}");
+    let early = dir.path().join("early.txt");
+    std::fs::write(&early, "GET /early HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let early = early.to_str().unwrap();
+    let second = s_client(
+        &addr,
+        "-tls1_3",
+        &["-early_data", early],
+        ["-sess_in", session],
+    );
+    assert!(second.contains("\nReused, "), "not resumed:\n{second}");
+    assert!(!second.contains("Early data was accepted"), "{second}");
+
     for (version, extra) in [
         ("-tls1_2", None),
         ("-tls1_3", None),
         ("-tls1_2", Some("-no_ticket")),
     ] {
         let _ = std::fs::remove_file(session);
-        let first = s_client(&addr, version, extra, ["-sess_out", session]);
+        let extra: Vec<&str> = extra.into_iter().collect();
+        let first = s_client(&addr, version, &extra, ["-sess_out", session]);
         assert!(first.contains("\nNew, "), "{version}: {first}");
         let ticketed = first.contains("TLS session ticket:");
-        assert_eq!(ticketed, extra.is_none(), "{version} {extra:?}: {first}");
-        let second = s_client(&addr, version, extra, ["-sess_in", session]);
+        assert_eq!(ticketed, extra.is_empty(), "{version} {extra:?}: {first}");
+        let second = s_client(&addr, version, &extra, ["-sess_in", session]);
         assert!(
             second.contains("\nReused, "),
             "{version} {extra:?}: not resumed:\n{second}"
@@ -344,7 +361,7 @@ fn sessions_resume_by_ticket_in_tls12_and_tls13() {
 
 /// One `openssl s_client` connection to `addr` that sends a request and reads the
 /// answer (so TLS 1.3 tickets, sent after the handshake, arrive); its output.
-fn s_client(addr: &str, version: &str, extra: Option<&str>, session: [&str; 2]) -> String {
+fn s_client(addr: &str, version: &str, extra: &[&str], session: [&str; 2]) -> String {
     use std::io::Write;
     let mut child = Command::new("openssl")
         .args([

@@ -433,3 +433,69 @@ fn zero_threads_rejected() {
         "{errs:#?}"
     );
 }
+
+/// The defaults the README's reference tables give, as literal values: a default changed
+/// in the code (or in the README) without the other fails here.
+#[test]
+fn every_default_is_the_one_the_readme_gives() {
+    use std::time::Duration;
+    let s = Duration::from_secs;
+    let cfg = from_str(
+        Path::new("/g.toml"),
+        "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n[upstream.u]\nservers = [\"a:1\"]\n[upstream.h]\nservers = [\"a:1\"]\nhealth = {}\n[[route]]\nupstream = \"u\"\n",
+    )
+    .unwrap();
+    assert!(cfg.admin.is_none(), "no admin listener without [admin]");
+    assert_eq!(
+        (cfg.server.shutdown_delay, cfg.server.drain_timeout),
+        (s(5), s(20))
+    );
+    assert_eq!(cfg.reload.poll_interval, s(10));
+    assert!(cfg.dns.nameservers.is_empty(), "those of /etc/resolv.conf");
+    assert_eq!((cfg.dns.min_ttl, cfg.dns.max_ttl), (s(1), s(30)));
+    let l = &cfg.listeners[0];
+    assert_eq!(l.kind, ListenerKind::Http, "no tls, no redirect");
+    let e = &l.edge;
+    assert_eq!(e.max_connections, 10_000);
+    assert_eq!((e.max_header_size, e.max_uri_length), (32 * 1024, 8 * 1024));
+    assert_eq!(
+        (
+            e.header_timeout,
+            e.keepalive_timeout,
+            e.tls_handshake_timeout
+        ),
+        (s(10), s(60), s(10))
+    );
+    assert_eq!(e.h2_max_concurrent_streams, 100);
+    assert!(e.trusted_proxies.is_empty() && e.hsts.is_none() && !e.strict_sni);
+    assert!(e.merge_slashes);
+    let upstream = |name: &str| cfg.upstreams.iter().find(|u| u.name == name).unwrap();
+    let u = upstream("u");
+    assert_eq!(u.balance, Balance::RoundRobin);
+    assert!(u.health.is_none(), "no active checks");
+    assert_eq!((u.passive.unhealthy_after, u.passive.cooldown), (3, s(10)));
+    assert_eq!(u.retries, 2);
+    let t = &u.timeouts;
+    assert_eq!(
+        (t.connect, t.read, t.write, t.idle),
+        (s(2), s(60), s(60), s(60))
+    );
+    let h = upstream("h").health.as_ref().unwrap();
+    assert_eq!(
+        (
+            h.path.as_str(),
+            h.interval,
+            h.timeout,
+            h.healthy_after,
+            h.unhealthy_after
+        ),
+        ("/", s(5), s(1), 2, 3)
+    );
+    let passive = &upstream("h").passive;
+    assert_eq!((passive.unhealthy_after, passive.cooldown), (3, s(10)));
+    let r = &cfg.routes[0];
+    assert_eq!(r.path_prefix, "/");
+    assert_eq!(r.host, None, "any host");
+    assert_eq!(r.max_body_size, 1024 * 1024);
+    assert!(!r.websocket);
+}
