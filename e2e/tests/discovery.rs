@@ -682,8 +682,6 @@ fn names_are_not_resolved_again_before_min_ttl() {
 /// rebuilt upstream inherits the addresses, but its DNS task's first failed answer
 /// replaces them with its own last good ones, of which it has none: 502.
 #[test]
-#[ignore = "fails on today's code: a rebuilt upstream's first failed resolution empties \
-            the backends it inherited (upstream/discovery/mod.rs resolve_names)"]
 fn a_changed_upstream_keeps_its_backends_while_its_names_do_not_resolve() {
     let mut dns = DnsServer::start(TTL);
     let r = replicas(&[131]);
