@@ -1,0 +1,11 @@
+//! Routes: what a request matches (`matches`), indexed for lookup (`table`), built
+//! at reload from the validated config and read per request without locks.
+
+mod matches;
+mod table;
+
+pub use matches::{
+    compile, query_pairs, HeaderMatch, HostPattern, Matches, PathMatch, Pattern, QueryMatch,
+    ValueMatch, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT,
+};
+pub use table::{Request, Table};
