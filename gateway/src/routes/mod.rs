@@ -1,6 +1,8 @@
-//! Routes: what a request matches (`matches`), indexed for lookup (`table`), built
-//! at reload from the validated config and read per request without locks.
+//! Routes: what a request matches (`matches`, `table`) and the filters a matched
+//! route runs on its request and response (`filters/`), built at reload from the
+//! validated config and read per request without locks.
 
+pub mod filters;
 mod matches;
 mod table;
 
