@@ -2,6 +2,7 @@
 //! (with the checks the config layer runs on its parts), its runtime over `http`
 //! types, and its tests.
 
+pub mod compression;
 pub mod cors;
 pub mod headers;
 pub mod redirect;
