@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod proxy;
 pub mod reload;
+pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -90,7 +90,8 @@ impl ConfigError {
             | Self::BadNameserver { at, .. }
             | Self::BadUpstreamName { at, .. }
             | Self::BadSize { at, .. }
-            | Self::BadNetwork { at, .. } => Some(at),
+            | Self::BadNetwork { at, .. }
+            | Self::Route { at, .. } => Some(at),
         }
     }
 }
@@ -161,7 +162,7 @@ pub enum ConfigError {
         reason: &'static str,
     },
     #[error(
-        "{at}: a route for the same host and path_prefix is already defined at line {first_line}"
+        "{at}: a route for the same host, path and conditions is already defined at line {first_line}"
     )]
     DuplicateRoute { at: Location, first_line: usize },
     #[error("{at}: threads must be at least 1")]
@@ -203,5 +204,12 @@ pub enum ConfigError {
         at: Location,
         value: String,
         reason: &'static str,
+    },
+    /// A problem with a route's matches, destination or filters, or `[compression]`.
+    #[error("{at}")]
+    Route {
+        at: Location,
+        #[source]
+        source: super::route::RouteError,
     },
 }

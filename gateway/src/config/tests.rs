@@ -200,7 +200,7 @@ upstream = "u"
     );
     assert!(
         errs[3].contains(
-            ":15:1: a route for the same host and path_prefix is already defined at line 13"
+            ":15:1: a route for the same host, path and conditions is already defined at line 13"
         ),
         "{errs:#?}"
     );

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::error::{ConfigError, DurationProblem, Location};
 use super::file::{
     BalanceFile, DnsFile, FileConfig, HealthFile, KubernetesFile, ListenerFile, PortFile,
-    RouteFile, UpstreamFile,
+    UpstreamFile,
 };
 use super::model::*;
 
@@ -88,7 +88,12 @@ pub(crate) fn validate(
         .into_iter()
         .filter_map(|(name, u)| upstream(&mut c, name, u))
         .collect();
-    let routes = routes(&mut c, raw.routes, &upstreams, merge_slashes);
+    let compression = match &raw.compression {
+        Some(section) => super::route::compression(&mut c, section.get_ref()),
+        None => Default::default(),
+    };
+    let (routes, rules) =
+        super::route::routes(&mut c, raw.routes, &upstreams, merge_slashes, &compression);
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -104,6 +109,8 @@ pub(crate) fn validate(
             listeners,
             upstreams,
             routes,
+            rules,
+            compression,
         })
     } else {
         let mut errors = c.errors;
@@ -555,91 +562,13 @@ fn check_dns_name(host: &str) -> Result<(), &'static str> {
     }
 }
 
-fn routes(
-    c: &mut Checker<'_>,
-    raw: Vec<Spanned<RouteFile>>,
-    upstreams: &[Upstream],
-    merge_slashes: bool,
-) -> Vec<Route> {
-    let mut seen: HashMap<(Option<HostMatch>, String), usize> = HashMap::new();
-    let mut out = Vec::new();
-    for r in raw {
-        let route_span = r.span();
-        let r = r.into_inner();
-        let host = match &r.host {
-            Some(h) => match parse_host_match(h.get_ref()) {
-                Ok(m) => Some(m),
-                Err(reason) => {
-                    let at = c.at(h.span());
-                    let value = h.get_ref().clone();
-                    c.errors.push(ConfigError::BadHost { at, value, reason });
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let path_prefix = match &r.path_prefix {
-            Some(p) if !p.get_ref().starts_with('/') => {
-                let at = c.at(p.span());
-                let value = p.get_ref().clone();
-                c.errors.push(ConfigError::BadPathPrefix { at, value });
-                continue;
-            }
-            Some(p) => match unmatchable_prefix(p.get_ref(), merge_slashes) {
-                Some(reason) => {
-                    let at = c.at(p.span());
-                    let value = p.get_ref().clone();
-                    c.errors
-                        .push(ConfigError::UnmatchablePathPrefix { at, value, reason });
-                    continue;
-                }
-                None => p.get_ref().clone(),
-            },
-            None => "/".to_owned(),
-        };
-        let Some(upstream) = upstreams
-            .iter()
-            .position(|u| u.name == *r.upstream.get_ref())
-        else {
-            let at = c.at(r.upstream.span());
-            let name = r.upstream.get_ref().clone();
-            let defined = if upstreams.is_empty() {
-                "none".to_owned()
-            } else {
-                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-                names.join(", ")
-            };
-            c.errors
-                .push(ConfigError::UnknownUpstream { at, name, defined });
-            continue;
-        };
-        let key = (host.clone(), path_prefix.clone());
-        if let Some(&first_line) = seen.get(&key) {
-            let at = c.at(route_span);
-            c.errors
-                .push(ConfigError::DuplicateRoute { at, first_line });
-            continue;
-        }
-        seen.insert(key, c.line(route_span));
-        let (max_body_size, websocket) = super::edge::route(c, &r);
-        out.push(Route {
-            host,
-            path_prefix,
-            upstream,
-            max_body_size,
-            websocket,
-        });
-    }
-    out
-}
-
 /// Why a `path_prefix` (which starts with `/`) could never match: requests are matched
 /// on their normalized path (RFC 3986 §6.2.2, repeated slashes merged with
 /// `merge_slashes`), which has no complete `.` or `..` segment, no percent-encoded
 /// unreserved character, upper-case hex in other percent-encodings, and only RFC 3986
 /// path characters. A prefix may end inside a segment or an encoding (`/a/.`, `/a%2`):
 /// it is matched as a plain string prefix.
-fn unmatchable_prefix(prefix: &str, merge_slashes: bool) -> Option<&'static str> {
+pub(super) fn unmatchable_prefix(prefix: &str, merge_slashes: bool) -> Option<&'static str> {
     let bytes = prefix.as_bytes();
     let path_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
     if !bytes.iter().all(|&b| path_char(b)) {
