@@ -99,6 +99,121 @@ fn dns_changes_are_followed_within_the_ttl() {
 }
 
 #[test]
+fn aaaa_records_become_backends_beside_a_records() {
+    let dns = DnsServer::start(TTL);
+    let v4 = Hello::spawn_on("v4", SocketAddr::new(ip(141), 0));
+    let v6_addr = SocketAddr::new("::1".parse().unwrap(), v4.addr.port());
+    let v6 = Hello::spawn_on("v6", v6_addr);
+    dns.set("dual.test", &[ip(141), v6_addr.ip()]);
+    let gw = gateway(Some(&dns), &format!("\"dual.test:{}\"", v4.addr.port()), "");
+    let port = gw.port("http");
+    wait_until(DEADLINE, "the A and the AAAA replica serving", || {
+        let seen = spread(port, 8);
+        (seen.contains_key(&v4.name) && seen.contains_key(&v6.name)).then_some(())
+    });
+    assert_eq!(
+        gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"healthy\"}"),
+        Some(2.0)
+    );
+    let over_v6 = attempts(&gw, "hello", v6_addr, "success").unwrap();
+    assert!(over_v6 >= 1.0, "{over_v6} requests to {v6_addr}");
+}
+
+/// A gateway reading `resolv_conf` as its `/etc/resolv.conf` (bind-mounted in a mount
+/// namespace of its own: the machine's file stays as it is), with `dns` lines for `[dns]`
+/// and upstreams `bare` (`svc:PORT`) and `dotted` (`x.test:PORT`) routed at `/bare` and
+/// `/dotted`.
+fn gateway_with_resolv_conf(resolv_conf: &Path, dns: &str, port: u16) -> Gateway {
+    let template = format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n{dns}\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.bare]\nservers = [\"svc:{port}\"]\n[upstream.dotted]\nservers = [\"x.test:{port}\"]\n[[route]]\npath_prefix = \"/bare\"\nupstream = \"bare\"\n[[route]]\npath_prefix = \"/dotted\"\nupstream = \"dotted\"\n"
+    );
+    Gateway::start_with(&template, |command| {
+        e2e::with_mounts(&command, &[(resolv_conf, Path::new("/etc/resolv.conf"))])
+    })
+}
+
+#[test]
+fn dns_nameservers_keep_the_search_list_and_ndots_of_resolv_conf_and_sighup_reads_it_again() {
+    // Answers kept for an hour: only SIGHUP makes the gateway ask again.
+    let dns = DnsServer::start(3600);
+    let r = replicas(&[151, 152, 153, 154]);
+    let port = r[0].addr.port();
+    dns.set("svc.one.test", &[ip(151)]);
+    dns.set("svc.two.test", &[ip(152)]);
+    dns.set("x.test", &[ip(153)]);
+    dns.set("x.test.one.test", &[ip(154)]);
+    dns.set("x.test.two.test", &[ip(154)]);
+    // Its nameserver never answers (TEST-NET-1): only [dns] nameservers are asked.
+    let dir = tempfile::tempdir().unwrap();
+    let resolv_conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv_conf,
+        "nameserver 192.0.2.1\nsearch one.test\noptions ndots:1\n",
+    )
+    .unwrap();
+    let gw = gateway_with_resolv_conf(
+        &resolv_conf,
+        &format!("[dns]\nnameservers = [\"{}\"]\nmax_ttl = \"1h\"", dns.addr),
+        port,
+    );
+    let http = gw.port("http");
+    // `svc` through the search list; `x.test`, as many dots as ndots, as it is first.
+    assert_eq!(get(http, "/bare", ""), (200, "r151".to_owned()));
+    assert_eq!(get(http, "/dotted", ""), (200, "r153".to_owned()));
+
+    // Another search list and ndots:2 (`x.test` now goes through the search list first),
+    // read again on SIGHUP.
+    std::fs::write(
+        &resolv_conf,
+        "nameserver 192.0.2.1\nsearch two.test\noptions ndots:2\n",
+    )
+    .unwrap();
+    gw.signal("HUP");
+    wait_until(DEADLINE, "the new search list and ndots applied", || {
+        (get(http, "/bare", "").1 == "r152" && get(http, "/dotted", "").1 == "r154").then_some(())
+    });
+}
+
+/// A loopback address whose port 53 is free for UDP and TCP (a resolv.conf names a
+/// server without a port), picked at random in 127.53.0.0/16 so that concurrent runs
+/// do not meet.
+fn free_dns_address() -> SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let [a, b] = [(random >> 8) as u8, random as u8 | 1];
+        let addr = SocketAddr::from(([127, 53, a, b], 53));
+        let free =
+            std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok();
+        if free {
+            return addr;
+        }
+    }
+    panic!("no free port 53 in 127.53.0.0/16");
+}
+
+#[test]
+fn without_dns_nameservers_those_of_resolv_conf_are_asked() {
+    let dns = DnsServer::start_at(free_dns_address(), 3600);
+    let r = replicas(&[155, 156]);
+    dns.set("svc.three.test", &[ip(155)]);
+    dns.set("x.test", &[ip(156)]);
+    let dir = tempfile::tempdir().unwrap();
+    let resolv_conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv_conf,
+        format!("nameserver {}\nsearch three.test\n", dns.addr.ip()),
+    )
+    .unwrap();
+    let gw = gateway_with_resolv_conf(&resolv_conf, "", r[0].addr.port());
+    let http = gw.port("http");
+    assert_eq!(get(http, "/bare", ""), (200, "r155".to_owned()));
+    assert_eq!(get(http, "/dotted", ""), (200, "r156".to_owned()));
+}
+
+#[test]
 fn a_stopped_dns_server_keeps_the_last_good_backends() {
     let mut dns = DnsServer::start(TTL);
     let r = replicas(&[21, 22]);
