@@ -530,6 +530,77 @@ fn active_health_checks_take_a_failing_replica_out() {
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["good"], "{seen:?}");
 }
 
+/// `gateway_upstream_backends` of `upstream` in `state`.
+fn backends(gw: &Gateway, upstream: &str, state: &str) -> Option<f64> {
+    gw.metric(&format!(
+        "gateway_upstream_backends{{upstream=\"{upstream}\",state=\"{state}\"}}"
+    ))
+}
+
+#[test]
+fn a_backend_comes_back_after_healthy_after_passing_checks() {
+    let good = Hello::spawn("good");
+    let sick = Hello::spawn_with("sick", "127.0.0.1:0".parse().unwrap(), &["--fail-health"]);
+    let addr = sick.addr;
+    let gw = gateway(
+        None,
+        &format!("\"{}\", \"{addr}\"", good.addr),
+        "health = { path = \"/healthz\", interval = \"200ms\", timeout = \"1s\", unhealthy_after = 1, healthy_after = 4 }",
+    );
+    wait_until(DEADLINE, "sick marked unhealthy", || {
+        (backends(&gw, "hello", "unhealthy")? == 1.0).then_some(())
+    });
+    // It recovers: a healthy replica on the same address. No request is sent meanwhile,
+    // so what reaches it are the checks.
+    drop(sick);
+    let back = Hello::spawn_on("back", addr);
+    wait_until(DEADLINE, "back marked healthy", || {
+        (backends(&gw, "hello", "healthy")? == 2.0).then_some(())
+    });
+    let checks = back.requests();
+    assert!(
+        checks >= 4,
+        "healthy again after {checks} passing checks; healthy_after is 4"
+    );
+    wait_until(DEADLINE, "back serving", || {
+        spread(gw.port("http"), 6)
+            .contains_key("back")
+            .then_some(())
+    });
+}
+
+#[test]
+fn checks_count_3xx_healthy_and_an_answer_slower_than_the_timeout_unhealthy() {
+    let [moved, missing, slow, patient] = ["moved", "missing", "slow", "patient"].map(Hello::spawn);
+    // One upstream per case: `unhealthy_after = 1`, so one failed check shows.
+    let upstream = |name: &str, hello: &Hello, path: &str, timeout: &str| {
+        format!(
+            "[upstream.{name}]\nservers = [\"{}\"]\nhealth = {{ path = \"{path}\", interval = \"100ms\", timeout = \"{timeout}\", unhealthy_after = 1 }}\n[[route]]\npath_prefix = \"/{name}\"\nupstream = \"{name}\"\n",
+            hello.addr
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n{}{}{}{}",
+        upstream("moved", &moved, "/healthz?status=308", "1s"),
+        upstream("missing", &missing, "/healthz?status=404", "1s"),
+        upstream("slow", &slow, "/healthz?delay_ms=3000", "300ms"),
+        upstream("patient", &patient, "/healthz?delay_ms=300", "5s"),
+    ));
+    // The controls first: a 404 fails a check, so checks do judge by status.
+    wait_until(DEADLINE, "missing (404) and slow marked unhealthy", || {
+        let missing = backends(&gw, "missing", "unhealthy")?;
+        let slow = backends(&gw, "slow", "unhealthy")?;
+        (missing == 1.0 && slow == 1.0).then_some(())
+    });
+    // Enough checks done (each of `patient`'s ends before the next starts) ...
+    wait_until(DEADLINE, "three checks of moved and patient", || {
+        (moved.requests() >= 3 && patient.requests() >= 3).then_some(())
+    });
+    // ... and a 308 passed each, as did an answer well within its timeout.
+    assert_eq!(backends(&gw, "moved", "healthy"), Some(1.0));
+    assert_eq!(backends(&gw, "patient", "healthy"), Some(1.0));
+}
+
 #[test]
 fn consistent_hash_keeps_a_key_on_one_backend_and_moves_few_keys_when_one_leaves() {
     let r = replicas(&[61, 62, 63]);
