@@ -635,6 +635,98 @@ fn consistent_hash_keeps_a_key_on_one_backend_and_moves_few_keys_when_one_leaves
     }
 }
 
+/// GET `path` with `headers` from source address `from` (any 127.0.0.0/8 address is
+/// this machine's): the answering replica.
+fn get_from(from: IpAddr, port: u16, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut s = std::net::TcpStream::from(socket);
+    s.set_read_timeout(Some(e2e::READ_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("x-hello-instance: "))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn consistent_hash_by_cookie_client_ip_and_path() {
+    let r = replicas(&[64, 65, 66]);
+    let servers: Vec<String> = r.iter().map(|h| format!("\"{}\"", h.addr)).collect();
+    let localhost = ip(1);
+    // Each key sent 4 times (round robin over three would give three replicas): its
+    // replicas, and over 40 keys the replicas seen (a key that is not hashed, or a
+    // constant hash, gives one replica for all).
+    let check = |what: &str, send: &dyn Fn(usize, usize) -> String| {
+        let mut all = std::collections::HashSet::new();
+        for key in 0..40 {
+            let seen: std::collections::HashSet<String> = (0..4).map(|n| send(key, n)).collect();
+            assert_eq!(seen.len(), 1, "{what}: key {key} went to {seen:?}");
+            all.extend(seen);
+        }
+        assert!(all.len() >= 2, "{what}: every key on {all:?}");
+    };
+
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "balance = \"consistent_hash\"\nhash_key = \"cookie:session\"",
+    );
+    let port = gw.port("http");
+    // The cookie among others, in one Cookie header or another, the others changing.
+    check("cookie", &|key, n| {
+        let headers = match n % 2 {
+            0 => format!("Cookie: theme=t{n}; session=s{key}; lang=en\r\n"),
+            _ => format!("Cookie: theme=t{n}\r\nCookie: session=s{key}\r\n"),
+        };
+        get_from(localhost, port, "/", &headers)
+    });
+
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "balance = \"consistent_hash\"\nhash_key = \"client_ip\"",
+    );
+    let port = gw.port("http");
+    // Clients on 127.0.1.K: a client's requests stay on one replica whatever they ask.
+    check("client_ip", &|key, n| {
+        let from = IpAddr::from([127, 0, 1, key as u8 + 1]);
+        get_from(
+            from,
+            port,
+            &format!("/p{n}"),
+            &format!("Cookie: session={n}\r\n"),
+        )
+    });
+
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "balance = \"consistent_hash\"\nhash_key = \"path\"",
+    );
+    let port = gw.port("http");
+    check("path", &|key, n| {
+        let from = IpAddr::from([127, 0, 2, n as u8 + 1]);
+        get_from(
+            from,
+            port,
+            &format!("/item/{key}"),
+            &format!("Cookie: session={n}\r\n"),
+        )
+    });
+}
+
 #[test]
 fn least_requests_steers_away_from_a_slow_replica() {
     let fast = Hello::spawn("fast");
