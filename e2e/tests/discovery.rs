@@ -930,6 +930,29 @@ fn sighup_resolves_names_again_before_their_ttl_runs_out() {
 }
 
 #[test]
+fn names_are_resolved_again_at_least_every_max_ttl() {
+    // Answers kept for an hour: only max_ttl (1 s) makes the gateway ask again in time.
+    let dns = DnsServer::start(3600);
+    let r = replicas(&[161, 162]);
+    dns.set("hello.test", &[ip(161)]);
+    let gw = gateway_with_ttls(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "",
+        "1s",
+        "1s",
+    );
+    let port = gw.port("http");
+    wait_until(DEADLINE, "r161 serving", || {
+        (get(port, "/", "") == (200, "r161".to_owned())).then_some(())
+    });
+    dns.set("hello.test", &[ip(162)]);
+    wait_until(DEADLINE, "the new answer followed within max_ttl", || {
+        (get(port, "/", "") == (200, "r162".to_owned())).then_some(())
+    });
+}
+
+#[test]
 fn names_are_not_resolved_again_before_min_ttl() {
     // Answers with a TTL of 0: without min_ttl the name would be asked for again at once.
     let dns = DnsServer::start(0);
