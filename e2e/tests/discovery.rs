@@ -314,6 +314,53 @@ fn a_killed_replica_costs_no_request_under_load_and_rejoins_after_restart() {
     );
 }
 
+#[test]
+fn passive_ejection_takes_a_failing_backend_out_for_the_cooldown_and_one_failure_again() {
+    // No `health` table: passive ejection only, with its defaults (unhealthy_after = 3,
+    // cooldown = 10s). `dead` refuses connections; each request it gets is retried on
+    // `good`, so clients see no failure.
+    let good = Hello::spawn("good");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = gateway(None, &format!("\"{}\", \"{dead}\"", good.addr), "");
+    let port = gw.port("http");
+    let failures = || attempts(&gw, "hello", dead, "connect_failure").unwrap_or(0.0);
+    let unhealthy =
+        || gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"unhealthy\"}");
+    let burst = |n: usize| {
+        for _ in 0..n {
+            assert_eq!(get(port, "/", ""), (200, "good".to_owned()));
+        }
+    };
+    // Round robin sends every other request to `dead` first: three failed connects in
+    // a row eject it.
+    wait_until(DEADLINE, "three failed connects", || {
+        burst(1);
+        (failures() >= 3.0).then_some(())
+    });
+    assert_eq!(failures(), 3.0);
+    assert_eq!(unhealthy(), Some(1.0));
+    // Ejected: twenty requests (well within the 10 s cooldown) do not try it.
+    burst(20);
+    assert_eq!(failures(), 3.0, "tried while ejected");
+    // After the cooldown a request probes it again ...
+    let probed = wait_until(Duration::from_secs(40), "probed after the cooldown", || {
+        burst(1);
+        (failures() >= 4.0).then(Instant::now)
+    });
+    assert_eq!(failures(), 4.0);
+    // ... and that one failure ejects it again at once.
+    burst(20);
+    assert!(
+        probed.elapsed() < Duration::from_secs(10),
+        "the burst outlasted the cooldown"
+    );
+    assert_eq!(failures(), 4.0, "tried again after one more failure");
+    assert_eq!(unhealthy(), Some(1.0));
+}
+
 /// A backend that reads a little of each request, writes `answer` (possibly nothing)
 /// and closes the connection (reset by the kernel when request bytes are left unread).
 fn answer_and_close(answer: &'static [u8]) -> SocketAddr {
