@@ -34,6 +34,8 @@ pkgs_test=(
   "slowhttptest slowhttptest"                   # slowloris.rs
   "procps kill"                                 # the harness signals the gateway with kill(1)
   "iproute2 ss"                                 # socket queues: drain.rs, edge.rs (max_connections)
+  "util-linux unshare"                          # taskset (lifecycle.rs) and unshare: a gateway with
+  "mount mount"                                 # files of its own bind-mounted (discovery.rs, kubernetes.rs)
   "prometheus promtool"                         # a real Prometheus and promtool (monitoring.rs)
   "python3 python3"                             # the virtualenv's interpreter
 )

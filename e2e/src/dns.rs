@@ -30,10 +30,15 @@ impl DnsServer {
     /// Starts dnsmasq answering only from its hosts directory, with `ttl` seconds on
     /// every answer. Panics with a hint when dnsmasq is not installed.
     pub fn start(ttl: u32) -> Self {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], free_port())), ttl)
+    }
+
+    /// [`DnsServer::start`] on `addr` (a loopback address; port 53 for a server that
+    /// a resolv.conf can name, since it cannot give a port).
+    pub fn start_at(addr: SocketAddr, ttl: u32) -> Self {
         let hostsdir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let mut server = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr,
             child: None,
             hostsdir,
             ttl,
@@ -49,12 +54,12 @@ impl DnsServer {
                 "--no-resolv",
                 "--no-hosts",
                 "--bind-interfaces",
-                "--listen-address=127.0.0.1",
                 "--local=/test/",
                 "--user=root",
                 "--pid-file=",
                 "--log-facility=-",
             ])
+            .arg(format!("--listen-address={}", self.addr.ip()))
             .arg(format!("--port={}", self.addr.port()))
             .arg(format!("--local-ttl={}", self.ttl))
             .arg(format!("--hostsdir={}", self.hostsdir.path().display()))

@@ -2,7 +2,10 @@
 //! (discovery.k8s.io/v1) with the real LIST and WATCH JSON, over plain HTTP on
 //! 127.0.0.1. It keeps an event log so a watch resumes from its resourceVersion, can
 //! break every open watch, and can expire old resourceVersions (410 Gone, sent as an
-//! ERROR event in a 200 watch response, as the real API server does).
+//! ERROR event in a 200 watch response, as the real API server does). It holds one
+//! namespace: a LIST of another gets an empty list and a WATCH of it no events, as a
+//! namespace without the Service would. It serves plain HTTP (for a kubeconfig) or HTTPS
+//! (for a pod's in-cluster config, which is always HTTPS).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,6 +19,8 @@ use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -37,6 +42,8 @@ struct State {
     lists: usize,
     lists_received: usize,
     watches: usize,
+    /// The namespace of every LIST and WATCH received, in order.
+    namespaces: Vec<String>,
 }
 
 /// The fake API server; stops when dropped.
@@ -53,6 +60,30 @@ pub struct FakeKubeApi {
 impl FakeKubeApi {
     /// Serves EndpointSlices of `service` in `namespace` on an ephemeral port.
     pub async fn start(namespace: &str, service: &str) -> Self {
+        Self::serve(namespace, service, None).await
+    }
+
+    /// [`FakeKubeApi::start`] over HTTPS with the certificate in `cert_dir` (`tls.crt`,
+    /// `tls.key`: a [`crate::Certs`] directory for `127.0.0.1`).
+    pub async fn start_tls(namespace: &str, service: &str, cert_dir: &Path) -> Self {
+        let chain = CertificateDer::pem_file_iter(cert_dir.join("tls.crt"))
+            .expect("read tls.crt")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("parse tls.crt");
+        let key = PrivateKeyDer::from_pem_file(cert_dir.join("tls.key")).expect("read tls.key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::serve(namespace, service, Some(acceptor)).await
+    }
+
+    async fn serve(namespace: &str, service: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -64,6 +95,7 @@ impl FakeKubeApi {
         let shared = state.clone();
         let lists_open = tokio::sync::watch::Sender::new(true);
         let gate = lists_open.clone();
+        let own_namespace = namespace.to_owned();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -71,12 +103,29 @@ impl FakeKubeApi {
                 };
                 let state = shared.clone();
                 let gate = gate.clone();
+                let tls = tls.clone();
+                let own_namespace = own_namespace.clone();
                 let conn = tokio::spawn(async move {
-                    let service =
-                        service_fn(move |req| handle(req, state.clone(), gate.subscribe()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let service = service_fn(move |req| {
+                        handle(req, state.clone(), gate.subscribe(), own_namespace.clone())
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
                 if let Ok(mut st) = shared.lock() {
                     st.connections.retain(|c| !c.is_finished());
@@ -107,6 +156,12 @@ impl FakeKubeApi {
 
     /// Creates or replaces slice `name` with `endpoints` on port `port_name`/`port`.
     pub fn set_slice(&self, name: &str, endpoints: &[Endpoint], port_name: &str, port: u16) {
+        self.set_slice_ports(name, endpoints, &[(port_name, port)]);
+    }
+
+    /// Creates or replaces slice `name` with `endpoints` on every `(name, number)` of
+    /// `ports`.
+    pub fn set_slice_ports(&self, name: &str, endpoints: &[Endpoint], ports: &[(&str, u16)]) {
         let mut st = self.state.lock().expect("state");
         st.resource_version += 1;
         let rv = st.resource_version;
@@ -124,7 +179,9 @@ impl FakeKubeApi {
                 "addresses": [ip.to_string()],
                 "conditions": {"ready": ready, "serving": ready, "terminating": terminating}
             })).collect::<Vec<_>>(),
-            "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]
+            "ports": ports.iter().map(|(port_name, port)| json!({
+                "name": port_name, "port": port, "protocol": "TCP"
+            })).collect::<Vec<_>>()
         });
         let kind = if st.slices.contains_key(name) {
             "MODIFIED"
@@ -180,6 +237,11 @@ impl FakeKubeApi {
         self.state.lock().expect("state").lists_received
     }
 
+    /// The namespace of every LIST and WATCH received so far, in order.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.state.lock().expect("state").namespaces.clone()
+    }
+
     /// LIST and WATCH requests served so far.
     pub fn requests(&self) -> (usize, usize) {
         let st = self.state.lock().expect("state");
@@ -220,6 +282,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     state: Arc<Mutex<State>>,
     mut lists_open: tokio::sync::watch::Receiver<bool>,
+    own_namespace: String,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -236,6 +299,37 @@ async fn handle(
         return Ok(json_response(404, body.to_string()));
     }
     let watch = param("watch").as_deref() == Some("true") || param("watch").as_deref() == Some("1");
+    let namespace = path
+        .trim_start_matches("/apis/discovery.k8s.io/v1/namespaces/")
+        .trim_end_matches("/endpointslices")
+        .to_owned();
+    state
+        .lock()
+        .expect("state")
+        .namespaces
+        .push(namespace.clone());
+    if namespace != own_namespace {
+        // Nothing of the Service here: an empty list, and a watch with no events.
+        let rv = state.lock().expect("state").resource_version;
+        if watch {
+            let body = StreamBody::new(futures_util::stream::pending::<
+                Result<Frame<Bytes>, Infallible>,
+            >())
+            .boxed();
+            let resp = Response::builder()
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap_or_default();
+            return Ok(resp);
+        }
+        let list = json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSliceList",
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": []
+        });
+        return Ok(json_response(200, list.to_string()));
+    }
     if !watch {
         state.lock().expect("state").lists_received += 1;
         // Held until released (or the server stops, which ends the connection).

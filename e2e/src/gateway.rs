@@ -90,6 +90,57 @@ pub fn gateway_bin() -> PathBuf {
     workspace_bin("gateway")
 }
 
+/// `command` run by `prefix` (`["taskset", "-c", "0"]`): `prefix[0]` with the rest of
+/// `prefix`, then `command`'s program and arguments, with `command`'s environment changes
+/// and working directory. The prefix must end by executing the command in its own
+/// process (as `taskset`, `unshare` and `exec` do), so its pid is the command's.
+pub fn wrapped(prefix: &[&str], command: &Command) -> Command {
+    let mut out = Command::new(prefix[0]);
+    out.args(&prefix[1..])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => out.env(key, value),
+            None => out.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        out.current_dir(dir);
+    }
+    out
+}
+
+/// `command` in a mount namespace of its own (unshare(1); needs root), where each
+/// `(file, over)` of `mounts` is bind-mounted over the path `over`: what a process
+/// reads at fixed paths (`/etc/resolv.conf`, a pod's service account files) is then
+/// the test's, and the machine's files stay as they are. `over` must exist.
+pub fn with_mounts(command: &Command, mounts: &[(&Path, &Path)]) -> Command {
+    // sh mounts each pair, then becomes the command (same pid: signals reach it).
+    let script =
+        r#"while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@""#;
+    let mut prefix: Vec<String> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-euc",
+        script,
+        "sh",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (file, over) in mounts {
+        prefix.push(file.display().to_string());
+        prefix.push(over.display().to_string());
+    }
+    prefix.push("--".to_owned());
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    wrapped(&prefix, command)
+}
+
 /// Reserves a free port on 127.0.0.1: binds port 0, reads the port, releases it.
 pub(crate) fn reserve_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -195,17 +246,44 @@ impl Gateway {
         gw
     }
 
+    /// [`Gateway::start`] with the command [`Gateway::run_command`] made (no extra
+    /// environment) changed or replaced by `adjust`: a flag added, a variable removed,
+    /// the command [`wrapped`].
+    pub fn start_with(template: &str, adjust: impl FnOnce(Command) -> Command) -> Self {
+        let config = ConfigFile::write(template);
+        let command = adjust(Self::run_command(&config.path, &[]));
+        let mut gw = Self::spawn(command, &config.path, &config.ports);
+        gw._config_file = Some(config);
+        gw
+    }
+
     /// Runs `gateway run --config config_path`, where the file was rendered with `ports`;
     /// returns once every port in `ports` accepts connections.
     pub fn run(config_path: &Path, ports: &Ports, env: &[(&str, &str)]) -> Self {
-        let log_dir = tempfile::tempdir().expect("tempdir");
-        let log = log_dir.path().join("gateway.log");
-        let stderr = std::fs::File::create(&log).expect("create log");
-        let mut child = Command::new(gateway_bin())
+        Self::spawn(Self::run_command(config_path, env), config_path, ports)
+    }
+
+    /// The command [`Gateway::run`] starts: `gateway run --config config_path` with `env`
+    /// added to this process's environment. A test that needs more (a flag, a variable
+    /// removed, a [`wrapped`] command) changes it and starts it with [`Gateway::spawn`].
+    pub fn run_command(config_path: &Path, env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(gateway_bin());
+        command
             .arg("run")
             .arg("--config")
             .arg(config_path)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        command
+    }
+
+    /// Starts `command` (a gateway on the config at `config_path`, rendered with `ports`),
+    /// its stderr to the log; returns once every port in `ports` accepts connections (and,
+    /// with an admin port, once `/readyz` answers 200). Panics with the log if it exits.
+    pub fn spawn(mut command: Command, config_path: &Path, ports: &Ports) -> Self {
+        let log_dir = tempfile::tempdir().expect("tempdir");
+        let log = log_dir.path().join("gateway.log");
+        let stderr = std::fs::File::create(&log).expect("create log");
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

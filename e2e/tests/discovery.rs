@@ -99,6 +99,121 @@ fn dns_changes_are_followed_within_the_ttl() {
 }
 
 #[test]
+fn aaaa_records_become_backends_beside_a_records() {
+    let dns = DnsServer::start(TTL);
+    let v4 = Hello::spawn_on("v4", SocketAddr::new(ip(141), 0));
+    let v6_addr = SocketAddr::new("::1".parse().unwrap(), v4.addr.port());
+    let v6 = Hello::spawn_on("v6", v6_addr);
+    dns.set("dual.test", &[ip(141), v6_addr.ip()]);
+    let gw = gateway(Some(&dns), &format!("\"dual.test:{}\"", v4.addr.port()), "");
+    let port = gw.port("http");
+    wait_until(DEADLINE, "the A and the AAAA replica serving", || {
+        let seen = spread(port, 8);
+        (seen.contains_key(&v4.name) && seen.contains_key(&v6.name)).then_some(())
+    });
+    assert_eq!(
+        gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"healthy\"}"),
+        Some(2.0)
+    );
+    let over_v6 = attempts(&gw, "hello", v6_addr, "success").unwrap();
+    assert!(over_v6 >= 1.0, "{over_v6} requests to {v6_addr}");
+}
+
+/// A gateway reading `resolv_conf` as its `/etc/resolv.conf` (bind-mounted in a mount
+/// namespace of its own: the machine's file stays as it is), with `dns` lines for `[dns]`
+/// and upstreams `bare` (`svc:PORT`) and `dotted` (`x.test:PORT`) routed at `/bare` and
+/// `/dotted`.
+fn gateway_with_resolv_conf(resolv_conf: &Path, dns: &str, port: u16) -> Gateway {
+    let template = format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n{dns}\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.bare]\nservers = [\"svc:{port}\"]\n[upstream.dotted]\nservers = [\"x.test:{port}\"]\n[[route]]\npath_prefix = \"/bare\"\nupstream = \"bare\"\n[[route]]\npath_prefix = \"/dotted\"\nupstream = \"dotted\"\n"
+    );
+    Gateway::start_with(&template, |command| {
+        e2e::with_mounts(&command, &[(resolv_conf, Path::new("/etc/resolv.conf"))])
+    })
+}
+
+#[test]
+fn dns_nameservers_keep_the_search_list_and_ndots_of_resolv_conf_and_sighup_reads_it_again() {
+    // Answers kept for an hour: only SIGHUP makes the gateway ask again.
+    let dns = DnsServer::start(3600);
+    let r = replicas(&[151, 152, 153, 154]);
+    let port = r[0].addr.port();
+    dns.set("svc.one.test", &[ip(151)]);
+    dns.set("svc.two.test", &[ip(152)]);
+    dns.set("x.test", &[ip(153)]);
+    dns.set("x.test.one.test", &[ip(154)]);
+    dns.set("x.test.two.test", &[ip(154)]);
+    // Its nameserver never answers (TEST-NET-1): only [dns] nameservers are asked.
+    let dir = tempfile::tempdir().unwrap();
+    let resolv_conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv_conf,
+        "nameserver 192.0.2.1\nsearch one.test\noptions ndots:1\n",
+    )
+    .unwrap();
+    let gw = gateway_with_resolv_conf(
+        &resolv_conf,
+        &format!("[dns]\nnameservers = [\"{}\"]\nmax_ttl = \"1h\"", dns.addr),
+        port,
+    );
+    let http = gw.port("http");
+    // `svc` through the search list; `x.test`, as many dots as ndots, as it is first.
+    assert_eq!(get(http, "/bare", ""), (200, "r151".to_owned()));
+    assert_eq!(get(http, "/dotted", ""), (200, "r153".to_owned()));
+
+    // Another search list and ndots:2 (`x.test` now goes through the search list first),
+    // read again on SIGHUP.
+    std::fs::write(
+        &resolv_conf,
+        "nameserver 192.0.2.1\nsearch two.test\noptions ndots:2\n",
+    )
+    .unwrap();
+    gw.signal("HUP");
+    wait_until(DEADLINE, "the new search list and ndots applied", || {
+        (get(http, "/bare", "").1 == "r152" && get(http, "/dotted", "").1 == "r154").then_some(())
+    });
+}
+
+/// A loopback address whose port 53 is free for UDP and TCP (a resolv.conf names a
+/// server without a port), picked at random in 127.53.0.0/16 so that concurrent runs
+/// do not meet.
+fn free_dns_address() -> SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let [a, b] = [(random >> 8) as u8, random as u8 | 1];
+        let addr = SocketAddr::from(([127, 53, a, b], 53));
+        let free =
+            std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok();
+        if free {
+            return addr;
+        }
+    }
+    panic!("no free port 53 in 127.53.0.0/16");
+}
+
+#[test]
+fn without_dns_nameservers_those_of_resolv_conf_are_asked() {
+    let dns = DnsServer::start_at(free_dns_address(), 3600);
+    let r = replicas(&[155, 156]);
+    dns.set("svc.three.test", &[ip(155)]);
+    dns.set("x.test", &[ip(156)]);
+    let dir = tempfile::tempdir().unwrap();
+    let resolv_conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv_conf,
+        format!("nameserver {}\nsearch three.test\n", dns.addr.ip()),
+    )
+    .unwrap();
+    let gw = gateway_with_resolv_conf(&resolv_conf, "", r[0].addr.port());
+    let http = gw.port("http");
+    assert_eq!(get(http, "/bare", ""), (200, "r155".to_owned()));
+    assert_eq!(get(http, "/dotted", ""), (200, "r156".to_owned()));
+}
+
+#[test]
 fn a_stopped_dns_server_keeps_the_last_good_backends() {
     let mut dns = DnsServer::start(TTL);
     let r = replicas(&[21, 22]);
@@ -197,6 +312,53 @@ fn a_killed_replica_costs_no_request_under_load_and_rejoins_after_restart() {
         &failures[..failures.len().min(5)],
         gw.log()
     );
+}
+
+#[test]
+fn passive_ejection_takes_a_failing_backend_out_for_the_cooldown_and_one_failure_again() {
+    // No `health` table: passive ejection only, with its defaults (unhealthy_after = 3,
+    // cooldown = 10s). `dead` refuses connections; each request it gets is retried on
+    // `good`, so clients see no failure.
+    let good = Hello::spawn("good");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = gateway(None, &format!("\"{}\", \"{dead}\"", good.addr), "");
+    let port = gw.port("http");
+    let failures = || attempts(&gw, "hello", dead, "connect_failure").unwrap_or(0.0);
+    let unhealthy =
+        || gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"unhealthy\"}");
+    let burst = |n: usize| {
+        for _ in 0..n {
+            assert_eq!(get(port, "/", ""), (200, "good".to_owned()));
+        }
+    };
+    // Round robin sends every other request to `dead` first: three failed connects in
+    // a row eject it.
+    wait_until(DEADLINE, "three failed connects", || {
+        burst(1);
+        (failures() >= 3.0).then_some(())
+    });
+    assert_eq!(failures(), 3.0);
+    assert_eq!(unhealthy(), Some(1.0));
+    // Ejected: twenty requests (well within the 10 s cooldown) do not try it.
+    burst(20);
+    assert_eq!(failures(), 3.0, "tried while ejected");
+    // After the cooldown a request probes it again ...
+    let probed = wait_until(Duration::from_secs(40), "probed after the cooldown", || {
+        burst(1);
+        (failures() >= 4.0).then(Instant::now)
+    });
+    assert_eq!(failures(), 4.0);
+    // ... and that one failure ejects it again at once.
+    burst(20);
+    assert!(
+        probed.elapsed() < Duration::from_secs(10),
+        "the burst outlasted the cooldown"
+    );
+    assert_eq!(failures(), 4.0, "tried again after one more failure");
+    assert_eq!(unhealthy(), Some(1.0));
 }
 
 /// A backend that reads a little of each request, writes `answer` (possibly nothing)
@@ -415,6 +577,77 @@ fn active_health_checks_take_a_failing_replica_out() {
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["good"], "{seen:?}");
 }
 
+/// `gateway_upstream_backends` of `upstream` in `state`.
+fn backends(gw: &Gateway, upstream: &str, state: &str) -> Option<f64> {
+    gw.metric(&format!(
+        "gateway_upstream_backends{{upstream=\"{upstream}\",state=\"{state}\"}}"
+    ))
+}
+
+#[test]
+fn a_backend_comes_back_after_healthy_after_passing_checks() {
+    let good = Hello::spawn("good");
+    let sick = Hello::spawn_with("sick", "127.0.0.1:0".parse().unwrap(), &["--fail-health"]);
+    let addr = sick.addr;
+    let gw = gateway(
+        None,
+        &format!("\"{}\", \"{addr}\"", good.addr),
+        "health = { path = \"/healthz\", interval = \"200ms\", timeout = \"1s\", unhealthy_after = 1, healthy_after = 4 }",
+    );
+    wait_until(DEADLINE, "sick marked unhealthy", || {
+        (backends(&gw, "hello", "unhealthy")? == 1.0).then_some(())
+    });
+    // It recovers: a healthy replica on the same address. No request is sent meanwhile,
+    // so what reaches it are the checks.
+    drop(sick);
+    let back = Hello::spawn_on("back", addr);
+    wait_until(DEADLINE, "back marked healthy", || {
+        (backends(&gw, "hello", "healthy")? == 2.0).then_some(())
+    });
+    let checks = back.requests();
+    assert!(
+        checks >= 4,
+        "healthy again after {checks} passing checks; healthy_after is 4"
+    );
+    wait_until(DEADLINE, "back serving", || {
+        spread(gw.port("http"), 6)
+            .contains_key("back")
+            .then_some(())
+    });
+}
+
+#[test]
+fn checks_count_3xx_healthy_and_an_answer_slower_than_the_timeout_unhealthy() {
+    let [moved, missing, slow, patient] = ["moved", "missing", "slow", "patient"].map(Hello::spawn);
+    // One upstream per case: `unhealthy_after = 1`, so one failed check shows.
+    let upstream = |name: &str, hello: &Hello, path: &str, timeout: &str| {
+        format!(
+            "[upstream.{name}]\nservers = [\"{}\"]\nhealth = {{ path = \"{path}\", interval = \"100ms\", timeout = \"{timeout}\", unhealthy_after = 1 }}\n[[route]]\npath_prefix = \"/{name}\"\nupstream = \"{name}\"\n",
+            hello.addr
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n{}{}{}{}",
+        upstream("moved", &moved, "/healthz?status=308", "1s"),
+        upstream("missing", &missing, "/healthz?status=404", "1s"),
+        upstream("slow", &slow, "/healthz?delay_ms=3000", "300ms"),
+        upstream("patient", &patient, "/healthz?delay_ms=300", "5s"),
+    ));
+    // The controls first: a 404 fails a check, so checks do judge by status.
+    wait_until(DEADLINE, "missing (404) and slow marked unhealthy", || {
+        let missing = backends(&gw, "missing", "unhealthy")?;
+        let slow = backends(&gw, "slow", "unhealthy")?;
+        (missing == 1.0 && slow == 1.0).then_some(())
+    });
+    // Enough checks done (each of `patient`'s ends before the next starts) ...
+    wait_until(DEADLINE, "three checks of moved and patient", || {
+        (moved.requests() >= 3 && patient.requests() >= 3).then_some(())
+    });
+    // ... and a 308 passed each, as did an answer well within its timeout.
+    assert_eq!(backends(&gw, "moved", "healthy"), Some(1.0));
+    assert_eq!(backends(&gw, "patient", "healthy"), Some(1.0));
+}
+
 #[test]
 fn consistent_hash_keeps_a_key_on_one_backend_and_moves_few_keys_when_one_leaves() {
     let r = replicas(&[61, 62, 63]);
@@ -447,6 +680,98 @@ fn consistent_hash_keeps_a_key_on_one_backend_and_moves_few_keys_when_one_leaves
             assert_eq!(a, b, "only keys of the removed backend move");
         }
     }
+}
+
+/// GET `path` with `headers` from source address `from` (any 127.0.0.0/8 address is
+/// this machine's): the answering replica.
+fn get_from(from: IpAddr, port: u16, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut s = std::net::TcpStream::from(socket);
+    s.set_read_timeout(Some(e2e::READ_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: hello\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("x-hello-instance: "))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn consistent_hash_by_cookie_client_ip_and_path() {
+    let r = replicas(&[64, 65, 66]);
+    let servers: Vec<String> = r.iter().map(|h| format!("\"{}\"", h.addr)).collect();
+    let localhost = ip(1);
+    // Each key sent 4 times (round robin over three would give three replicas): its
+    // replicas, and over 40 keys the replicas seen (a key that is not hashed, or a
+    // constant hash, gives one replica for all).
+    let check = |what: &str, send: &dyn Fn(usize, usize) -> String| {
+        let mut all = std::collections::HashSet::new();
+        for key in 0..40 {
+            let seen: std::collections::HashSet<String> = (0..4).map(|n| send(key, n)).collect();
+            assert_eq!(seen.len(), 1, "{what}: key {key} went to {seen:?}");
+            all.extend(seen);
+        }
+        assert!(all.len() >= 2, "{what}: every key on {all:?}");
+    };
+
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "balance = \"consistent_hash\"\nhash_key = \"cookie:session\"",
+    );
+    let port = gw.port("http");
+    // The cookie among others, in one Cookie header or another, the others changing.
+    check("cookie", &|key, n| {
+        let headers = match n % 2 {
+            0 => format!("Cookie: theme=t{n}; session=s{key}; lang=en\r\n"),
+            _ => format!("Cookie: theme=t{n}\r\nCookie: session=s{key}\r\n"),
+        };
+        get_from(localhost, port, "/", &headers)
+    });
+
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "balance = \"consistent_hash\"\nhash_key = \"client_ip\"",
+    );
+    let port = gw.port("http");
+    // Clients on 127.0.1.K: a client's requests stay on one replica whatever they ask.
+    check("client_ip", &|key, n| {
+        let from = IpAddr::from([127, 0, 1, key as u8 + 1]);
+        get_from(
+            from,
+            port,
+            &format!("/p{n}"),
+            &format!("Cookie: session={n}\r\n"),
+        )
+    });
+
+    let gw = gateway(
+        None,
+        &servers.join(", "),
+        "balance = \"consistent_hash\"\nhash_key = \"path\"",
+    );
+    let port = gw.port("http");
+    check("path", &|key, n| {
+        let from = IpAddr::from([127, 0, 2, n as u8 + 1]);
+        get_from(
+            from,
+            port,
+            &format!("/item/{key}"),
+            &format!("Cookie: session={n}\r\n"),
+        )
+    });
 }
 
 #[test]
@@ -649,6 +974,29 @@ fn sighup_resolves_names_again_before_their_ttl_runs_out() {
         gw.metric("gateway_config_reloads_total{result=\"success\"}"),
         Some(1.0)
     );
+}
+
+#[test]
+fn names_are_resolved_again_at_least_every_max_ttl() {
+    // Answers kept for an hour: only max_ttl (1 s) makes the gateway ask again in time.
+    let dns = DnsServer::start(3600);
+    let r = replicas(&[161, 162]);
+    dns.set("hello.test", &[ip(161)]);
+    let gw = gateway_with_ttls(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "",
+        "1s",
+        "1s",
+    );
+    let port = gw.port("http");
+    wait_until(DEADLINE, "r161 serving", || {
+        (get(port, "/", "") == (200, "r161".to_owned())).then_some(())
+    });
+    dns.set("hello.test", &[ip(162)]);
+    wait_until(DEADLINE, "the new answer followed within max_ttl", || {
+        (get(port, "/", "") == (200, "r162".to_owned())).then_some(())
+    });
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use e2e::{spread, wait_until, FakeKubeApi, Gateway, Hello, Ports};
+use e2e::{spread, wait_until, Certs, FakeKubeApi, Gateway, Hello, Ports};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -197,4 +197,128 @@ async fn readyz_waits_for_the_first_answer_of_discovery() {
             (200, "r41".to_owned())
         );
     });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_given_by_number_picks_the_endpoints_port_of_that_number() {
+    // Two replicas on one pod address, one per port of the slice.
+    let web = Hello::spawn_on("web", std::net::SocketAddr::new(ip(51), 0));
+    let admin = Hello::spawn_on("admin", std::net::SocketAddr::new(ip(51), 0));
+    let (web_port, admin_port) = (web.addr.port(), admin.addr.port());
+    let api = FakeKubeApi::start("ns1", "hello").await;
+    api.set_slice_ports(
+        "hello-a",
+        &[(ip(51), true, false)],
+        &[("http", web_port), ("admin", admin_port)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    // A number no port of the slice has (ephemeral ports are far above it).
+    let unused = 1;
+    let mut ports = Ports::new();
+    let text = ports.render(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.by_number]\nkubernetes = {{ service = \"hello\", port = {admin_port} }}\n[upstream.by_name]\nkubernetes = {{ service = \"hello\", port = \"http\" }}\n[upstream.no_such_port]\nkubernetes = {{ service = \"hello\", port = {unused} }}\n[[route]]\npath_prefix = \"/number\"\nupstream = \"by_number\"\n[[route]]\npath_prefix = \"/name\"\nupstream = \"by_name\"\n[[route]]\npath_prefix = \"/none\"\nupstream = \"no_such_port\"\n"
+    ));
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    tokio::task::block_in_place(|| {
+        let gw = Gateway::run(
+            &path,
+            &ports,
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        );
+        let http = gw.port("http");
+        for _ in 0..3 {
+            assert_eq!(
+                e2e::http_get(http, "/number", ""),
+                (200, "admin".to_owned())
+            );
+            assert_eq!(e2e::http_get(http, "/name", ""), (200, "web".to_owned()));
+            // A number no port of the slice has: no backends.
+            assert_eq!(e2e::http_get(http, "/none", "").0, 502);
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_pod_the_service_account_gives_server_and_namespace_and_a_kubeconfig_comes_first() {
+    let r = Hello::spawn_set(&[52]);
+    let certs = Certs::new();
+    let api_cert = certs.server("api", &["127.0.0.1"]);
+    let api = FakeKubeApi::start_tls("team-a", "hello", &api_cert).await;
+    api.set_slice(
+        "hello-a",
+        &[(ip(52), true, false)],
+        "http",
+        r[0].addr.port(),
+    );
+    // A pod's in-cluster config: KUBERNETES_SERVICE_HOST/PORT and the service account's
+    // files, mounted over /var/run in the gateway's own mount namespace; no kubeconfig.
+    let dir = tempfile::tempdir().unwrap();
+    let account = dir.path().join("run/secrets/kubernetes.io/serviceaccount");
+    std::fs::create_dir_all(&account).unwrap();
+    std::fs::write(account.join("namespace"), "team-a").unwrap();
+    std::fs::write(account.join("token"), "fake-token").unwrap();
+    std::fs::copy(certs.ca(), account.join("ca.crt")).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let run = dir.path().join("run");
+    let template = "[admin]\nlisten = \"127.0.0.1:{{port:admin}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{port:http}}\"\n[upstream.hello]\nkubernetes = { service = \"hello\", port = \"http\" }\n[[route]]\nupstream = \"hello\"\n";
+    let api_port = api.addr.port().to_string();
+    let gw = tokio::task::block_in_place(|| {
+        Gateway::start_with(template, |mut command| {
+            command
+                .env_remove("KUBECONFIG")
+                .env("HOME", &home)
+                .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+                .env("KUBERNETES_SERVICE_PORT", &api_port);
+            e2e::with_mounts(&command, &[(&run, std::path::Path::new("/var/run"))])
+        })
+    });
+    tokio::task::block_in_place(|| {
+        assert_eq!(
+            e2e::http_get(gw.port("http"), "/", ""),
+            (200, "r52".to_owned())
+        );
+    });
+    let asked = api.namespaces();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|ns| ns == "team-a"),
+        "{asked:?}"
+    );
+    drop(gw);
+
+    // With a kubeconfig as well ($KUBECONFIG), the kubeconfig is used: its server, and
+    // its context's namespace.
+    let other = Hello::spawn_set(&[53]);
+    let local = FakeKubeApi::start("team-b", "hello").await;
+    local.set_slice(
+        "hello-b",
+        &[(ip(53), true, false)],
+        "http",
+        other[0].addr.port(),
+    );
+    let kubeconfig = local.kubeconfig(dir.path());
+    let gw = tokio::task::block_in_place(|| {
+        Gateway::start_with(template, |mut command| {
+            command
+                .env("KUBECONFIG", &kubeconfig)
+                .env("HOME", &home)
+                .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+                .env("KUBERNETES_SERVICE_PORT", &api_port);
+            e2e::with_mounts(&command, &[(&run, std::path::Path::new("/var/run"))])
+        })
+    });
+    tokio::task::block_in_place(|| {
+        assert_eq!(
+            e2e::http_get(gw.port("http"), "/", ""),
+            (200, "r53".to_owned())
+        );
+    });
+    assert!(local.namespaces().iter().all(|ns| ns == "team-b"));
+    assert_eq!(
+        api.namespaces().len(),
+        asked.len(),
+        "the in-cluster server not asked"
+    );
 }

@@ -211,3 +211,63 @@ fn shutdown_delay_and_drain_timeout_follow_reloads() {
     assert!(status.success(), "{status}\n{}", gw.log());
     assert!(gw.log().contains("drain_timeout is over"), "{}", gw.log());
 }
+
+/// Threads of process `pid` named `name` (`/proc/PID/task/*/comm`).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+/// Waits until each listener of `gw`, `a` and `b`, runs `want` worker threads.
+fn wait_workers(gw: &Gateway, want: usize, what: &str) {
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{want} worker threads per listener ({what})"),
+        || {
+            let counts = [
+                threads_named(gw.pid(), "listener a"),
+                threads_named(gw.pid(), "listener b"),
+            ];
+            (counts == [want, want]).then_some(())
+        },
+    );
+}
+
+#[test]
+fn worker_threads_default_to_the_cpus_available() {
+    let hello = Hello::spawn("h");
+    let config = |server: &str| {
+        format!(
+            "{server}\n[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:{{{{port:a}}}}\"\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:{{{{port:b}}}}\"\n[upstream.hello]\nservers = [\"{}\"]\n[[route]]\nupstream = \"hello\"\n",
+            hello.addr
+        )
+    };
+    // The rule the test process itself runs under (same affinity, same cgroup quota).
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let gw = Gateway::start(&config(""));
+    wait_workers(&gw, cpus, "no [server] threads");
+    assert_eq!(http_get(gw.port("a"), "/", "").0, 200);
+    drop(gw);
+
+    // Pinned to one CPU (the first this process may use): one thread per listener.
+    let allowed = std::fs::read_to_string("/proc/self/status").unwrap();
+    let first_cpu = allowed
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|list| list.trim().split([',', '-']).next())
+        .unwrap()
+        .to_owned();
+    let pinned = Gateway::start_with(&config(""), |command| {
+        e2e::wrapped(&["taskset", "--cpu-list", &first_cpu], &command)
+    });
+    wait_workers(&pinned, 1, "one CPU allowed");
+    assert_eq!(http_get(pinned.port("b"), "/", "").0, 200);
+    drop(pinned);
+
+    // The control: the count follows the setting when there is one.
+    let set = Gateway::start(&config("[server]\nthreads = 3"));
+    wait_workers(&set, 3, "threads = 3");
+}

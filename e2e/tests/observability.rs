@@ -401,3 +401,52 @@ fn access_lines_longer_than_4_kib_are_cut_to_one_write() {
         );
     }
 }
+
+#[test]
+fn eight_codes_per_series_are_counted_exactly_and_more_by_class() {
+    let hello = Hello::spawn("h");
+    let gw = gateway(&hello, &[]);
+    let port = gw.port("http");
+    // Eight distinct codes take the series' slots; then 404 and 405 (twice), 206 and 503
+    // find none, and 200, which has one, is counted exactly still.
+    let sent = [
+        200, 201, 202, 203, 400, 401, 402, 403, 404, 405, 405, 206, 503, 200,
+    ];
+    for code in sent {
+        assert_eq!(http_get(port, &format!("/?status={code}"), "").0, code);
+    }
+    let prefix = r#"gateway_requests_total{listener="http",route="/",upstream="hello",code=""#;
+    let mut want: Vec<String> = [
+        ("200", 2),
+        ("201", 1),
+        ("202", 1),
+        ("203", 1),
+        ("400", 1),
+        ("401", 1),
+        ("402", 1),
+        ("403", 1),
+        ("2xx", 1),
+        ("4xx", 3),
+        ("5xx", 1),
+    ]
+    .iter()
+    .map(|(code, n)| format!("{prefix}{code}\"}} {n}"))
+    .collect();
+    want.sort();
+    // Counted as each response ends: the last may be counted just after it was read.
+    let seen = wait_until(
+        std::time::Duration::from_secs(10),
+        "every request counted",
+        || {
+            let metrics = gw.admin_get("/metrics").1;
+            let mut seen: Vec<String> = metrics
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(str::to_owned)
+                .collect();
+            seen.sort();
+            (seen == want).then_some(seen)
+        },
+    );
+    assert_eq!(seen, want);
+}

@@ -343,3 +343,71 @@ async fn access_log_has_one_line_per_request_and_no_error_for_client_disconnects
         "client behaviour logged loudly:\n{loud:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_host_without_its_port_selects_exact_then_longest_suffix_then_any() {
+    let certs = Certs::new();
+    let tls = certs.server("routes", &["localhost"]);
+    let names = ["exact", "wild", "deeper", "any"];
+    let replicas = names.map(Hello::spawn);
+    let upstreams: String = names
+        .iter()
+        .zip(&replicas)
+        .map(|(name, h)| format!("[upstream.{name}]\nservers = [\"{}\"]\n", h.addr))
+        .collect();
+    let gw = Gateway::start(&format!(
+        r#"
+[[listener]]
+name = "https"
+listen = "127.0.0.1:{{{{port:https}}}}"
+tls = {{ certs = ["{tls}"] }}
+
+{upstreams}
+[[route]]
+host = "a.test"
+path_prefix = "/x"
+upstream = "exact"
+
+[[route]]
+host = "*.test"
+upstream = "wild"
+
+[[route]]
+host = "*.b.test"
+upstream = "deeper"
+
+[[route]]
+upstream = "any"
+"#,
+        tls = tls.display(),
+    ));
+    let client = Client::new(&certs.ca());
+    // (Host or :authority, path, the upstream that answers)
+    let cases = [
+        ("a.test", "/x/1", "exact"),
+        ("A.Test:8443", "/x", "exact"),
+        // The exact group has no prefix for /y: the next group, the suffix, is tried.
+        ("a.test", "/y", "wild"),
+        ("c.b.test", "/x", "deeper"),
+        ("c.b.test:1", "/", "deeper"),
+        ("b.test", "/", "wild"),
+        // `*.test` needs a label before `.test`.
+        ("test", "/", "any"),
+        ("other.example:8443", "/x", "any"),
+    ];
+    for proto in [Proto::H1, Proto::H2] {
+        let mut conn = client
+            .connect(gw.addr("https"), Some("localhost"), proto)
+            .await
+            .unwrap();
+        for (host, path, want) in cases {
+            let resp = conn.get_with_host(path, host).await.unwrap();
+            assert_eq!(resp.status, 200, "{proto:?} {host}{path}");
+            assert_eq!(
+                resp.header("x-hello-instance"),
+                want,
+                "{proto:?} {host}{path}"
+            );
+        }
+    }
+}

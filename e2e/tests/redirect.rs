@@ -93,3 +93,49 @@ fn request_without_host_gets_400() {
     assert_eq!(status, 400);
     assert_eq!(location, "");
 }
+
+#[test]
+fn redirects_are_counted_under_route_and_upstream_dash() {
+    let gw = Gateway::start(
+        r#"
+[admin]
+listen = "127.0.0.1:{{port:admin}}"
+
+[[listener]]
+name = "http"
+listen = "127.0.0.1:{{port:http}}"
+redirect_to_https = true
+
+[upstream.hello]
+servers = ["127.0.0.1:9"]
+
+[[route]]
+path_prefix = "/"
+upstream = "hello"
+"#,
+    );
+    for path in ["/", "/a", "/b?c=d"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(send(gw.port("http"), &request).0, 308);
+    }
+    // The route "/" matches every path, yet a redirect is no routed request: `-`.
+    // (Counted as the response ends: the last one may be counted just after the client
+    // read it.)
+    let want = r#"gateway_requests_total{listener="http",route="-",upstream="-",code="308"} 3"#;
+    let series = |metrics: &str| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("gateway_requests_total{"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let seen = e2e::wait_until(
+        std::time::Duration::from_secs(10),
+        "the three redirects counted",
+        || {
+            let seen = series(&gw.admin_get("/metrics").1);
+            (seen.iter().any(|l| l.ends_with(" 3"))).then_some(seen)
+        },
+    );
+    assert_eq!(seen, [want], "{:?}", gw.admin_get("/metrics").1);
+}

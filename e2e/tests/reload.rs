@@ -790,3 +790,67 @@ fn the_same_bad_files_are_reported_once() {
     assert_eq!(log.matches("unknown field `bogus`").count(), 1, "{log}");
     assert_eq!(plain_get(&gw).0, 200, "the last good config serves");
 }
+
+#[test]
+fn tls_turned_on_or_off_and_a_removed_listener_warn_once_and_the_rest_applies() {
+    let certs = Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let (a, b) = (Hello::spawn("a1"), Hello::spawn("b1"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let listener = |name: &str, tls_on: bool| {
+        let tls_line = if tls_on {
+            format!("tls = {{ certs = [\"{}\"] }}\n", tls.display())
+        } else {
+            String::new()
+        };
+        format!("[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{{{{port:{name}}}}}\"\n{tls_line}")
+    };
+    let config = |ports: &mut Ports, listeners: &[String], target: &Hello| {
+        ports.render(&format!(
+            "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[reload]\npoll_interval = \"1h\"\n{}\n[upstream.u]\nservers = [\"{}\"]\n[[route]]\nupstream = \"u\"\n",
+            listeners.concat(),
+            target.addr
+        ))
+    };
+    let path = dir.path().join("gateway.toml");
+    let before = [
+        listener("secured", false),
+        listener("unsecured", true),
+        listener("gone", false),
+    ];
+    std::fs::write(&path, config(&mut ports, &before, &a)).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    let instance = |port: u16| e2e::http_get(port, "/", "");
+    assert_eq!(instance(gw.port("secured")), (200, "a1".to_owned()));
+
+    // TLS on for one, off for another, a third removed, and the route moved to b.
+    let after = [listener("secured", true), listener("unsecured", false)];
+    std::fs::write(&path, config(&mut ports, &after, &b)).unwrap();
+    wait_until(APPLY, "the route change applied", || {
+        (instance(gw.port("secured")) == (200, "b1".to_owned())).then_some(())
+    });
+    let warning = wait_until(APPLY, "the restart warning", || {
+        let log = gw.log();
+        let warnings: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("need a restart"))
+            .map(str::to_owned)
+            .collect();
+        (!warnings.is_empty()).then_some(warnings)
+    });
+    assert_eq!(warning.len(), 1, "one WARN: {warning:#?}");
+    let warning = &warning[0];
+    assert!(warning.contains(" WARN "), "{warning}");
+    for field in [
+        "listener \"secured\" tls (off -> on)",
+        "listener \"unsecured\" tls (on -> off)",
+        "listener \"gone\" removed",
+    ] {
+        assert!(warning.contains(field), "{field} not in {warning}");
+    }
+    // Until a restart each keeps what it started with: "secured" still plain HTTP (its
+    // answer above), "gone" still serving.
+    assert_eq!(instance(gw.port("gone")), (200, "b1".to_owned()));
+    assert_eq!(gw.metric(SUCCESS), Some(1.0));
+}

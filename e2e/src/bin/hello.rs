@@ -6,7 +6,8 @@
 //! with the request's headers as `name: value` lines instead (for tests of what the
 //! gateway forwards); `?echo_body=1` answers with the request body as hello read it
 //! (for tests of what reached the backend); `?size=N` answers N bytes of `x` instead
-//! (at most 64 MiB; for the large-response benchmark). `--delay-ms N` delays every answer (a slow replica);
+//! (at most 64 MiB; for the large-response benchmark); `?status=N` answers with status N
+//! (200 to 599; for health checks that get a redirect or an error). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 //! The request body is read in full before answering, as an application does.
 //! `x-hello-connection: N` numbers the TCP connection the request came on (to see
@@ -210,6 +211,9 @@ async fn respond(
         (Bytes::from_static(BODY), "application/json")
     };
     let mut resp = Response::new(Full::new(body));
+    if let Some(status) = status(req.uri().query()) {
+        *resp.status_mut() = status;
+    }
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("x-hello-instance", behaviour.instance);
@@ -239,6 +243,16 @@ fn size(query: Option<&str>) -> Option<usize> {
         .find_map(|kv| kv.strip_prefix("size="))
         .and_then(|v| v.parse().ok())
         .filter(|&n| n <= 64 << 20)
+}
+
+/// `?status=N`: the status asked for, when it is one from 200 to 599.
+fn status(query: Option<&str>) -> Option<hyper::StatusCode> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("status="))
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|n| (200..600).contains(n))
+        .and_then(|n| hyper::StatusCode::from_u16(n).ok())
 }
 
 /// `Sec-WebSocket-Accept` for a WebSocket upgrade request (RFC 6455 4.2.1, 4.2.2).
@@ -319,6 +333,21 @@ mod tests {
         assert_eq!(super::size(Some("size=x")), None);
         assert_eq!(super::size(Some("size=67108865")), None);
         assert_eq!(super::size(None), None);
+    }
+
+    #[test]
+    fn status_is_read_from_the_query() {
+        assert_eq!(
+            super::status(Some("status=302")).map(|s| s.as_u16()),
+            Some(302)
+        );
+        assert_eq!(
+            super::status(Some("a=1&status=404")).map(|s| s.as_u16()),
+            Some(404)
+        );
+        assert_eq!(super::status(Some("status=101")), None);
+        assert_eq!(super::status(Some("status=600")), None);
+        assert_eq!(super::status(None), None);
     }
 
     #[test]
