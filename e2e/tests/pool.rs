@@ -137,12 +137,18 @@ fn a_pooled_connection_the_backend_closed_or_wrote_on_is_not_reused() {
         let (addr, go, done) = backend(after);
         // No retries: a request sent on a dead connection would be the client's 502.
         let gw = Gateway::start(&format!(
-            "[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{addr}\"]\nretries = 0\n[[route]]\nupstream = \"hello\"\n"
+            "[server]\nthreads = 1\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{addr}\"]\nretries = 0\n[[route]]\nupstream = \"hello\"\n"
         ));
         let port = gw.port("http");
         assert_eq!(body_of(port), (200, "conn-1".to_owned()));
         go.send(()).unwrap();
         done.recv_timeout(e2e::READ_TIMEOUT).unwrap();
+        // The check on taking asks the event loop what it knows of the socket (no
+        // syscall per request): the loop must have polled the kernel since the backend
+        // wrote. With one worker thread, a request the gateway answers itself (a 400 for
+        // a target without a leading slash) makes that loop poll, as any later request
+        // on the same thread would; the pooled socket's close or bytes are seen then.
+        assert_eq!(raw_get(port, "hello", "x", "").0, 400);
         // The pooled connection is closed, or holds a response nobody asked for: the
         // next request goes on a new connection and gets its own answer.
         assert_eq!(body_of(port), (200, "conn-2".to_owned()));
