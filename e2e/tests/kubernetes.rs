@@ -265,16 +265,24 @@ async fn in_a_pod_the_service_account_gives_server_and_namespace_and_a_kubeconfi
     let run = dir.path().join("run");
     let template = "[admin]\nlisten = \"127.0.0.1:{{port:admin}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{port:http}}\"\n[upstream.hello]\nkubernetes = { service = \"hello\", port = \"http\" }\n[[route]]\nupstream = \"hello\"\n";
     let api_port = api.addr.port().to_string();
-    let gw = tokio::task::block_in_place(|| {
-        Gateway::start_with(template, |mut command| {
-            command
-                .env_remove("KUBECONFIG")
-                .env("HOME", &home)
-                .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-                .env("KUBERNETES_SERVICE_PORT", &api_port);
-            e2e::with_mounts(&command, &[(&run, std::path::Path::new("/var/run"))])
+    // In a pod: the service account's files and the API server's address; a kubeconfig
+    // only when given.
+    let start = |kubeconfig: Option<&std::path::Path>| {
+        tokio::task::block_in_place(|| {
+            Gateway::start_with(template, |mut command| {
+                match kubeconfig {
+                    Some(path) => command.env("KUBECONFIG", path),
+                    None => command.env_remove("KUBECONFIG"),
+                };
+                command
+                    .env("HOME", &home)
+                    .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+                    .env("KUBERNETES_SERVICE_PORT", &api_port);
+                e2e::with_mounts(&command, &[(&run, std::path::Path::new("/var/run"))])
+            })
         })
-    });
+    };
+    let gw = start(None);
     tokio::task::block_in_place(|| {
         assert_eq!(
             e2e::http_get(gw.port("http"), "/", ""),
@@ -299,16 +307,7 @@ async fn in_a_pod_the_service_account_gives_server_and_namespace_and_a_kubeconfi
         other[0].addr.port(),
     );
     let kubeconfig = local.kubeconfig(dir.path());
-    let gw = tokio::task::block_in_place(|| {
-        Gateway::start_with(template, |mut command| {
-            command
-                .env("KUBECONFIG", &kubeconfig)
-                .env("HOME", &home)
-                .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-                .env("KUBERNETES_SERVICE_PORT", &api_port);
-            e2e::with_mounts(&command, &[(&run, std::path::Path::new("/var/run"))])
-        })
-    });
+    let gw = start(Some(&kubeconfig));
     tokio::task::block_in_place(|| {
         assert_eq!(
             e2e::http_get(gw.port("http"), "/", ""),
