@@ -232,7 +232,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
             return Ok(None);
         }
         let piece = self.body.next(&mut self.io, &mut self.buf).await?;
-        if piece.is_none() {
+        // The last piece ends the response too: the connection is reusable at once.
+        if piece.is_none() || self.body.is_done() {
             self.receiving = Receiving::Done;
         }
         Ok(piece)
@@ -246,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
             return Ok(Buffered::End);
         }
         let piece = self.body.buffered(&mut self.buf)?;
-        if piece == Buffered::End {
+        if piece == Buffered::End || self.body.is_done() {
             self.receiving = Receiving::Done;
         }
         Ok(piece)

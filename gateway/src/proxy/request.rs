@@ -1,7 +1,7 @@
 //! What the proxy reads off a request: its authority and host, the hash key, whether it
 //! is a WebSocket upgrade, and whether the connection's certificate covers its host.
 
-use http::header::{HeaderValue, HOST};
+use http::header::HOST;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 
@@ -57,15 +57,6 @@ pub(super) fn request_authority(req: &RequestHeader) -> Option<&str> {
     match req.uri.authority() {
         Some(a) => Some(a.as_str()),
         None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
-    }
-}
-
-/// [`request_authority`] as a header value (`X-Forwarded-Host`): the Host header's own
-/// value when that is where it came from (no copy).
-pub(super) fn authority_value(req: &RequestHeader) -> Option<HeaderValue> {
-    match req.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers.get(HOST).cloned(),
     }
 }
 
