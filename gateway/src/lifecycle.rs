@@ -6,8 +6,11 @@
 //! the moment each phase starts. SIGINT exits at once. SIGQUIT is pingora's graceful upgrade, which hands no
 //! listener over (the listeners are our own services): a graceful stop without the delay.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -70,6 +73,74 @@ impl Drop for WritingGuard {
 /// Connections still sending responses now.
 pub(crate) fn writing() -> usize {
     WRITING.load(Ordering::Relaxed)
+}
+
+/// Set once the graceful shutdown begins (listeners close): HTTP/1 responses from then
+/// on say `Connection: close`. Read per request with one relaxed load, no lock.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the graceful shutdown has begun.
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(Ordering::Relaxed)
+}
+
+/// Marks the graceful shutdown as begun (its watch says so).
+pub(crate) fn stop() {
+    STOPPING.store(true, Ordering::Relaxed);
+}
+
+/// A connection's view of pingora's shutdown watch: a future that resolves once the
+/// server shuts down, made once per connection and polled at every wait (the keep-alive
+/// loop's, the HTTP/2 loop's) without the watch's lock: after the first poll has
+/// registered its waker, a poll only loads the watch's version (an atomic) until it
+/// changes. The connection's task must be the only one to poll it.
+pub(crate) struct Shutdown {
+    probe: ShutdownWatch,
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    registered: bool,
+    done: bool,
+}
+
+impl Shutdown {
+    pub(crate) fn new(watch: &ShutdownWatch) -> Self {
+        let mut rx = watch.clone();
+        Self {
+            probe: watch.clone(),
+            wait: Box::pin(async move {
+                // A closed watch (the server gone) ends the wait as well.
+                let _ = rx.wait_for(|down| *down).await;
+            }),
+            registered: false,
+            done: false,
+        }
+    }
+
+    /// Whether the server is shutting down now (a read of the watch, with its lock).
+    pub(crate) fn now(&self) -> bool {
+        *self.probe.borrow()
+    }
+}
+
+impl Future for Shutdown {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(());
+        }
+        if this.registered && matches!(this.probe.has_changed(), Ok(false)) {
+            // Still registered with this task's waker: nothing to do until it changes.
+            return Poll::Pending;
+        }
+        this.registered = true;
+        let polled = this.wait.as_mut().poll(cx);
+        if polled.is_ready() {
+            this.done = true;
+            stop();
+        }
+        polled
+    }
 }
 
 /// Whether the process is shutting down (readiness then fails), and the shutdown
@@ -172,6 +243,7 @@ impl BackgroundService for DrainService {
         if shutdown.changed().await.is_err() {
             return;
         }
+        stop();
         let deadline = Instant::now() + self.0.drain_timeout();
         let mut idle_polls = 0;
         loop {

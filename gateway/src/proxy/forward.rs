@@ -6,48 +6,42 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
-use pingora::http::ResponseHeader;
-use pingora::protocols::http::ServerSession;
+use http::header::{HeaderName, CONTENT_LENGTH, HOST};
+use http::{HeaderValue, StatusCode, Version};
 use pingora::protocols::Stream;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, OrErr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::downstream::{Downstream, Reply, Request};
+use super::error::ProxyError;
 use super::headers::{self, Hops, IpText};
 use super::request::hash_key;
-use super::respond::HSTS;
-use super::{Gateway, RequestCtx, REQUEST_ID};
+use super::{Client, Gateway, RequestCtx, REQUEST_ID};
 use crate::config::{Balance, Timeouts};
 use crate::http1::{
-    Buffered, ClientConn, HeadLimits, Http1Error, OutBody, OutRequest, ResponseBody, ResponseHead,
+    Buffered, ClientConn, HeadLimits, Http1Error, OutBody, OutRequest, ResponseHead,
     MAX_HEADER_SLOTS,
 };
-use crate::upstream::Outcome;
+use crate::upstream::{InFlight, Outcome};
 
 /// Backend connections as the codec drives them.
 type Backend = ClientConn<Stream>;
 
 /// Limits on a backend's response heads: pingora's (1 MiB, 256 fields), with room for
-/// the fields the gateway adds.
+/// the fields the gateway adds (request id, HSTS).
 const RESPONSE_LIMITS: HeadLimits = HeadLimits {
     max_head: 1 << 20,
     max_headers: MAX_HEADER_SLOTS,
     max_target: 0,
-    reserve: ADDED_HEADERS,
+    reserve: 2,
 };
-
-/// Headers the gateway adds to a response (request id, HSTS) or a request at most.
-const ADDED_HEADERS: usize = 6;
 
 /// Request body bytes kept for a retry at most (pingora's retry buffer was as large): a
 /// request that sent more cannot be sent again.
 const REPLAY_LIMIT: usize = 64 * 1024;
 
-/// The request body pieces sent to the backend, kept to send again on a retry; only
-/// kept when the upstream retries at all.
+/// The request body pieces sent to the backend, kept to send again on a retry; kept
+/// only when the upstream retries at all.
 #[derive(Default)]
 struct Replay {
     keep: bool,
@@ -78,6 +72,16 @@ impl Replay {
     }
 }
 
+/// What an exchange reads of its request, whichever backend it goes to.
+#[derive(Clone, Copy)]
+struct Leg<'a> {
+    /// `X-Forwarded-Proto`.
+    proto: &'static str,
+    req: &'a Request,
+    client: &'a Client,
+    timeouts: &'a Timeouts,
+}
+
 /// How an exchange ended without error.
 enum Exchanged {
     /// Both messages complete: the connection may serve another request.
@@ -90,22 +94,34 @@ impl Gateway {
     /// Proxies the request to a backend of `ctx.route`, retrying on another backend
     /// when nothing reached the first one (or, for a request that can be sent again,
     /// when its connection closed before any response byte).
-    pub(super) async fn proxy(
+    pub(super) async fn proxy<D: Downstream>(
         &self,
-        session: &mut ServerSession,
+        down: &mut D,
+        req: &Request,
         ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        let Some(route) = ctx.route.clone() else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no upstream routed",
-            ));
+        client: &Client,
+    ) -> Result<(), ProxyError> {
+        let Some(route) = ctx.route.take() else {
+            return Err(ProxyError::NoBackend);
         };
+        let result = self.attempts(down, req, ctx, client, &route).await;
+        ctx.route = Some(route);
+        result
+    }
+
+    async fn attempts<D: Downstream>(
+        &self,
+        down: &mut D,
+        req: &Request,
+        ctx: &mut RequestCtx,
+        client: &Client,
+        route: &crate::state::RouteState,
+    ) -> Result<(), ProxyError> {
         let upstream = &*route.upstream;
         let config = &upstream.config;
         // A request without the hash key is balanced round robin, not pinned.
         let key = match &config.balance {
-            Balance::ConsistentHash(key) => hash_key(session, key),
+            Balance::ConsistentHash(key) => hash_key(req, key, client),
             _ => None,
         };
         let mut replay = Replay::new(config.retries > 0);
@@ -115,134 +131,149 @@ impl Gateway {
             }
             ctx.attempts += 1;
             let Some(chosen) = upstream.select(key, &ctx.tried) else {
-                let mut e = Error::explain(ErrorType::ConnectNoRoute, "upstream has no backends");
-                e.esource = ErrorSource::Upstream;
-                return Err(e);
+                return Err(ProxyError::NoBackend);
             };
-            let backend = chosen.backend().clone();
+            let attempt = self
+                .attempt(down, req, ctx, client, &chosen, config, &mut replay)
+                .await;
             ctx.backend = Some(chosen);
-            let connected = match backend.pool.take(config.timeouts.idle) {
-                Some(stream) => Ok(stream),
-                // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
-                // that would otherwise size every request's (and connection's) future.
-                None => Box::pin(self.connect(backend.peer(), config.timeouts.connect, ctx)).await,
-            };
-            let stream = match connected {
-                Ok(stream) => stream,
-                Err(mut e) => {
-                    e.esource = ErrorSource::Upstream;
-                    backend.count(Outcome::ConnectFailure);
-                    backend.connect_failed(&config.passive);
-                    // Nothing reached the backend: any request may go to another one,
-                    // while attempts and connect time remain (all backends down: 502
-                    // within one connect timeout).
-                    if ctx.attempts <= config.retries && ctx.connecting < config.timeouts.connect {
-                        continue;
-                    }
-                    return Err(e);
+            match attempt {
+                Attempt::Done(result) => return result,
+                Attempt::Retry => {}
+            }
+        }
+    }
+}
+
+/// How one attempt ended: the request's result, or another attempt to make.
+enum Attempt {
+    Done(Result<(), ProxyError>),
+    Retry,
+}
+
+impl Gateway {
+    /// One attempt on the backend `chosen`: connect (or take a pooled connection), then
+    /// the exchange. Retries while attempts and connect time remain: after a failed
+    /// connect (nothing reached the backend), or when the backend closed before any
+    /// response byte and the request can be sent again.
+    #[allow(clippy::too_many_arguments)] // the parts of one attempt
+    async fn attempt<D: Downstream>(
+        &self,
+        down: &mut D,
+        req: &Request,
+        ctx: &mut RequestCtx,
+        client: &Client,
+        chosen: &InFlight,
+        config: &crate::config::Upstream,
+        replay: &mut Replay,
+    ) -> Attempt {
+        let backend = chosen.backend();
+        let connected = match backend.pool.take(config.timeouts.idle) {
+            Some(stream) => Ok(stream),
+            // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
+            // that would otherwise size every request's (and connection's) future.
+            None => {
+                let connect = self.connect(backend.peer(), config.timeouts.connect, ctx.connecting);
+                let (connected, took) = Box::pin(connect).await;
+                ctx.connecting += took;
+                connected
+            }
+        };
+        let retry_left = ctx.attempts <= config.retries;
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                backend.count(Outcome::ConnectFailure);
+                backend.connect_failed(&config.passive);
+                // Nothing reached the backend: any request may go to another one,
+                // while attempts and connect time remain (all backends down: 502
+                // within one connect timeout).
+                if retry_left && ctx.connecting < config.timeouts.connect {
+                    return Attempt::Retry;
                 }
-            };
-            backend.connect_succeeded();
-            let mut up = ClientConn::new(stream);
-            let exchanged = exchange(
-                self.proto,
-                session,
-                &mut up,
-                ctx,
-                &mut replay,
-                &config.timeouts,
-            )
-            .await;
-            backend.count(outcome(&exchanged, ctx.responded));
-            match exchanged {
-                Ok(Exchanged::Done) => {
-                    if let Some(stream) = up.into_reusable() {
-                        backend.pool.put(stream);
-                    }
-                    return Ok(());
+                return Attempt::Done(Err(ProxyError::Connect(e)));
+            }
+        };
+        backend.connect_succeeded();
+        let mut up = ClientConn::new(stream);
+        let leg = Leg {
+            proto: self.proto,
+            req,
+            client,
+            timeouts: &config.timeouts,
+        };
+        let exchanged = exchange(leg, down, &mut up, ctx, replay).await;
+        backend.count(outcome(&exchanged, ctx.responded));
+        match exchanged {
+            Ok(Exchanged::Done) => {
+                if let Some(stream) = up.into_reusable() {
+                    backend.pool.put(stream);
                 }
-                Ok(Exchanged::Upgraded) => return tunnel(session, up).await,
-                Err(e) => {
-                    let connect_left = ctx.connecting < config.timeouts.connect;
-                    if ctx.attempts <= config.retries
-                        && connect_left
-                        && may_retry(session, &up, &replay, &e)
-                    {
-                        continue;
-                    }
-                    return Err(e);
+                Attempt::Done(Ok(()))
+            }
+            Ok(Exchanged::Upgraded) => {
+                let (stream, early) = up.into_parts();
+                Attempt::Done(down.tunnel(stream, early).await)
+            }
+            Err(e) => {
+                let connect_left = ctx.connecting < config.timeouts.connect;
+                let replayable =
+                    (req.method.is_idempotent() || down.body_empty()) && !replay.truncated;
+                // Closed before any response byte: nothing of it was answered.
+                let closed_early = !up.response_started() && e.is_backend_connection();
+                if retry_left && connect_left && closed_early && replayable {
+                    return Attempt::Retry;
                 }
+                Attempt::Done(Err(e))
             }
         }
     }
 
-    /// A new connection to `peer`. The first attempt has the peer's own `connect_timeout`
-    /// (`budget`); a retry has what earlier attempts left of it, so that every connect of
-    /// the request together stays within one `connect_timeout`.
+    /// A new connection to `peer`, and how long making it took. The first attempt has
+    /// the peer's own `connect_timeout` (`budget`); a retry has what earlier attempts
+    /// left of it (`spent`), so that every connect of the request together stays within
+    /// one `connect_timeout`.
     async fn connect(
         &self,
         peer: &HttpPeer,
         budget: Duration,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<Stream> {
+        spent: Duration,
+    ) -> (pingora::Result<Stream>, Duration) {
         let started = std::time::Instant::now();
         let connect = self.connector.new_stream(peer);
-        let result = if ctx.connecting.is_zero() {
+        let result = if spent.is_zero() {
             connect.await
         } else {
-            let left = budget.saturating_sub(ctx.connecting);
+            let left = budget.saturating_sub(spent);
             match tokio::time::timeout(left, connect).await {
                 Ok(result) => result,
-                Err(_) => Error::e_explain(
-                    ErrorType::ConnectTimedout,
+                Err(_) => pingora::Error::e_explain(
+                    pingora::ErrorType::ConnectTimedout,
                     "connect_timeout used up by earlier attempts",
                 ),
             }
         };
-        ctx.connecting += started.elapsed();
-        result
+        (result, started.elapsed())
     }
 }
 
-/// A backend failure as pingora's error (502 or 504, by the request path's mapping).
-fn up_error(e: Http1Error, writing: bool) -> Box<Error> {
-    let etype = match &e {
-        _ if e.is_timeout() && writing => ErrorType::WriteTimedout,
-        _ if e.is_timeout() => ErrorType::ReadTimedout,
-        Http1Error::Closed(_) => ErrorType::ConnectionClosed,
-        Http1Error::Io(_) if writing => ErrorType::WriteError,
-        Http1Error::Io(_) => ErrorType::ReadError,
-        _ => ErrorType::InvalidHTTPHeader,
-    };
-    Error::because(etype, "backend", e).into_up()
-}
-
-fn timed_out(writing: bool) -> Box<Error> {
-    let etype = match writing {
-        true => ErrorType::WriteTimedout,
-        false => ErrorType::ReadTimedout,
-    };
-    Error::explain(etype, "backend timed out").into_up()
+/// A backend failure of `what` (timeouts of the stream itself included).
+fn backend_error(what: &'static str) -> impl Fn(Http1Error) -> ProxyError {
+    move |e| match e.is_timeout() {
+        true => ProxyError::BackendTimeout(what),
+        false => ProxyError::Backend(what, e),
+    }
 }
 
 /// Writes to the backend within `write_timeout`.
 async fn to_backend<F: std::future::Future<Output = Result<(), Http1Error>>>(
     write: F,
     timeouts: &Timeouts,
-) -> pingora::Result<()> {
+) -> Result<(), ProxyError> {
     match tokio::time::timeout(timeouts.write, write).await {
-        Ok(written) => written.map_err(|e| up_error(e, true)),
-        Err(_) => Err(timed_out(true)),
+        Ok(written) => written.map_err(backend_error("sending the request")),
+        Err(_) => Err(ProxyError::BackendTimeout("sending the request")),
     }
-}
-
-/// The forwarding fields the gateway writes as extra slices, and the client's they
-/// replace.
-struct Forwarding {
-    ip: Option<IpText>,
-    /// `X-Forwarded-For` of a trusted proxy's request: its chain and the peer.
-    chain: Option<Vec<u8>>,
-    request_id: HeaderValue,
 }
 
 /// Header fields written as slices after a head's own: at most eight.
@@ -265,92 +296,120 @@ impl<'a> Extras<'a> {
     }
 }
 
+/// Writes the request head to the backend: the client's fields but hop-by-hop ones (and
+/// the forwarding ones of an untrusted client), then `Host` (HTTP/2's `:authority`),
+/// `X-Forwarded-*`, the request id; with `first` body bytes when the request is done.
+async fn send_head(
+    leg: Leg<'_>,
+    ctx: &RequestCtx,
+    up: &mut Backend,
+    body: OutBody,
+    first: &[u8],
+    end: bool,
+) -> Result<(), ProxyError> {
+    let Leg {
+        proto,
+        req,
+        client,
+        timeouts,
+    } = leg;
+    let headers = &req.headers;
+    let trusted = ctx.trusted;
+    let ip = client.ip.map(IpText::new);
+    let chain = match &ip {
+        Some(ip) if trusted && headers.contains_key(headers::X_FORWARDED_FOR) => {
+            Some(headers::forwarded_chain(headers, ip.as_bytes()))
+        }
+        _ => None,
+    };
+    let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+    let host = authority.or_else(|| headers.get(HOST).map(HeaderValue::as_bytes));
+    // HTTP/2 has `:authority` where HTTP/1 has Host.
+    let replace_host = req.version == Version::HTTP_2 && authority.is_some();
+    let mut extra = Extras::default();
+    if let (true, Some(authority)) = (replace_host, authority) {
+        extra.push(b"host", authority);
+    }
+    match (&chain, &ip) {
+        (Some(chain), _) => extra.push(b"x-forwarded-for", chain),
+        (None, Some(ip)) => extra.push(b"x-forwarded-for", ip.as_bytes()),
+        (None, None) => {}
+    }
+    if !(trusted && headers.contains_key(headers::X_FORWARDED_PROTO)) {
+        extra.push(b"x-forwarded-proto", proto.as_bytes());
+    }
+    if let Some(host) = host {
+        if !(trusted && headers.contains_key(headers::X_FORWARDED_HOST)) {
+            extra.push(b"x-forwarded-host", host);
+        }
+    }
+    extra.push(b"x-request-id", ctx.request_id.as_bytes());
+    if ctx.upgrade {
+        extra.push(b"connection", b"upgrade");
+    }
+    let hops = Hops::request(headers, ctx.upgrade);
+    let peer_known = ip.is_some();
+    let skip = |name: &HeaderName| {
+        hops.skip(name)
+            || name == REQUEST_ID
+            || (replace_host && name == HOST)
+            || (!trusted && headers::is_forwarding(name))
+            || (peer_known && name == headers::X_FORWARDED_FOR)
+    };
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let out = OutRequest {
+        method: &req.method,
+        target: target.as_bytes(),
+        headers,
+        skip: &skip,
+        extra: extra.as_slice(),
+        body,
+    };
+    to_backend(up.write_request(out, first, end), timeouts).await
+}
+
+/// How a request's body goes to the backend: by its length, chunked when it has none
+/// (an HTTP/1 chunked body, an HTTP/2 body without `content-length`).
+fn request_body<D: Downstream>(req: &Request, down: &D) -> OutBody {
+    if down.body_empty() {
+        return OutBody::None;
+    }
+    let length = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok());
+    length.map_or(OutBody::Unknown, OutBody::Length)
+}
+
 /// Sends the request over `up` and the response back, the request body streamed up
 /// while the response streams down.
-async fn exchange(
-    proto: &'static str,
-    down: &mut ServerSession,
+async fn exchange<D: Downstream>(
+    leg: Leg<'_>,
+    down: &mut D,
     up: &mut Backend,
     ctx: &mut RequestCtx,
     replay: &mut Replay,
-    timeouts: &Timeouts,
-) -> pingora::Result<Exchanged> {
-    let request_id = ctx.request_id(down).clone();
-    let peer = super::client_ip(down);
-    let body_empty = down.is_body_empty();
-    {
-        let from = down.req_header();
-        let h2 = from.version == Version::HTTP_2;
-        let headers = &from.headers;
-        let ip = peer.map(IpText::new);
-        let chain = match &ip {
-            Some(ip) if ctx.trusted && headers.contains_key(headers::X_FORWARDED_FOR) => {
-                Some(headers::forwarded_chain(headers, ip.as_bytes()))
-            }
-            _ => None,
-        };
-        let forwarding = Forwarding {
-            ip,
-            chain,
-            request_id,
-        };
-        let authority = from.uri.authority().map(|a| a.as_str().as_bytes());
-        let host = authority.or_else(|| headers.get(HOST).map(HeaderValue::as_bytes));
-        let mut extra = Extras::default();
-        let mut add = |name: &'static [u8], value| extra.push(name, value);
-        // HTTP/2 has `:authority` where HTTP/1 has Host.
-        let replace_host = h2 && authority.is_some();
-        if let (true, Some(authority)) = (replace_host, authority) {
-            add(b"host", authority);
+) -> Result<Exchanged, ProxyError> {
+    let timeouts = leg.timeouts;
+    let body = request_body(leg.req, down);
+    let mut request_done = body == OutBody::None;
+    if replay.pieces.is_empty() && !request_done {
+        // The body's first bytes, often read with the head, go up with it.
+        let first = down.buffered_body()?;
+        let first = first.unwrap_or_default();
+        replay.push(&first);
+        request_done = down.body_done();
+        send_head(leg, ctx, up, body, &first, request_done).await?;
+    } else {
+        send_head(leg, ctx, up, body, b"", request_done).await?;
+        // A retry first sends again the body bytes the previous attempt took.
+        for piece in &replay.pieces {
+            to_backend(up.write_body(piece, false), timeouts).await?;
         }
-        let trusted = ctx.trusted;
-        if let Some(chain) = &forwarding.chain {
-            add(b"x-forwarded-for", chain);
-        } else if let Some(ip) = &forwarding.ip {
-            add(b"x-forwarded-for", ip.as_bytes());
+        if !request_done && down.body_done() {
+            to_backend(up.write_body(b"", true), timeouts).await?;
+            request_done = true;
         }
-        if !(trusted && headers.contains_key(headers::X_FORWARDED_PROTO)) {
-            add(b"x-forwarded-proto", proto.as_bytes());
-        }
-        if let Some(host) = host {
-            if !(trusted && headers.contains_key(headers::X_FORWARDED_HOST)) {
-                add(b"x-forwarded-host", host);
-            }
-        }
-        add(b"x-request-id", forwarding.request_id.as_bytes());
-        if ctx.upgrade {
-            add(b"connection", b"upgrade");
-        }
-        let hops = Hops::request(headers, ctx.upgrade);
-        let peer_known = forwarding.ip.is_some();
-        let skip = |name: &http::header::HeaderName| {
-            hops.skip(name)
-                || name == REQUEST_ID
-                || (replace_host && name == HOST)
-                || (!trusted && headers::is_forwarding(name))
-                || (peer_known && name == headers::X_FORWARDED_FOR)
-        };
-        let body = request_body(headers, h2, body_empty);
-        let target = from.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let req = OutRequest {
-            method: &from.method,
-            target: target.as_bytes(),
-            headers,
-            skip: &skip,
-            extra: extra.as_slice(),
-            body,
-        };
-        let end = body == OutBody::None;
-        to_backend(up.write_request(req, b"", end), timeouts).await?;
-    }
-    // A retry first sends again the body bytes the previous attempt took.
-    let mut request_done = body_empty || up.request_done();
-    for piece in &replay.pieces {
-        to_backend(up.write_body(piece, false), timeouts).await?;
-    }
-    if !request_done && down.is_body_done() {
-        to_backend(up.write_body(b"", true), timeouts).await?;
-        request_done = true;
     }
     let mut reading = Reading::Head;
     let mut send_error = None;
@@ -366,27 +425,27 @@ async fn exchange(
                         piece
                     }
                     (Err(_), Some(unsent)) => return Err(unsent),
-                    (Err(e), None) => return Err(up_error(e, false)),
+                    (Err(e), None) => return Err(backend_error("reading the response")(e)),
                 };
                 reading = to_client(down, up, piece, ctx).await?;
                 if reading == Reading::Upgraded {
                     return Ok(Exchanged::Upgraded);
                 }
             }
-            body = down.read_request_body(), if !request_done => {
-                let body = body.map_err(|e| e.into_down())?;
-                match body_to_backend(up, body, ctx, replay, timeouts).await {
+            body = down.read_body(), if !request_done => {
+                match body_to_backend(up, body?, replay, timeouts).await {
                     Ok(done) => request_done = done,
                     // A backend may answer before taking the whole body, and close:
                     // its answer still goes to the client. No answer: this error.
-                    Err(e) if e.esource() == &ErrorSource::Upstream => {
+                    Err(e) => {
                         send_error = Some(e);
                         request_done = true;
                     }
-                    Err(e) => return Err(e),
                 }
             }
-            () = &mut silent, if reading != Reading::Done => return Err(timed_out(false)),
+            () = &mut silent, if reading != Reading::Done => {
+                return Err(ProxyError::BackendTimeout("awaiting the response"));
+            }
         }
         // The backend has `read_timeout` from the last thing that moved.
         silent.as_mut().reset(Instant::now() + timeouts.read);
@@ -394,20 +453,6 @@ async fn exchange(
     match send_error {
         Some(e) => Err(e),
         None => Ok(Exchanged::Done),
-    }
-}
-
-/// How a request's body goes to the backend: by its length, chunked when it has none
-/// (an HTTP/2 body may come without one; an HTTP/1 chunked body stays chunked).
-fn request_body(headers: &HeaderMap, h2: bool, empty: bool) -> OutBody {
-    let length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok());
-    match length {
-        Some(n) => OutBody::Length(n),
-        None if headers.contains_key(TRANSFER_ENCODING) => OutBody::Unknown,
-        None if h2 && !empty => OutBody::Unknown,
-        None => OutBody::None,
     }
 }
 
@@ -440,198 +485,129 @@ async fn from_backend(up: &mut Backend, reading: Reading) -> Result<FromBackend,
 
 /// Passes one piece of the backend's response to the client; returns where the
 /// response is after it.
-async fn to_client(
-    down: &mut ServerSession,
+async fn to_client<D: Downstream>(
+    down: &mut D,
     up: &mut Backend,
     piece: FromBackend,
     ctx: &mut RequestCtx,
-) -> pingora::Result<Reading> {
+) -> Result<Reading, ProxyError> {
     let head = match piece {
-        FromBackend::Body(data) => {
-            let end = up.response_done();
-            down.write_response_body(data, end)
-                .await
-                .map_err(|e| e.into_down())?;
-            return Ok(if end { Reading::Done } else { Reading::Body });
-        }
-        FromBackend::End => {
-            down.write_response_body(Bytes::new(), true)
-                .await
-                .map_err(|e| e.into_down())?;
-            return Ok(Reading::Done);
-        }
+        FromBackend::Body(data) => return body_to_client(down, up, data).await,
+        FromBackend::End => return end_to_client(down, up).await,
         FromBackend::Head(head) => head,
     };
     let status = head.status;
     // Informational answers (100 Continue, 103) go through; the real one follows.
     if head.is_interim() {
-        let (mut parts, ()) = Response::new(()).into_parts();
-        parts.status = status;
-        parts.headers = head.headers;
-        down.write_response_header(Box::new(ResponseHeader::from(parts)))
-            .await
-            .map_err(|e| e.into_down())?;
+        down.write_interim(status, &head.headers).await?;
         return Ok(Reading::Head);
     }
     ctx.responded = true;
-    let unframed = head.framing.body == ResponseBody::UntilClose;
-    let (mut parts, ()) = Response::new(()).into_parts();
-    parts.status = status;
-    // The client connection is HTTP/1.1 (or HTTP/2) whatever the backend speaks.
-    parts.version = Version::HTTP_11;
-    parts.headers = head.headers;
-    headers::strip_response(&mut parts.headers, status);
-    parts
-        .headers
-        .insert(REQUEST_ID, ctx.request_id(down).clone());
-    if let Some(hsts) = &ctx.hsts {
-        parts.headers.insert(HSTS, hsts.clone());
-    }
-    if unframed {
-        // Until the backend closes: chunked to an HTTP/1.1 client, until close (the
-        // connection's last response) to an HTTP/1.0 one.
-        match down.req_header().version {
-            Version::HTTP_11 => {
-                parts
-                    .headers
-                    .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-            }
-            Version::HTTP_10 => down.set_keepalive(None),
-            _ => {}
-        }
-    }
-    down.write_response_header(Box::new(ResponseHeader::from(parts)))
-        .await
-        .map_err(|e| e.into_down())?;
+    let body = head.out_body();
+    let reason = head.reason_bytes();
+    let reply = Reply {
+        status,
+        reason: Some(&reason),
+        headers: head.headers,
+        relayed: true,
+        extra: &[],
+        request_id: &ctx.request_id,
+        hsts: ctx.hsts.as_ref(),
+        body,
+    };
     if status == StatusCode::SWITCHING_PROTOCOLS {
+        down.write_head(reply, Bytes::new(), false).await?;
         return Ok(Reading::Upgraded);
     }
-    // The body's first bytes, often read with the head, go out at once.
-    match up.buffered_body().map_err(|e| up_error(e, false))? {
-        Buffered::Data(data) => {
-            let end = up.response_done();
-            down.write_response_body(data, end)
-                .await
-                .map_err(|e| e.into_down())?;
-            Ok(if end { Reading::Done } else { Reading::Body })
-        }
-        Buffered::End => {
-            down.write_response_body(Bytes::new(), true)
-                .await
-                .map_err(|e| e.into_down())?;
-            Ok(Reading::Done)
-        }
-        Buffered::Empty => Ok(Reading::Body),
-    }
+    // The body's first bytes, often read with the head, go out in the same write.
+    let first = up
+        .buffered_body()
+        .map_err(backend_error("reading the response"))?;
+    let (first, end) = match first {
+        Buffered::Data(data) => (data, up.response_done() && up.take_trailers().is_none()),
+        Buffered::End | Buffered::Empty => (Bytes::new(), up.response_done()),
+    };
+    down.write_head(reply, first, end).await?;
+    Ok(if end { Reading::Done } else { Reading::Body })
 }
 
-/// Passes one piece of the client's request body to the backend, within the route's
-/// `max_body_size`; true when the body is complete.
+async fn body_to_client<D: Downstream>(
+    down: &mut D,
+    up: &mut Backend,
+    data: Bytes,
+) -> Result<Reading, ProxyError> {
+    if !up.response_done() {
+        down.write_body(data, false).await?;
+        return Ok(Reading::Body);
+    }
+    match up.take_trailers() {
+        Some(trailers) => {
+            down.write_body(data, false).await?;
+            down.write_trailers(trailers).await?;
+        }
+        None => down.write_body(data, true).await?,
+    }
+    Ok(Reading::Done)
+}
+
+async fn end_to_client<D: Downstream>(
+    down: &mut D,
+    up: &mut Backend,
+) -> Result<Reading, ProxyError> {
+    match up.take_trailers() {
+        Some(trailers) => down.write_trailers(trailers).await?,
+        None => down.write_body(Bytes::new(), true).await?,
+    }
+    Ok(Reading::Done)
+}
+
+/// Passes one piece of the client's request body to the backend; true when the body
+/// is complete.
 async fn body_to_backend(
     up: &mut Backend,
     body: Option<Bytes>,
-    ctx: &mut RequestCtx,
     replay: &mut Replay,
     timeouts: &Timeouts,
-) -> pingora::Result<bool> {
+) -> Result<bool, ProxyError> {
     let Some(chunk) = body else {
         to_backend(up.write_body(b"", true), timeouts).await?;
         return Ok(true);
     };
-    ctx.body_bytes += chunk.len() as u64;
-    if ctx.body_bytes > ctx.max_body {
-        return Err(Error::explain(
-            ErrorType::HTTPStatus(413),
-            "request body over the route's max_body_size",
-        ));
-    }
     replay.push(&chunk);
     to_backend(up.write_body(&chunk, false), timeouts).await?;
     Ok(false)
 }
 
-/// After a `101`: bytes both ways until either side closes; `max_body_size` no longer
-/// applies.
-async fn tunnel(down: &mut ServerSession, up: Backend) -> pingora::Result<()> {
-    let (mut io, early) = up.into_parts();
-    if !early.is_empty() {
-        down.write_response_body(early.freeze(), false)
-            .await
-            .map_err(|e| e.into_down())?;
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            read = io.read(&mut buf) => {
-                let n = read.or_err(ErrorType::ReadError, "upgraded backend").map_err(|e| e.into_up())?;
-                let end = n == 0;
-                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                down.write_response_body(data, end)
-                    .await
-                    .map_err(|e| e.into_down())?;
-                if end {
-                    return Ok(());
-                }
-            }
-            body = down.read_request_body() => {
-                let Some(data) = body.map_err(|e| e.into_down())? else {
-                    return Ok(());
-                };
-                io.write_all(&data)
-                    .await
-                    .or_err(ErrorType::WriteError, "upgraded backend")
-                    .map_err(|e| e.into_up())?;
-            }
-        }
-    }
-}
-
 /// What an exchange says about its backend: an error of the backend's connection is
 /// its failure; otherwise (the exchange completed, or the client or the gateway ended
 /// it) it answered, unless no response had come back yet.
-fn outcome(exchanged: &pingora::Result<Exchanged>, responded: bool) -> Outcome {
+fn outcome(exchanged: &Result<Exchanged, ProxyError>, responded: bool) -> Outcome {
     match exchanged {
         Ok(_) => Outcome::Success,
-        Err(e) if e.esource() == &ErrorSource::Upstream => Outcome::Error,
+        Err(e) if e.is_backends_doing() => Outcome::Error,
         Err(_) if responded => Outcome::Success,
         Err(_) => Outcome::Cancelled,
     }
 }
 
-/// Whether a failed exchange may go to another backend: its connection closed before
-/// any response byte, and the request can be sent again (idempotent, or without a
-/// body, and no more body taken than the replay buffer holds).
-fn may_retry(session: &mut ServerSession, up: &Backend, replay: &Replay, e: &Error) -> bool {
-    let closed_early = !up.response_started()
-        && e.esource() == &ErrorSource::Upstream
-        && matches!(
-            e.etype(),
-            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-        );
-    let replayable = session.req_header().method.is_idempotent() || session.is_body_empty();
-    closed_early && replayable && !replay.truncated
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::downstream::DownError;
 
     #[test]
     fn an_attempt_is_judged_by_what_the_backend_did() {
-        let failed = |etype, esource| {
-            let mut e = Error::new(etype);
-            e.esource = esource;
-            Err(e)
-        };
         assert_eq!(outcome(&Ok(Exchanged::Done), true), Outcome::Success);
         assert_eq!(outcome(&Ok(Exchanged::Upgraded), true), Outcome::Success);
-        let backend_closed = failed(ErrorType::ConnectionClosed, ErrorSource::Upstream);
-        assert_eq!(outcome(&backend_closed, true), Outcome::Error);
-        assert_eq!(outcome(&backend_closed, false), Outcome::Error);
-        let client_gone = failed(ErrorType::WriteError, ErrorSource::Downstream);
-        assert_eq!(outcome(&client_gone, true), Outcome::Success);
-        assert_eq!(outcome(&client_gone, false), Outcome::Cancelled);
-        let too_large = failed(ErrorType::HTTPStatus(413), ErrorSource::Unset);
+        let backend_closed = || Err(ProxyError::Backend("x", Http1Error::Closed("x")));
+        assert_eq!(outcome(&backend_closed(), true), Outcome::Error);
+        assert_eq!(outcome(&backend_closed(), false), Outcome::Error);
+        let silent = Err(ProxyError::BackendTimeout("x"));
+        assert_eq!(outcome(&silent, false), Outcome::Error);
+        let client_gone = || Err(ProxyError::Client(DownError::H1(Http1Error::Closed("x"))));
+        assert_eq!(outcome(&client_gone(), true), Outcome::Success);
+        assert_eq!(outcome(&client_gone(), false), Outcome::Cancelled);
+        let too_large = Err(ProxyError::Client(DownError::BodyTooLarge));
         assert_eq!(outcome(&too_large, false), Outcome::Cancelled);
     }
 

@@ -81,6 +81,17 @@ impl<'a> Hops<'a> {
         }
     }
 
+    /// A response going to the client: a `101` keeps its `Upgrade` and `Connection`.
+    pub(crate) fn response(headers: &'a HeaderMap, status: StatusCode) -> Self {
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        Self {
+            headers,
+            connection: headers.contains_key(CONNECTION),
+            upgrade: switching,
+            keep_connection: switching,
+        }
+    }
+
     /// Whether the field `name` is left out.
     pub(crate) fn skip(&self, name: &HeaderName) -> bool {
         if is_hop_by_hop(name) {
@@ -236,6 +247,10 @@ mod tests {
             kept(Hops::request(&r, false), &r),
             ["content-length", "x-kept"]
         );
+        assert_eq!(
+            kept(Hops::response(&r, StatusCode::OK), &r),
+            ["content-length", "x-kept"]
+        );
         let mut moved = r.clone();
         strip_response(&mut moved, StatusCode::OK);
         let names: Vec<&str> = moved.keys().map(|k| k.as_str()).collect();
@@ -247,6 +262,10 @@ mod tests {
         let r = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert_eq!(kept(Hops::request(&r, true), &r), ["upgrade"]);
         let switching = StatusCode::SWITCHING_PROTOCOLS;
+        assert_eq!(
+            kept(Hops::response(&r, switching), &r),
+            ["connection", "upgrade"]
+        );
         let mut moved = r.clone();
         strip_response(&mut moved, switching);
         assert_eq!(moved.len(), 2);
