@@ -11,7 +11,8 @@
 #   e2e/bench/callgrind.sh [GATEWAY_BINARY] [SCENARIOS]
 #
 # GATEWAY_BINARY defaults to target/release/gateway (build it first:
-# `cargo build --release -p gateway`); SCENARIOS to "h1 tls h2"; N=5000 requests.
+# `cargo build --release -p gateway`); SCENARIOS to "h1 tls h2"; N=5000 requests;
+# KEEP=DIR keeps the profiles there (`callgrind_annotate DIR/callgrind.h1.1`).
 # Needs valgrind, h2load (nghttp2-client), openssl and the hello binary
 # (`cargo build -p e2e --bin hello`). Prints one line per scenario.
 set -eu
@@ -81,4 +82,5 @@ for s in $scenarios; do
   done=$(grep -o '[0-9]* succeeded' "$work/load.$s" | head -1 | cut -d' ' -f1)
   total=$(sed -n 's/^totals: //p' "$out.1")
   echo "$s: $done requests, $total instructions, $((total / done)) per request"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$out.1" "$KEEP/callgrind.$s.1"; fi
 done

@@ -1,28 +1,26 @@
 //! A listener's connection layer, in front of the request path: the accept loop, the
 //! connection limit, the TLS handshake with its timeout, the HTTP/1 keep-alive loop
 //! over the gateway's own codec with its head and idle timers, and the HTTP/2
-//! connection's stream loop.
+//! connection on h2's server, its streams served in the connection's task.
 
 mod flushing;
 mod h1;
+mod h2;
 mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::http::v2::server::{self as h2, H2Accept, H2Options};
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::Digest;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use tokio::task::JoinSet;
 
-use flushing::Flushing;
 pub use service::EdgeService;
 
-use crate::lifecycle::{Shutdown, WritingGuard};
-use crate::proxy::{Client, Gateway};
+use crate::lifecycle::Shutdown;
+use crate::proxy::Gateway;
 use crate::state::SharedSnapshot;
 use crate::telemetry::{ConnectionStats, Dropped};
 use crate::tls;
@@ -74,7 +72,7 @@ struct Timers {
 
 impl EdgeApp {
     /// Serves one accepted connection until it closes (`None` ends it early).
-    pub async fn serve(self: &Arc<Self>, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
+    pub async fn serve(&self, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
         let edge = {
             let snapshot = self.snapshot.load();
             let e = &snapshot.listeners.get(self.index)?.edge;
@@ -118,92 +116,10 @@ impl EdgeApp {
         // HTTP/2 has its own limits (streams, reset floods) in h2's server.
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // Boxed: HTTP/1 connections do not carry its state.
-            return Box::pin(self.serve_h2(stream, &mut shutdown, &edge)).await;
+            Box::pin(self.serve_h2(stream, &mut shutdown, &edge)).await;
+            return Some(());
         }
         self.serve_h1(stream, started, &edge, &mut shutdown).await;
-        Some(())
-    }
-
-    /// Serves an HTTP/2 connection: one task per stream, GOAWAY when the server shuts
-    /// down, closed after `keepalive_timeout` without a stream. Its SETTINGS carry the
-    /// listener's stream limit and `max_header_size` as SETTINGS_MAX_HEADER_LIST_SIZE.
-    ///
-    /// A stream's task ends once its response is handed to h2, which writes it out
-    /// later from this loop, so the shutdown drain also waits for connections: one with
-    /// a stream open during the drain holds it until the connection closes (h2 closes
-    /// it once every frame is written and the client has answered the GOAWAY's PING;
-    /// exiting earlier loses the response's tail, in h2's buffers or in the kernel's,
-    /// where the client's late answer to a closed socket gets it reset), and any
-    /// connection holds it while it has bytes it could not write yet ([`Flushing`]).
-    /// Connections idle when the drain starts, those of vanished clients included, do
-    /// not hold it.
-    async fn serve_h2(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &mut Shutdown,
-        edge: &Timers,
-    ) -> Option<()> {
-        let digest = Arc::new(Digest {
-            ssl_digest: stream.get_ssl_digest(),
-            timing_digest: stream.get_timing_digest(),
-            proxy_digest: stream.get_proxy_digest(),
-            socket_digest: stream.get_socket_digest(),
-        });
-        let client = Client::of(&*stream);
-        let mut options = self.h2.clone();
-        options.max_concurrent_streams(edge.h2_max_concurrent_streams);
-        options.max_header_list_size(u32::try_from(edge.max_header_size).unwrap_or(u32::MAX));
-        let idle_timeout = edge.keepalive_timeout;
-        let stream: Stream = Box::new(Flushing::new(stream));
-        let mut conn = match h2::handshake(stream, Some(options)).await {
-            Ok(conn) => conn,
-            Err(error) => {
-                tracing::debug!(%error, "HTTP/2 handshake failed");
-                return None;
-            }
-        };
-        let mut draining = shutdown.now();
-        if draining {
-            conn.graceful_shutdown();
-        }
-        let mut streams = JoinSet::new();
-        let mut sending: Option<WritingGuard> = None;
-        loop {
-            if draining && sending.is_none() && !streams.is_empty() {
-                sending = Some(WritingGuard::new());
-            }
-            // `accept` drives the whole connection, so it is polled until it ends.
-            let accepted = tokio::select! {
-                biased;
-                () = &mut *shutdown, if !draining => {
-                    conn.graceful_shutdown();
-                    draining = true;
-                    continue;
-                }
-                Some(_) = streams.join_next(), if !streams.is_empty() => continue,
-                accepted = h2::HttpSession::from_h2_conn(&mut conn, digest.clone()) => accepted,
-                _ = tokio::time::sleep(idle_timeout), if streams.is_empty() => return None,
-            };
-            match accepted {
-                Ok(Some(H2Accept::Session(h2))) => {
-                    let app = self.clone();
-                    let client = client.clone();
-                    // The request's future is large: boxed, the task stays small and
-                    // tokio does not copy the future each time the task changes stage.
-                    streams.spawn(async move {
-                        Box::pin(app.gateway.serve_h2(h2, &client)).await;
-                    });
-                }
-                Ok(Some(H2Accept::Rejected)) => {}
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::debug!(%error, "HTTP/2 connection ended");
-                    break;
-                }
-            }
-        }
-        // Streams still finishing (their logs, their backend connections) are not cut off.
-        streams.detach_all();
         Some(())
     }
 }

@@ -80,8 +80,14 @@ pub(crate) enum DownError {
     /// A body that grew past the route's `max_body_size`.
     #[error("request body over the route's max_body_size")]
     BodyTooLarge,
-    #[error("HTTP/2 session")]
-    Pingora(#[source] Box<pingora::Error>),
+    #[error("HTTP/2 stream")]
+    H2(#[source] h2::Error),
+    /// The stream failed (was reset, say) while the response waited for window.
+    #[error("cannot reserve capacity for the response body")]
+    Capacity(#[source] h2::Error),
+    /// The request path broke the protocol's rules (a bug: logged, not answered).
+    #[error("invalid use of the client stream: {0}")]
+    Misuse(&'static str),
 }
 
 impl DownError {
@@ -94,7 +100,7 @@ impl DownError {
                 0 => 0,
                 _ => 400,
             },
-            Self::Pingora(_) => 0,
+            Self::H2(_) | Self::Capacity(_) | Self::Misuse(_) => 0,
         }
     }
 }

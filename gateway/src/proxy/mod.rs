@@ -26,6 +26,7 @@ use pingora::protocols::IO;
 
 pub(crate) use downstream::{Downstream, Request, RequestId};
 pub(crate) use request::request_host;
+
 pub use router::Router;
 pub(crate) use uri::LineCheck;
 
@@ -127,6 +128,8 @@ struct RequestCtx {
     upgrade: bool,
     /// The route's body limit.
     max_body: u64,
+    /// Whether the request was refused before routing.
+    refused: bool,
 }
 
 impl RequestCtx {
@@ -145,6 +148,7 @@ impl RequestCtx {
             trusted: false,
             upgrade: false,
             max_body: u64::MAX,
+            refused: false,
         }
     }
 }
@@ -181,14 +185,15 @@ fn new_request_id() -> RequestId {
 impl Gateway {
     /// Serves one request of `down` (an HTTP/1 connection's next request, or one
     /// HTTP/2 stream): answers it or proxies it, logs it. The request counts for the
-    /// shutdown drain until its response is written.
+    /// shutdown drain until its response is written. Returns whether it was refused
+    /// before routing (malformed, or over a limit).
     pub(crate) async fn serve<D: Downstream>(
         &self,
         down: &mut D,
         mut req: Request,
         client: &Client,
         facts: HeadFacts,
-    ) {
+    ) -> bool {
         let in_flight = RequestGuard::new();
         let mut ctx = RequestCtx::new(request_id(&req));
         let result = match self.admit(down, &mut req, &mut ctx, client, facts).await {
@@ -200,8 +205,10 @@ impl Gateway {
             self.fail(down, &mut ctx, e).await;
         }
         self.log(down, Some(&req), client, result.as_ref().err(), &ctx);
+        let refused = ctx.refused;
         drop(ctx);
         drop(in_flight);
+        refused
     }
 
     /// Answers a request refused while its head was read, before it could be parsed,
@@ -416,6 +423,7 @@ async fn refuse<D: Downstream>(
         "request refused"
     );
     down.set_close();
+    ctx.refused = true;
     respond::json_error(down, refusal.status, &ctx.request_id, ctx.hsts.as_ref()).await?;
     ctx.local_status = Some(refusal.status);
     Ok(true)
