@@ -105,6 +105,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
         if self.sending != Sending::Idle {
             return Err(Http1Error::Misuse("one request per session"));
         }
+        self.out.reserve(
+            write::head_size(req.headers, req.extra) + req.target.len(),
+            body.len(),
+        );
         let out = &mut self.out.buf;
         write::request_line(out, req.method, req.target);
         write::fields(out, req.headers, |n| {

@@ -271,6 +271,13 @@ impl Output {
         self.flush(io).await
     }
 
+    /// Makes room for a head of about `head` bytes and `body` bytes of body sent with it
+    /// (when they are to be copied in): one allocation per message, not one per field.
+    pub(crate) fn reserve(&mut self, head: usize, body: usize) {
+        let body = if body <= COALESCE { body } else { 0 };
+        self.buf.reserve(head + body);
+    }
+
     /// Whether gathered bytes wait to be written.
     pub(crate) fn is_pending(&self) -> bool {
         !self.buf.is_empty()
