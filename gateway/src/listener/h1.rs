@@ -9,6 +9,7 @@ use std::time::Duration;
 use pingora::protocols::Stream;
 use tokio::time::{sleep_until, Instant};
 
+use crate::deadline::Deadline;
 use crate::http1::{HeadLimits, ServerConn, MAX_HEADER_SLOTS};
 use crate::lifecycle::Shutdown;
 use crate::proxy::Client;
@@ -41,19 +42,17 @@ impl EdgeApp {
             max_target: edge.max_uri_length,
             reserve: RESERVE,
         };
-        // One timer for the connection's life, moved from deadline to deadline (later
-        // ones: no trip to the timer wheel's lock).
+        // One timer for the connection's life, moved from deadline to deadline.
         let timer = sleep_until(started + edge.header_timeout);
         tokio::pin!(timer);
+        let mut deadline = Deadline::new(timer);
         let mut first = true;
         loop {
             // Idle: until the next request's first byte (the first request's head
             // deadline already runs).
             if !conn.has_buffered() {
                 if !first {
-                    timer
-                        .as_mut()
-                        .reset(Instant::now() + edge.keepalive_timeout);
+                    deadline.set(Instant::now() + edge.keepalive_timeout);
                 }
                 tokio::select! {
                     biased;
@@ -62,7 +61,7 @@ impl EdgeApp {
                         Ok(n) if n > 0 => {}
                         _ => break,
                     },
-                    () = &mut timer => {
+                    () = deadline.passed() => {
                         if first {
                             self.stats.dropped(Dropped::HeaderTimeout);
                         }
@@ -71,12 +70,12 @@ impl EdgeApp {
                 }
             }
             if !first {
-                timer.as_mut().reset(Instant::now() + edge.header_timeout);
+                deadline.set(Instant::now() + edge.header_timeout);
             }
             let head = tokio::select! {
                 biased;
                 head = conn.read_request(&limits) => head,
-                () = &mut timer => {
+                () = deadline.passed() => {
                     self.stats.dropped(Dropped::HeaderTimeout);
                     break;
                 }

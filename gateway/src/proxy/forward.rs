@@ -18,6 +18,7 @@ use super::headers::{self, Hops, IpText};
 use super::request::hash_key;
 use super::{Client, Gateway, RequestCtx, REQUEST_ID};
 use crate::config::{Balance, Timeouts};
+use crate::deadline::Deadline;
 use crate::http1::{
     Buffered, ClientConn, HeadLimits, Http1Error, OutBody, OutRequest, ResponseHead,
     MAX_HEADER_SLOTS,
@@ -415,6 +416,7 @@ async fn exchange<D: Downstream>(
     let mut send_error = None;
     let silent = tokio::time::sleep(timeouts.read);
     tokio::pin!(silent);
+    let mut silent = Deadline::new(silent);
     while !(request_done && reading == Reading::Done) {
         tokio::select! {
             biased;
@@ -443,12 +445,12 @@ async fn exchange<D: Downstream>(
                     }
                 }
             }
-            () = &mut silent, if reading != Reading::Done => {
+            () = silent.passed(), if reading != Reading::Done => {
                 return Err(ProxyError::BackendTimeout("awaiting the response"));
             }
         }
         // The backend has `read_timeout` from the last thing that moved.
-        silent.as_mut().reset(Instant::now() + timeouts.read);
+        silent.set(Instant::now() + timeouts.read);
     }
     match send_error {
         Some(e) => Err(e),
