@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -18,17 +18,37 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Requests being processed, process-wide.
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Worker-thread slots for counters every request writes: each thread writes its own
+/// cache line, so threads never contend for one; readers (the drain, `/metrics`) sum
+/// them. More threads than slots share them.
+pub(crate) const SLOTS: usize = 16;
+
+/// A counter on a cache line of its own.
+#[repr(align(64))]
+struct Slot(AtomicIsize);
+
+/// This thread's slot.
+pub(crate) fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    }
+    SLOT.with(|slot| *slot)
+}
+
+/// Requests being processed, per worker thread (a request may end on another thread
+/// than it started: a slot alone can go below zero, the sum cannot).
+static IN_FLIGHT: [Slot; SLOTS] = [const { Slot(AtomicIsize::new(0)) }; SLOTS];
 
 /// Counts one request in flight until dropped.
 #[derive(Debug)]
-pub struct RequestGuard(());
+pub struct RequestGuard(&'static AtomicIsize);
 
 impl RequestGuard {
     pub fn new() -> Self {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        Self(())
+        let slot = &IN_FLIGHT[thread_slot()].0;
+        slot.fetch_add(1, Ordering::Relaxed);
+        Self(slot)
     }
 }
 
@@ -40,13 +60,17 @@ impl Default for RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Requests in flight now.
 pub fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::Relaxed)
+    let sum: isize = IN_FLIGHT
+        .iter()
+        .map(|slot| slot.0.load(Ordering::Relaxed))
+        .sum();
+    usize::try_from(sum).unwrap_or(0)
 }
 
 /// Connections still sending responses, process-wide.
@@ -265,5 +289,22 @@ impl BackgroundService for DrainService {
         }
         crate::telemetry::access::flush();
         std::process::exit(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_flight_are_summed_over_threads() {
+        let before = in_flight();
+        let here = RequestGuard::new();
+        let there = std::thread::spawn(RequestGuard::new).join().unwrap();
+        assert_eq!(in_flight(), before + 2);
+        // Dropped on another thread than it started on: the sum stays right.
+        std::thread::spawn(move || drop(here)).join().unwrap();
+        drop(there);
+        assert_eq!(in_flight(), before);
     }
 }
