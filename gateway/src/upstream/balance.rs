@@ -62,17 +62,41 @@ fn with_fallback<'a>(
     pick(&|b| usable(b, now, tried, false)).or_else(|| pick(&|b| usable(b, now, tried, true)))
 }
 
-/// The next backend in turn after `counter`.
+/// Round-robin turns, one counter per worker thread slot on a cache line of its own:
+/// threads never contend for it, and each thread's requests go round the backends
+/// (two threads sharing a slot may lose a turn: harmless).
+#[derive(Debug, Default)]
+pub struct Turns([Turn; TURN_SLOTS]);
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Turn(AtomicUsize);
+
+const TURN_SLOTS: usize = 8;
+
+impl Turns {
+    /// The next turn of this thread.
+    fn next(&self) -> usize {
+        let slot = crate::lifecycle::thread_slot() % TURN_SLOTS;
+        let turn = &self.0[slot].0;
+        // Only this thread writes the slot: a load and a store, no locked instruction.
+        let n = turn.load(Ordering::Relaxed);
+        turn.store(n.wrapping_add(1), Ordering::Relaxed);
+        n
+    }
+}
+
+/// The next backend in turn.
 pub fn round_robin<'a>(
     backends: &'a [Arc<Backend>],
-    counter: &AtomicUsize,
+    turns: &Turns,
     tried: &[SocketAddr],
 ) -> Option<&'a Arc<Backend>> {
     let len = backends.len();
     if len == 0 {
         return None;
     }
-    let start = counter.fetch_add(1, Ordering::Relaxed);
+    let start = turns.next();
     with_fallback(tried, |ok| {
         (0..len)
             .map(|i| &backends[(start + i) % len])
@@ -148,7 +172,7 @@ fn seed() -> u64 {
 }
 
 /// A random number (xorshift64*, per thread; fast, not for secrets).
-pub fn random_u64() -> u64 {
+fn random_u64() -> u64 {
     RNG.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;
@@ -160,7 +184,7 @@ pub fn random_u64() -> u64 {
 }
 
 /// A random number in `0..n`.
-pub fn random_below(n: usize) -> usize {
+fn random_below(n: usize) -> usize {
     (random_u64() % n as u64) as usize
 }
 
@@ -191,7 +215,7 @@ mod tests {
     #[test]
     fn round_robin_skips_ejected_and_tried_backends() {
         let b = backends(3);
-        let counter = AtomicUsize::new(0);
+        let counter = Turns::default();
         let picks: Vec<u16> = (0..6)
             .map(|_| round_robin(&b, &counter, &[]).unwrap().addr.port())
             .collect();
@@ -218,7 +242,7 @@ mod tests {
     #[test]
     fn least_requests_prefers_the_idle_backend() {
         let b = backends(2);
-        let _busy: Vec<_> = (0..10).map(|_| b[0].start_request()).collect();
+        let _busy: Vec<_> = (0..10).map(|_| b[0].start_request(true)).collect();
         let mut counts = HashMap::new();
         for _ in 0..1000 {
             *counts
