@@ -170,11 +170,33 @@ fn request_id(req: &Request) -> RequestId {
     }
 }
 
+thread_local! {
+    /// The request-id generator's state (wyrand), seeded per thread from std's
+    /// randomly keyed hasher: ids unique and unpredictable enough to trace requests
+    /// by, not secrets. Its own, so request ids do not advance the balancer's random
+    /// choices.
+    static ID_STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0);
+        hasher.finish()
+    });
+}
+
+/// 64 random bits.
+fn id_bits() -> u64 {
+    ID_STATE.with(|state| {
+        let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        (t >> 64) as u64 ^ t as u64
+    })
+}
+
 /// 128 random bits as 32 lower-case hex digits.
 fn new_request_id() -> RequestId {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits =
-        u128::from(crate::upstream::random_u64()) << 64 | u128::from(crate::upstream::random_u64());
+    let bits = u128::from(id_bits()) << 64 | u128::from(id_bits());
     let mut text = [0u8; 32];
     for (i, digit) in text.iter_mut().enumerate() {
         *digit = HEX[(bits >> (124 - 4 * i) & 0xf) as usize];
@@ -373,9 +395,9 @@ impl Gateway {
         }
         if let Some(e) = e {
             if e.is_clients_doing() {
-                tracing::debug!(listener = %self.name, error = %DisplayChain(e), cause = ?e, "request failed on the client's side");
+                tracing::debug!(listener = %self.name, error = %crate::error_chain(e), cause = ?e, "request failed on the client's side");
             } else {
-                tracing::warn!(listener = %self.name, error = %DisplayChain(e), "request failed");
+                tracing::warn!(listener = %self.name, error = %crate::error_chain(e), "request failed");
             }
         }
         if !access::enabled() {
@@ -393,21 +415,6 @@ impl Gateway {
             bytes: usize::try_from(down.body_bytes_sent()).unwrap_or(usize::MAX),
             request_id: ctx.request_id.as_str(),
         });
-    }
-}
-
-/// An error with its causes, `: `-separated (the log line's one field).
-struct DisplayChain<'a>(&'a ProxyError);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = std::error::Error::source(self.0);
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 
