@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # The local demo: three hello replicas, dev certificates and the gateway with
-# config/demo.toml, all on 127.0.0.1. Ctrl-C stops everything.
+# config/demo.toml, all on 127.0.0.1. Ctrl-C stops everything. First installs what it
+# needs and is missing (e2e/setup.sh demo: a C compiler, cmake, openssl, curl).
 #
 #   e2e/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v openssl >/dev/null || { echo "demo: openssl is needed (apt-get install -y openssl)" >&2; exit 1; }
-command -v cmake >/dev/null || { echo "demo: cmake is needed to build (apt-get install -y cmake)" >&2; exit 1; }
-
+e2e/setup.sh demo
 cargo build --quiet --workspace --bins
 # (Re)make dev certificates when missing or expiring within a day.
 if ! openssl x509 -checkend 86400 -noout -in certs/dev/tls/tls.crt >/dev/null 2>&1; then
@@ -32,10 +31,12 @@ target/debug/gateway check --config config/demo.toml >/dev/null
 target/debug/gateway run --config config/demo.toml &
 pids+=($!)
 
-for _ in $(seq 100); do
-  curl -fsS http://127.0.0.1:9090/readyz >/dev/null 2>&1 && break
+ready=""
+for _ in $(seq 300); do
+  if curl -fsS http://127.0.0.1:9090/readyz >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.1
 done
+[ -n "$ready" ] || { echo "demo: the gateway is not ready after 30 s" >&2; exit 1; }
 cat <<MSG
 
 demo: the gateway serves https://localhost:8443/ (http://localhost:8080/ redirects there).

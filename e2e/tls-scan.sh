@@ -71,6 +71,10 @@ https_port=$(free_port)
 admin_port=$(free_port)
 [ "$https_port" != "$admin_port" ] || admin_port=$(free_port)
 
+# The files exist before hello starts: the background job opens them only once it runs,
+# and the loop below may read first.
+: >"$work/hello.out"
+: >"$work/hello.log"
 "$bin/hello" --listen 127.0.0.1:0 --name hello >"$work/hello.out" 2>"$work/hello.log" &
 pids+=($!)
 hello_addr=""

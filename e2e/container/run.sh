@@ -69,12 +69,6 @@ phase() {
 
 have_image() { "$docker" image inspect "$1" >/dev/null 2>&1; }
 
-install_deps() {
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update
-  apt-get install -y --no-install-recommends docker.io debootstrap ca-certificates
-}
-
 engine_answers() { "$docker" info >/dev/null 2>&1; }
 
 # Our dockerd's pid, if the pid file names a running dockerd.
@@ -231,9 +225,8 @@ gateway_image() {
 
 up() {
   local start=$SECONDS
-  if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-    phase install-deps install_deps
-  fi
+  # docker.io and debootstrap, when missing (nothing is done when both are there).
+  e2e/setup.sh container
   start_engine
   base_images
   if [ "${GATEWAY_CONTAINER_BUILD:-1}" = 0 ]; then

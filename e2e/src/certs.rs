@@ -69,6 +69,27 @@ impl Certs {
         out
     }
 
+    /// [`Certs::server_with`], valid for `days` days from now (the default is 30).
+    pub fn server_for_days(
+        &self,
+        name: &str,
+        sans: &[&str],
+        key: KeyType,
+        format: KeyFormat,
+        days: u32,
+    ) -> PathBuf {
+        let out = self.path(name);
+        run_dev_certs(
+            &out,
+            &self.dir.path().join("ca"),
+            sans,
+            key,
+            format,
+            Some(days),
+        );
+        out
+    }
+
     /// A self-signed ECDSA certificate valid only from `not_before` to `not_after`
     /// (`(year, month, day)`), in dir `name`.
     pub fn server_valid(
@@ -121,6 +142,18 @@ impl Certs {
 
 /// Runs `certs/dev-certs.sh` from this repository.
 pub fn dev_certs(out: &Path, ca: &Path, sans: &[&str], key: KeyType, format: KeyFormat) {
+    run_dev_certs(out, ca, sans, key, format, None);
+}
+
+/// Runs `certs/dev-certs.sh`, with `--days` when `days` is given.
+fn run_dev_certs(
+    out: &Path,
+    ca: &Path,
+    sans: &[&str],
+    key: KeyType,
+    format: KeyFormat,
+    days: Option<u32>,
+) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs/dev-certs.sh");
     let key = match key {
         KeyType::Ecdsa => "ecdsa",
@@ -145,6 +178,11 @@ pub fn dev_certs(out: &Path, ca: &Path, sans: &[&str], key: KeyType, format: Key
             "--key-format",
             format,
         ])
+        .args(
+            days.map(|d| ["--days".to_owned(), d.to_string()])
+                .iter()
+                .flatten(),
+        )
         .output()
         .expect("run certs/dev-certs.sh");
     assert!(

@@ -1,5 +1,7 @@
 //! A real DNS server for discovery tests: Debian's dnsmasq on a loopback port,
-//! answering from a hosts directory it re-reads when a file changes.
+//! answering from a hosts directory it re-reads when a file changes, authoritative for
+//! `.test` (a name it does not hold is NXDOMAIN, as a cluster DNS answers for a Service
+//! that is gone, rather than a refusal).
 
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +50,7 @@ impl DnsServer {
                 "--no-hosts",
                 "--bind-interfaces",
                 "--listen-address=127.0.0.1",
+                "--local=/test/",
                 "--user=root",
                 "--pid-file=",
                 "--log-facility=-",

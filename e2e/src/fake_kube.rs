@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 /// One endpoint of a slice: address, ready, terminating.
-pub type Endpoint = (IpAddr, bool, bool);
+pub(crate) type Endpoint = (IpAddr, bool, bool);
 
 #[derive(Default)]
 struct State {
@@ -35,6 +35,7 @@ struct State {
     /// Open connections, aborted when the server stops.
     connections: Vec<tokio::task::AbortHandle>,
     lists: usize,
+    lists_received: usize,
     watches: usize,
 }
 
@@ -42,6 +43,8 @@ struct State {
 pub struct FakeKubeApi {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// `false` while LIST requests are held (see [`FakeKubeApi::hold_lists`]).
+    lists_open: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     namespace: String,
     service: String,
@@ -59,14 +62,18 @@ impl FakeKubeApi {
             ..State::default()
         }));
         let shared = state.clone();
+        let lists_open = tokio::sync::watch::Sender::new(true);
+        let gate = lists_open.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = shared.clone();
+                let gate = gate.clone();
                 let conn = tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, state.clone()));
+                    let service =
+                        service_fn(move |req| handle(req, state.clone(), gate.subscribe()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -80,6 +87,7 @@ impl FakeKubeApi {
         Self {
             addr,
             state,
+            lists_open,
             task,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
@@ -156,6 +164,22 @@ impl FakeKubeApi {
         }
     }
 
+    /// Holds every LIST request (unanswered, its connection open) until
+    /// [`FakeKubeApi::release_lists`]: an API server too slow to answer yet.
+    pub fn hold_lists(&self) {
+        self.lists_open.send_replace(false);
+    }
+
+    /// Answers the held LIST requests, and later ones at once.
+    pub fn release_lists(&self) {
+        self.lists_open.send_replace(true);
+    }
+
+    /// LIST requests received so far, answered or held.
+    pub fn lists_received(&self) -> usize {
+        self.state.lock().expect("state").lists_received
+    }
+
     /// LIST and WATCH requests served so far.
     pub fn requests(&self) -> (usize, usize) {
         let st = self.state.lock().expect("state");
@@ -195,6 +219,7 @@ type Body = BoxBody<Bytes, Infallible>;
 async fn handle(
     req: Request<hyper::body::Incoming>,
     state: Arc<Mutex<State>>,
+    mut lists_open: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -210,8 +235,14 @@ async fn handle(
         let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
         return Ok(json_response(404, body.to_string()));
     }
+    let watch = param("watch").as_deref() == Some("true") || param("watch").as_deref() == Some("1");
+    if !watch {
+        state.lock().expect("state").lists_received += 1;
+        // Held until released (or the server stops, which ends the connection).
+        let _ = lists_open.wait_for(|open| *open).await;
+    }
     let mut st = state.lock().expect("state");
-    if param("watch").as_deref() == Some("true") || param("watch").as_deref() == Some("1") {
+    if watch {
         st.watches += 1;
         let from: u64 = param("resourceVersion")
             .and_then(|v| v.parse().ok())

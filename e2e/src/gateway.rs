@@ -19,13 +19,31 @@ pub(crate) fn workspace_bin(bin: &str) -> PathBuf {
     PROFILE_DIR.get_or_init(build_bins).join(bin)
 }
 
-fn build_bins() -> PathBuf {
-    // target/<profile>/deps/<test binary> or target/<profile>/<binary> -> target/<profile>
+/// The profile directory of this test binary: target/<profile>/deps/<test binary> or
+/// target/<profile>/<binary> -> target/<profile>.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let mut profile_dir = exe.parent().expect("binary in a directory").to_path_buf();
     if profile_dir.file_name().is_some_and(|n| n == "deps") {
         profile_dir.pop();
     }
+    profile_dir
+}
+
+/// The Python interpreter for tests that use Python packages: the virtualenv that
+/// `e2e/setup.sh test` (run by `e2e/test.sh`) makes in the target directory, else
+/// `python3` on PATH.
+pub fn python3() -> PathBuf {
+    let venv = profile_dir().join("../venv/bin/python3");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+fn build_bins() -> PathBuf {
+    let profile_dir = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args([

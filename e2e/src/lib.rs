@@ -34,7 +34,7 @@ pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
 pub use client::{tls_config, Client, Proto, Response};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
-pub use gateway::{gateway_bin, Gateway, Outcome, Ports};
+pub use gateway::{gateway_bin, python3, Gateway, Outcome, Ports};
 pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};

@@ -24,9 +24,21 @@ fn replicas(lasts: &[u8]) -> Vec<Hello> {
 /// A plain-HTTP gateway (`{{port:http}}`, admin on `{{port:admin}}`) whose upstream
 /// `hello` has `servers` and the extra `upstream` lines, resolving through `dns`.
 fn gateway(dns: Option<&DnsServer>, servers: &str, upstream: &str) -> Gateway {
+    let ttl = format!("{TTL}s");
+    gateway_with_ttls(dns, servers, upstream, &ttl, &ttl)
+}
+
+/// [`gateway`] with `[dns] min_ttl` and `max_ttl` of its own.
+fn gateway_with_ttls(
+    dns: Option<&DnsServer>,
+    servers: &str,
+    upstream: &str,
+    min_ttl: &str,
+    max_ttl: &str,
+) -> Gateway {
     let dns = dns.map_or(String::new(), |d| {
         format!(
-            "[dns]\nnameservers = [\"{}\"]\nmin_ttl = \"{TTL}s\"\nmax_ttl = \"{TTL}s\"\n",
+            "[dns]\nnameservers = [\"{}\"]\nmin_ttl = \"{min_ttl}\"\nmax_ttl = \"{max_ttl}\"\n",
             d.addr
         )
     });
@@ -45,7 +57,14 @@ fn dns_changes_are_followed_within_the_ttl() {
     let r = replicas(&[11, 12, 13, 14]);
     let port = r[0].addr.port();
     dns.set("hello.test", &[ip(11), ip(12), ip(13)]);
-    let gw = gateway(Some(&dns), &format!("\"hello.test:{port}\""), "");
+    // max_ttl far above the answers' TTL: only the TTL can make the gateway ask in time.
+    let gw = gateway_with_ttls(
+        Some(&dns),
+        &format!("\"hello.test:{port}\""),
+        "",
+        &format!("{TTL}s"),
+        "30s",
+    );
     let port_http = gw.port("http");
     wait_until(DEADLINE, "three replicas serving", || {
         (spread(port_http, 12).len() == 3).then_some(())
@@ -63,7 +82,7 @@ fn dns_changes_are_followed_within_the_ttl() {
         (!spread(port_http, 12).contains_key("r13")).then_some(())
     });
     // Followed within the TTL (1 s), with room for a loaded machine (each poll here is
-    // 12 requests); a name whose TTL is not followed waits max_ttl (30 s by default).
+    // 12 requests); a name whose TTL is not followed waits max_ttl (30 s here).
     let took = removed.elapsed();
     assert!(
         took < Duration::from_secs(u64::from(TTL) + 4),
@@ -93,15 +112,30 @@ fn a_stopped_dns_server_keeps_the_last_good_backends() {
     wait_until(DEADLINE, "both serving", || {
         (spread(port, 8).len() == 2).then_some(())
     });
-    dns.stop();
     let failure = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"failure\"}";
-    wait_until(DEADLINE, "a failed resolution", || {
+    // An answer without addresses (the name gone from the server: NXDOMAIN) keeps the
+    // set too.
+    dns.set("hello.test", &[]);
+    wait_until(DEADLINE, "an empty answer", || {
         (gw.metric(failure)? >= 1.0).then_some(())
     });
     assert_eq!(spread(port, 8).len(), 2, "the last good set still serves");
-    assert!(gw
-        .log()
-        .contains("DNS resolution failed; keeping the last good addresses"));
+    dns.set("hello.test", &[ip(21), ip(22)]);
+    let failed = gw.metric(failure).unwrap();
+    dns.stop();
+    wait_until(DEADLINE, "a failed resolution", || {
+        (gw.metric(failure)? > failed).then_some(())
+    });
+    assert_eq!(spread(port, 8).len(), 2, "the last good set still serves");
+    let log = gw.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("DNS resolution failed; keeping the last good addresses"))
+        .collect();
+    assert!(!warnings.is_empty(), "{log}");
+    for w in warnings {
+        assert_eq!(w.split_whitespace().nth(1), Some("WARN"), "{w}");
+    }
     dns.restart();
     wait_until(DEADLINE, "resolving again", || {
         let ok =
@@ -270,6 +304,11 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
     let (status, took) = timed_get(gw.port("http"));
     assert_eq!(status, 502);
     assert!(took < connect_timeout, "{took:?}");
+    let (_, out) = e2e::raw_get(gw.port("http"), "hello", "/", "");
+    assert!(
+        out.ends_with("\r\n\r\n{\"error\":\"bad gateway\"}"),
+        "{out}"
+    );
 
     // Never answered (SYNs dropped, as with a host that is gone): the connect times out,
     // and the retries share the one connect_timeout instead of taking one each.
@@ -301,7 +340,12 @@ fn all_replicas_down_is_502_within_connect_timeout_and_a_hanging_replica_is_504(
     );
     // hello answers after 30 s; the gateway gives up after read_timeout (300 ms).
     let start = Instant::now();
-    assert_eq!(get(gw.port("http"), "/?delay_ms=30000", "").0, 504);
+    let (status, out) = e2e::raw_get(gw.port("http"), "hello", "/?delay_ms=30000", "");
+    assert_eq!(status, 504, "{out}");
+    assert!(
+        out.ends_with("\r\n\r\n{\"error\":\"gateway timeout\"}"),
+        "{out}"
+    );
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(300) && took < Duration::from_secs(10),
@@ -445,16 +489,10 @@ fn random_balancing_reaches_every_replica() {
     let gw = gateway(None, &servers.join(", "), "balance = \"random\"");
     let seen = spread(gw.port("http"), 60);
     assert_eq!(seen.len(), 3, "{seen:?}");
-}
-
-#[test]
-fn readyz_and_metrics_are_served() {
-    let r = replicas(&[81]);
-    let gw = gateway(None, &format!("\"{}\"", r[0].addr), "");
-    assert_eq!(gw.admin_get("/readyz").0, 200);
+    // IP literals are backends at once, healthy until shown otherwise.
     assert_eq!(
         gw.metric("gateway_upstream_backends{upstream=\"hello\",state=\"healthy\"}"),
-        Some(1.0)
+        Some(3.0)
     );
 }
 
@@ -610,5 +648,71 @@ fn sighup_resolves_names_again_before_their_ttl_runs_out() {
     assert_eq!(
         gw.metric("gateway_config_reloads_total{result=\"success\"}"),
         Some(1.0)
+    );
+}
+
+#[test]
+fn names_are_not_resolved_again_before_min_ttl() {
+    // Answers with a TTL of 0: without min_ttl the name would be asked for again at once.
+    let dns = DnsServer::start(0);
+    let r = replicas(&[121]);
+    dns.set("hello.test", &[ip(121)]);
+    let gw = gateway_with_ttls(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "",
+        "2s",
+        "30s",
+    );
+    let resolved = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"success\"}";
+    let first = wait_until(DEADLINE, "the first resolution", || {
+        (gw.metric(resolved)? >= 1.0).then(Instant::now)
+    });
+    wait_until(Duration::from_secs(30), "two more resolutions", || {
+        (gw.metric(resolved)? >= 3.0).then_some(())
+    });
+    // Two more, min_ttl (2 s) apart at the least: a lower bound, which load only lengthens.
+    let took = first.elapsed();
+    assert!(took >= Duration::from_millis(3500), "{took:?}");
+    assert_eq!(get(gw.port("http"), "/", ""), (200, "r121".to_owned()));
+}
+
+/// README: "A changed upstream keeps serving its known backends until its discovery
+/// answers", and "A failed or empty answer keeps the last good addresses". Today the
+/// rebuilt upstream inherits the addresses, but its DNS task's first failed answer
+/// replaces them with its own last good ones, of which it has none: 502.
+#[test]
+fn a_changed_upstream_keeps_its_backends_while_its_names_do_not_resolve() {
+    let mut dns = DnsServer::start(TTL);
+    let r = replicas(&[131]);
+    dns.set("hello.test", &[ip(131)]);
+    let gw = gateway(
+        Some(&dns),
+        &format!("\"hello.test:{}\"", r[0].addr.port()),
+        "retries = 2",
+    );
+    let port = gw.port("http");
+    assert_eq!(get(port, "/", ""), (200, "r131".to_owned()));
+    // The DNS server goes away, then the upstream's definition changes (the same names):
+    // the new upstream serves the known backend rather than nothing (502).
+    dns.stop();
+    let failure = "gateway_dns_resolutions_total{upstream=\"hello\",result=\"failure\"}";
+    wait_until(DEADLINE, "a failed resolution", || {
+        (gw.metric(failure)? >= 1.0).then_some(())
+    });
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(gw.config_path(), text.replace("retries = 2", "retries = 1")).unwrap();
+    wait_until(DEADLINE, "the reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? == 1.0).then_some(())
+    });
+    // Through the new upstream's own failed resolutions, several TTLs long.
+    let failed = gw.metric(failure).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the new upstream's failed resolutions",
+        || {
+            assert_eq!(get(port, "/", ""), (200, "r131".to_owned()), "{}", gw.log());
+            (gw.metric(failure)? >= failed + 2.0).then_some(())
+        },
     );
 }

@@ -519,26 +519,3 @@ async fn rapid_reset_flood_gets_goaway_and_others_are_still_served() {
 async fn made_you_reset_flood_gets_goaway_and_others_are_still_served() {
     flood_while_serving("MadeYouReset", open_malformed).await;
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn http2_streams_per_connection_are_capped_by_the_listener_setting() {
-    let hello = Hello::spawn("h");
-    let certs = Certs::new();
-    let tls = certs.server("tls", &["localhost"]);
-    let config = e2e::https_config(&[&tls], &[hello.addr], "").replacen(
-        "tls = {",
-        "h2_max_concurrent_streams = 7\ntls = {",
-        1,
-    );
-    let gw = Gateway::start(&config);
-    let (mut send, _conn, _sniff) = h2_connect(gw.addr("https"), &certs.ca()).await;
-    let request = http::Request::get("https://localhost/").body(()).unwrap();
-    let (response, _) = send.send_request(request, true).unwrap();
-    let response = tokio::time::timeout(STEP_DEADLINE, response)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    // The server's SETTINGS_MAX_CONCURRENT_STREAMS, as the client applied it.
-    assert_eq!(send.current_max_send_streams(), 7);
-}

@@ -263,7 +263,7 @@ fn config_path_comes_from_gateway_config_when_not_given() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("/etc/gateway/gateway.toml"),
+        stderr.contains("/etc/gateway/config/gateway.toml"),
         "default path: {stderr}"
     );
 }

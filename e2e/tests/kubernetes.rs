@@ -153,3 +153,48 @@ async fn an_unreachable_api_server_keeps_the_last_good_set() {
         wait_serving(&gw, &["r31", "r32"]);
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_waits_for_the_first_answer_of_discovery() {
+    let r = Hello::spawn_set(&[41]);
+    let port = r[0].addr.port();
+    let api = FakeKubeApi::start("ns1", "hello").await;
+    api.set_slice("hello-a", &[(ip(41), true, false)], "http", port);
+    api.hold_lists();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    // The admin port under another placeholder name, so the harness does not wait for
+    // readiness itself.
+    let mut ports = Ports::new();
+    let text = ports.render(
+        "[admin]\nlisten = \"127.0.0.1:{{port:probe}}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{port:http}}\"\n[upstream.hello]\nkubernetes = { service = \"hello\", port = \"http\" }\n[[route]]\nupstream = \"hello\"\n",
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = tokio::task::block_in_place(|| {
+        Gateway::run(
+            &path,
+            &ports,
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        )
+    });
+    let probe = gw.port("probe");
+    tokio::task::block_in_place(|| {
+        // The gateway has asked, and has no answer: not ready, and nothing to serve yet.
+        wait_until(DEADLINE, "the LIST request", || {
+            (api.lists_received() >= 1).then_some(())
+        });
+        for _ in 0..3 {
+            assert_eq!(e2e::admin_get(probe, "/readyz").0, 503);
+        }
+        assert_eq!(e2e::http_get(gw.port("http"), "/", "").0, 502);
+        api.release_lists();
+        wait_until(DEADLINE, "ready after the answer", || {
+            (e2e::admin_get(probe, "/readyz").0 == 200).then_some(())
+        });
+        assert_eq!(
+            e2e::http_get(gw.port("http"), "/", ""),
+            (200, "r41".to_owned())
+        );
+    });
+}

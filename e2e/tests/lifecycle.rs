@@ -4,19 +4,31 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{http_get, wait_until, Gateway, Hello};
+use std::io::Write;
+
+use e2e::{connect, http_get, read_reply, read_until_close, wait_until, Certs, Gateway, Hello};
 
 /// The SIGTERM test's settings: "at once" must be well within the delay, "once
 /// drained" well before the drain timeout, by seconds on a loaded machine.
 const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// A slow request outlasts the shutdown delay by this much: it is in flight when the
-/// drain starts.
-const OUTLAST: Duration = Duration::from_secs(5);
+/// drain starts, and while the drain's effects on other connections are checked.
+const OUTLAST: Duration = Duration::from_secs(10);
 
 fn gateway(hello: &Hello, shutdown_delay: Duration, drain_timeout: Duration) -> Gateway {
+    gateway_with(hello, shutdown_delay, drain_timeout, "")
+}
+
+/// [`gateway`] with `extra` config lines (another listener).
+fn gateway_with(
+    hello: &Hello,
+    shutdown_delay: Duration,
+    drain_timeout: Duration,
+    extra: &str,
+) -> Gateway {
     Gateway::start(&format!(
-        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[server]\nshutdown_delay = \"{}s\"\ndrain_timeout = \"{}s\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.hello]\nservers = [\"{}\"]\n[[route]]\nupstream = \"hello\"\n",
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[server]\nshutdown_delay = \"{}s\"\ndrain_timeout = \"{}s\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n{extra}\n[upstream.hello]\nservers = [\"{}\"]\n[[route]]\nupstream = \"hello\"\n",
         shutdown_delay.as_secs(),
         drain_timeout.as_secs(),
         hello.addr
@@ -38,9 +50,39 @@ fn slow_request(gw: &Gateway, delay: Duration) -> std::thread::JoinHandle<(u16, 
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let hello = Hello::spawn("h");
-    let mut gw = gateway(&hello, SHUTDOWN_DELAY, DRAIN_TIMEOUT);
+    let certs = Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let https = format!(
+        "[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n",
+        tls.display()
+    );
+    let mut gw = gateway_with(&hello, SHUTDOWN_DELAY, DRAIN_TIMEOUT, &https);
     let port = gw.port("http");
     let slow = slow_request(&gw, SHUTDOWN_DELAY + OUTLAST);
+    // Idle keep-alive connections, HTTP/1.1 and HTTP/2, each after one request (the
+    // default keepalive_timeout, 60 s, is far away).
+    let mut idle = connect(port, e2e::Transport::Tcp, &certs.ca());
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: hello\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_reply(&mut *idle).status, Some(200));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h2_conn = rt.block_on(async {
+        let config = e2e::tls_config(&certs.ca(), &[b"h2"]);
+        let tcp = tokio::net::TcpStream::connect(gw.addr("https"))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get("https://localhost/").body(()).unwrap();
+        let (response, _) = send.send_request(req, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+        (send, conn)
+    });
     // Every bound below is measured from the signal.
     let signalled = Instant::now();
     gw.signal("TERM");
@@ -60,6 +102,30 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
         signalled.elapsed()
     );
     assert_eq!(gw.admin_get("/healthz").0, 200);
+    // After the delay: the listeners close (new connections are refused), idle keep-alive
+    // connections are closed, HTTP/2 ones with a GOAWAY, while the slow request goes on.
+    wait_until(SHUTDOWN_DELAY + OUTLAST, "listeners closed", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    assert!(
+        signalled.elapsed() >= SHUTDOWN_DELAY,
+        "listeners closed {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    assert!(
+        read_until_close(&mut *idle).is_empty(),
+        "an idle HTTP/1.1 connection"
+    );
+    let (_send, h2_conn) = h2_conn;
+    let ended = rt.block_on(async { tokio::time::timeout(e2e::READ_TIMEOUT, h2_conn).await });
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
+    // Those happened during the drain, not at the exit.
+    assert!(
+        !slow.is_finished(),
+        "the slow request ended first: the drain could not be told from the exit"
+    );
     assert_eq!(
         slow.join().unwrap().0,
         200,

@@ -26,13 +26,13 @@ fn gateway(hello: &Hello, env: &[(&str, &str)]) -> Gateway {
 /// `name{labels} value` lines as it understood them, or the parse error.
 fn parse_exposition(text: &str) -> Result<String, String> {
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nfor fam in parse(sys.stdin.read()):\n    for s in fam.samples:\n        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n        print(f'{s.name}{{{labels}}} {s.value}')\n";
-    let mut child = Command::new("python3")
+    let mut child = Command::new(e2e::python3())
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 (with pip install prometheus-client)");
+        .expect("python3 with prometheus-client: run `e2e/setup.sh test` (e2e/test.sh does)");
     child
         .stdin
         .take()
@@ -58,6 +58,15 @@ fn metrics_are_valid_prometheus_text_and_move_with_traffic() {
         assert_eq!(http_get(port, "/", "").0, 200);
     }
     assert_eq!(http_get(port, "/dead/1", "").0, 502);
+    // A backend's failure is a WARN (a client's own doings never are: log_noise.rs).
+    let warned = wait_until(std::time::Duration::from_secs(5), "the WARN", || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains("request failed"))
+            .map(str::to_owned)
+    });
+    assert_eq!(warned.split_whitespace().nth(1), Some("WARN"), "{warned}");
+    assert!(warned.contains("Upstream"), "{warned}");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /x HTTP/1.1\r\nHost: only.test\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -185,6 +194,25 @@ fn json_access_log_and_request_ids() {
         resp.starts_with("HTTP/1.1 502") && header(&resp, "x-request-id") == Some("client-id-2"),
         "{resp}"
     );
+    // An id that is not 1 to 128 visible ASCII characters is replaced by a new one, sent
+    // upstream and logged in its place (so no client writes what it likes in the log).
+    let too_long = "x".repeat(129);
+    for bad in [too_long.as_str(), "a b", "caf\u{e9}"] {
+        let resp = request(
+            port,
+            "/?echo_headers=1",
+            &format!("X-Request-Id: {bad}\r\n"),
+        );
+        let id = header(&resp, "x-request-id").unwrap_or("").to_owned();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{bad:?} kept: {resp}"
+        );
+        assert!(resp.contains(&format!("x-request-id: {id}\n")), "{resp}");
+        assert!(!resp.contains(bad), "{bad:?} reached the backend: {resp}");
+    }
+    let bytes = request(port, "/?size=1234", "X-Request-Id: sized\r\n");
+    assert!(bytes.starts_with("HTTP/1.1 200"), "{bytes}");
 
     let line = wait_until(std::time::Duration::from_secs(5), "access line", || {
         gw.log()
@@ -195,6 +223,7 @@ fn json_access_log_and_request_ids() {
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["target"], "access", "{line}");
+    assert_eq!(v["listener"], "http", "{line}");
     assert!(v["timestamp"].is_string(), "{line}");
     assert_eq!(v["client"], "127.0.0.1", "{line}");
     assert_eq!(v["method"], "GET", "{line}");
@@ -208,6 +237,17 @@ fn json_access_log_and_request_ids() {
         v["duration_ms"].as_str().unwrap().parse::<f64>().unwrap() > 0.0,
         "{line}"
     );
+    // `bytes` is the response body's length, not the head's or the whole response's.
+    let sized = wait_until(std::time::Duration::from_secs(5), "sized line", || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains("\"sized\""))
+            .map(str::to_owned)
+    });
+    let v: serde_json::Value = serde_json::from_str(&sized).unwrap();
+    assert_eq!(v["bytes"], 1234, "{sized}");
+    // The replaced ids are not in the log either.
+    assert!(!gw.log().contains("a b"), "{}", gw.log());
     for l in gw.log().lines() {
         serde_json::from_str::<serde_json::Value>(l)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
@@ -257,6 +297,76 @@ async fn tls_handshakes_and_open_connections_are_counted() {
             || (gw.metric("gateway_connections_active{listener=\"https\"}")? == 0.0).then_some(()),
         )
     });
+    // A handshake that fails (a ClientHello that is not one) is counted as such, and
+    // not as a completed handshake.
+    // (The harness's and the readiness probe's connections, closed without a word,
+    // count as failed handshakes too.)
+    tokio::task::block_in_place(|| {
+        let failed =
+            "gateway_connections_dropped_total{listener=\"https\",reason=\"tls_handshake_failed\"}";
+        let before = gw.metric(failed).unwrap();
+        let mut tcp = std::net::TcpStream::connect(gw.addr("https")).unwrap();
+        tcp.set_read_timeout(Some(e2e::READ_TIMEOUT)).unwrap();
+        tcp.write_all(b"\x16\x03\x01\x00\x05garbage").unwrap();
+        e2e::read_until_close(&mut tcp);
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the failed handshake counted",
+            || (gw.metric(failed)? == before + 1.0).then_some(()),
+        );
+    });
+    for version in ["TLSv1.2", "TLSv1.3"] {
+        let name =
+            format!("gateway_tls_handshakes_total{{listener=\"https\",version=\"{version}\"}}");
+        assert_eq!(metric(&name), Some(1.0), "{version}");
+    }
+}
+
+/// `process_start_time_seconds` is when the process started and stays so;
+/// `gateway_config_last_reload_timestamp_seconds` is when config was last applied:
+/// startup, then each applied reload.
+#[test]
+fn start_and_reload_timestamps() {
+    let hello = Hello::spawn("h");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = now().floor();
+    let gw = gateway(&hello, &[]);
+    let after = now().ceil();
+    let started = gw.metric("process_start_time_seconds").unwrap();
+    let loaded = gw
+        .metric("gateway_config_last_reload_timestamp_seconds")
+        .unwrap();
+    assert!(
+        (before..=after).contains(&started),
+        "{before} {started} {after}"
+    );
+    assert!(
+        (before..=after).contains(&loaded),
+        "{before} {loaded} {after}"
+    );
+    // Into the next second (the metrics count whole seconds), then a reload.
+    wait_until(std::time::Duration::from_secs(5), "the next second", || {
+        (now().floor() > loaded).then_some(())
+    });
+    let changed = std::fs::read_to_string(gw.config_path()).unwrap() + "# changed\n";
+    let reloaded_from = now().floor();
+    std::fs::write(gw.config_path(), changed).unwrap();
+    wait_until(std::time::Duration::from_secs(30), "the reload", || {
+        (gw.metric("gateway_config_reloads_total{result=\"success\"}")? == 1.0).then_some(())
+    });
+    let reloaded = gw
+        .metric("gateway_config_last_reload_timestamp_seconds")
+        .unwrap();
+    assert!(
+        (reloaded_from..=now().ceil()).contains(&reloaded),
+        "{reloaded_from} {reloaded}"
+    );
+    assert_eq!(gw.metric("process_start_time_seconds"), Some(started));
 }
 
 #[test]

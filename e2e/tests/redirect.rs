@@ -9,6 +9,8 @@ use e2e::Gateway;
 /// Sends `request` on a new connection and returns the status and Location.
 fn send(port: u16, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A safety net against a hung test: a read that times out fails it.
+    stream.set_read_timeout(Some(e2e::READ_TIMEOUT)).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();

@@ -231,9 +231,26 @@ async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_k
     let old_cert = CertificateDer::from_pem_file(s.certs.path("rsa").join("tls.crt")).unwrap();
     assert_eq!(before.peer_cert, old_cert);
 
-    let ecdsa = s
-        .certs
-        .server_with("ecdsa", &["localhost"], KeyType::Ecdsa, KeyFormat::Sec1);
+    // Valid for 90 days, the first one for 30: the expiry metric tells them apart.
+    let ecdsa =
+        s.certs
+            .server_for_days("ecdsa", &["localhost"], KeyType::Ecdsa, KeyFormat::Sec1, 90);
+    let expiry = format!(
+        "gateway_tls_certificate_expiry_timestamp_seconds{{cert=\"{}\"}}",
+        s.secret.dir().display()
+    );
+    let day = 86_400.0;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let first = s.gw.metric(&expiry).unwrap();
+    assert!(
+        first > now() + 29.0 * day && first < now() + 31.0 * day,
+        "{first}"
+    );
     s.swap_cert(&ecdsa);
     let new_cert = CertificateDer::from_pem_file(ecdsa.join("tls.crt")).unwrap();
     let start = std::time::Instant::now();
@@ -258,11 +275,12 @@ async fn rotated_certificate_serves_new_handshakes_while_an_open_h2_connection_k
     for _ in 0..3 {
         assert_eq!(before.get("/").await.unwrap().status, 200);
     }
-    let expiry = format!(
-        "gateway_tls_certificate_expiry_timestamp_seconds{{cert=\"{}\"}}",
-        s.secret.dir().display()
+    // The expiry shown is the new certificate's.
+    let second = s.gw.metric(&expiry).unwrap();
+    assert!(
+        second > now() + 89.0 * day && second < now() + 91.0 * day,
+        "{second}"
     );
-    assert!(s.gw.metric(&expiry).unwrap() > 1.7e9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,6 +330,7 @@ async fn invalid_config_and_mismatched_cert_keep_the_old_state_and_are_counted()
 async fn unchanged_content_is_not_reloaded() {
     let mut s = Setup::new();
     let same = s.config("a", "https");
+    let logged_before = s.gw.log().len();
     s.swap_config(&same); // same bytes, new generation
                           // Read (logged at DEBUG) and found unchanged: no reload, nothing above DEBUG.
     let read = "config and certificates unchanged cause=\"file change\"";
@@ -321,6 +340,15 @@ async fn unchanged_content_is_not_reloaded() {
     });
     assert_eq!(s.gw.metric(SUCCESS), Some(0.0), "{log}");
     assert!(!log.contains("config and certificates reloaded"), "{log}");
+    let since = &log[logged_before..];
+    let loud: Vec<&str> = since
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) != Some("DEBUG"))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "above DEBUG after an identical swap: {loud:#?}"
+    );
     // A real change after it is one reload.
     let to_b = s.config("b", "https");
     s.swap_config(&to_b);
@@ -329,18 +357,43 @@ async fn unchanged_content_is_not_reloaded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn listener_address_change_warns_and_applies_the_rest() {
+async fn settings_that_need_a_restart_warn_once_and_the_rest_applies() {
     let mut s = Setup::new();
+    // A moved listener, a new one, another thread count and a moved admin listener, with
+    // a route change that does apply.
     let moved = s.config("b", "https_moved");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) + 3;
+    let moved = moved.replacen(
+        "[admin]\nlisten",
+        "[admin]\nlisten = \"127.0.0.1:{{port:admin_moved}}\"\n#",
+        1,
+    );
+    let moved = s.ports.render(&format!(
+        "[server]\nthreads = {threads}\n{moved}\n[[listener]]\nname = \"extra\"\nlisten = \"127.0.0.1:{{{{port:extra}}}}\"\n"
+    ));
     s.swap_config(&moved);
     s.wait_serving('b').await;
     let log = wait_until(APPLY, "restart warning", || {
         let log = s.gw.log();
         log.contains("need a restart").then_some(log)
     });
-    let warning = log.lines().find(|l| l.contains("need a restart")).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("need a restart"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = warnings[0];
     assert!(warning.contains("WARN"), "{warning}");
-    assert!(warning.contains("listener \"https\" listen"), "{warning}");
+    for field in [
+        "listener \"https\" listen",
+        "listener \"extra\" added",
+        "server.threads",
+        "admin.listen",
+    ] {
+        assert!(warning.contains(field), "{field} not in {warning}");
+    }
+    // The admin listener stays where it started.
+    assert_eq!(s.gw.metric(SUCCESS), Some(1.0));
 }
 
 /// A config in a plain directory, edited the ways people and tools edit files.
@@ -606,4 +659,134 @@ async fn strict_sni_follows_the_certificate_the_connection_was_served() {
         assert_eq!(HalfOpen::start(addr, "b.test").get("b.test"), 200);
         assert_eq!(HalfOpen::start(addr, "a.test").get("a.test"), 421);
     });
+}
+
+/// A plain-HTTP config in a directory of its own: `/` to upstream `u` of `servers`,
+/// re-read every `poll`, with `extra` lines (more routes) at the end.
+fn plain_config(ports: &mut Ports, servers: &str, poll: &str, extra: &str) -> String {
+    ports.render(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n[reload]\npoll_interval = \"{poll}\"\n[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n[upstream.u]\nservers = [{servers}]\n[[route]]\nupstream = \"u\"\n{extra}"
+    ))
+}
+
+/// GET `/` on the plain listener: (status, instance, upstream connection number).
+fn plain_get(gw: &Gateway) -> (u16, String, String) {
+    let (status, out) = e2e::raw_get(gw.port("http"), "hello", "/", "");
+    let header = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            .unwrap_or("")
+            .to_owned()
+    };
+    (
+        status,
+        header("x-hello-instance"),
+        header("x-hello-connection"),
+    )
+}
+
+#[test]
+fn an_unchanged_upstream_keeps_its_pool_health_and_counts_across_a_reload() {
+    let hello = Hello::spawn("h");
+    // A port nothing listens on: its connects fail, and after 3 in a row (the passive
+    // default) it is ejected for 10 s.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let servers = format!("\"{}\", \"{dead}\"", hello.addr);
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, plain_config(&mut ports, &servers, "1h", "")).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    let unhealthy = "gateway_upstream_backends{upstream=\"u\",state=\"unhealthy\"}";
+    // Round robin sends every other request to `dead` first, then retries on hello.
+    let connection = wait_until(APPLY, "dead ejected", || {
+        let (status, instance, conn) = plain_get(&gw);
+        assert_eq!((status, instance.as_str()), (200, "h"));
+        (gw.metric(unhealthy)? == 1.0).then_some(conn)
+    });
+    let success = format!(
+        "gateway_upstream_requests_total{{upstream=\"u\",backend=\"{}\",outcome=\"success\"}}",
+        hello.addr
+    );
+    let served = gw.metric(&success).unwrap();
+    // A reload that changes only the routes.
+    let route = "[[route]]\npath_prefix = \"/other\"\nupstream = \"u\"\n";
+    std::fs::write(&path, plain_config(&mut ports, &servers, "1h", route)).unwrap();
+    wait_until(APPLY, "the reload", || {
+        (gw.metric(SUCCESS)? == 1.0).then_some(())
+    });
+    // Still ejected (a new upstream would start with both backends healthy), the same
+    // pooled connection to hello, and its counts go on.
+    assert_eq!(gw.metric(unhealthy), Some(1.0), "{}", gw.log());
+    let (status, instance, conn) = plain_get(&gw);
+    assert_eq!((status, instance.as_str()), (200, "h"));
+    assert_eq!(
+        conn, connection,
+        "a new upstream connection after the reload"
+    );
+    assert_eq!(gw.metric(&success), Some(served + 1.0));
+}
+
+/// A config reached through a symlink into a directory nobody watches: the periodic
+/// re-read (`poll_interval`) picks its change up by itself.
+#[test]
+fn the_periodic_re_read_applies_a_change_the_watcher_cannot_see() {
+    let (a, b) = (Hello::spawn("a1"), Hello::spawn("b1"));
+    let hidden = tempfile::tempdir().unwrap();
+    let visible = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let real = hidden.path().join("real.toml");
+    let servers = |h: &Hello| format!("\"{}\"", h.addr);
+    std::fs::write(&real, plain_config(&mut ports, &servers(&a), "500ms", "")).unwrap();
+    let path = visible.path().join("gateway.toml");
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let gw = Gateway::run(&path, &ports, &[]);
+    assert_eq!(plain_get(&gw).1, "a1");
+    std::fs::write(&real, plain_config(&mut ports, &servers(&b), "500ms", "")).unwrap();
+    wait_until(APPLY, "b1 serving after a re-read", || {
+        (plain_get(&gw).1 == "b1").then_some(())
+    });
+    assert!(
+        gw.log().contains("cause=\"periodic re-read\""),
+        "{}",
+        gw.log()
+    );
+}
+
+/// The same bad files, read again and again by the periodic re-read, are reported and
+/// counted once.
+#[test]
+fn the_same_bad_files_are_reported_once() {
+    let hello = Hello::spawn("h");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ports = Ports::new();
+    let servers = format!("\"{}\"", hello.addr);
+    let path = dir.path().join("gateway.toml");
+    let good = plain_config(&mut ports, &servers, "100ms", "");
+    std::fs::write(&path, &good).unwrap();
+    let gw = Gateway::run(&path, &ports, &[("RUST_LOG", "info,gateway=debug")]);
+    // Written beside and renamed in, so no half-written file is ever read.
+    let tmp = dir.path().join(".gateway.toml.tmp");
+    std::fs::write(&tmp, format!("{good}bogus = 1\n")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_until(APPLY, "the failure", || {
+        (gw.metric(FAILURE)? >= 1.0).then_some(())
+    });
+    // Five re-reads after the failure (each logged: at DEBUG when it finds the files
+    // unchanged).
+    let reread = "cause=\"periodic re-read\"";
+    wait_until(APPLY, "five re-reads of the bad files", || {
+        let log = gw.log();
+        let (_, after) = log.split_once("reload refused")?;
+        (after.matches(reread).count() >= 5).then_some(())
+    });
+    assert_eq!(gw.metric(FAILURE), Some(1.0));
+    let log = gw.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(log.matches("unknown field `bogus`").count(), 1, "{log}");
+    assert_eq!(plain_get(&gw).0, 200, "the last good config serves");
 }

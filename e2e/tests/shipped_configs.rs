@@ -129,3 +129,124 @@ fn no_openssl_boringssl_or_aws_lc_in_the_gateway() {
         assert!(!banned, "{line} is in the gateway's dependency tree");
     }
 }
+
+/// Every document of every manifest in `config/k8s` (kustomization.yaml aside).
+fn manifests() -> Vec<(PathBuf, serde_yaml::Value)> {
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(repo().join("config/k8s")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".yaml") || name == "kustomization.yaml" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in text.split("\n---\n") {
+            let value =
+                serde_yaml::from_str(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            docs.push((path.clone(), value));
+        }
+    }
+    docs
+}
+
+/// `path` is `base` or lies under it (whole path components).
+fn is_within(path: &str, base: &str) -> bool {
+    Path::new(path).starts_with(Path::new(base))
+}
+
+#[test]
+fn volumes_are_mounted_side_by_side_where_the_config_and_the_image_expect_them() {
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo().join("config/k8s/gateway.toml")).unwrap())
+            .unwrap();
+    let cert_dirs: Vec<String> = config["listener"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.get("tls")?.get("certs")?.as_array())
+        .flatten()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !cert_dirs.is_empty(),
+        "the Kubernetes config has a TLS listener"
+    );
+    // The image's default command, as docker/Dockerfile writes it.
+    let dockerfile = std::fs::read_to_string(repo().join("docker/Dockerfile")).unwrap();
+    let cmd: Vec<String> = dockerfile
+        .lines()
+        .find_map(|l| serde_json::from_str(l.strip_prefix("CMD ")?).ok())
+        .expect("docker/Dockerfile has a CMD in JSON form");
+
+    let mut containers = 0;
+    for (path, doc) in manifests() {
+        if doc["kind"] != "Deployment" {
+            continue;
+        }
+        let spec = &doc["spec"]["template"]["spec"];
+        let volumes = spec["volumes"].as_sequence().cloned().unwrap_or_default();
+        let volume = |name: &str| volumes.iter().find(|v| v["name"] == name).cloned();
+        for container in spec["containers"].as_sequence().unwrap() {
+            let mounts: Vec<(String, String)> = container["volumeMounts"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| {
+                    let name = m["name"].as_str().unwrap().to_owned();
+                    let at = m["mountPath"].as_str().unwrap().to_owned();
+                    assert!(
+                        m.get("subPath").is_none(),
+                        "{}: {name} uses subPath",
+                        path.display()
+                    );
+                    (name, at)
+                })
+                .collect();
+            for (i, (a, a_at)) in mounts.iter().enumerate() {
+                for (b, b_at) in &mounts[i + 1..] {
+                    assert!(
+                        !is_within(a_at, b_at) && !is_within(b_at, a_at),
+                        "{}: volumes {a} ({a_at}) and {b} ({b_at}) are mounted one inside \
+                         the other; mount them side by side",
+                        path.display()
+                    );
+                }
+            }
+            if container["name"] != "gateway" {
+                continue;
+            }
+            containers += 1;
+            // `--config` names a file in the ConfigMap's volume, as the image's CMD does.
+            let args: Vec<String> = serde_yaml::from_value(container["args"].clone()).unwrap();
+            assert_eq!(
+                args,
+                cmd,
+                "{}: the Deployment's args and the image's CMD",
+                path.display()
+            );
+            let config_path = args.last().unwrap();
+            let mounted_from = |dir: &str, kind: &str| {
+                mounts.iter().any(|(name, at)| {
+                    Path::new(dir) == Path::new(at)
+                        && volume(name).is_some_and(|v| v.get(kind).is_some())
+                })
+            };
+            let config_dir = Path::new(config_path).parent().unwrap().to_str().unwrap();
+            assert!(
+                mounted_from(config_dir, "configMap"),
+                "{}: {config_dir} (of --config {config_path}) is not a ConfigMap volume's mountPath",
+                path.display()
+            );
+            // Each certificate directory of the config is a Secret volume's mountPath.
+            for dir in &cert_dirs {
+                assert!(
+                    mounted_from(dir, "secret"),
+                    "{}: the config's cert dir {dir} is not a Secret volume's mountPath",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert_eq!(containers, 1, "one gateway container in config/k8s");
+}

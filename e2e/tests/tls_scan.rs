@@ -1,9 +1,9 @@
-//! The HTTPS listener as a TLS scanner sees it: sslyze (`pip install sslyze`, 6.x)
-//! scans a gateway serving an ECDSA and an RSA certificate (chosen by SNI), and its
-//! JSON report must show only TLS 1.2 and 1.3, forward-secret AEAD suites, working
-//! session resumption and none of Heartbleed, ROBOT, CCS injection, CRIME or insecure
-//! renegotiation. Certificate trust is not checked (the dev CA is trusted by nobody).
-//! The testssl.sh scan of the same requirements is e2e/tls-scan.sh.
+//! The HTTPS listener as a TLS scanner sees it: sslyze (6.x, in the virtualenv that
+//! `e2e/setup.sh test` makes) scans a gateway serving an ECDSA and an RSA certificate
+//! (chosen by SNI), and its JSON report must show only TLS 1.2 and 1.3, forward-secret
+//! AEAD suites, working session resumption and none of Heartbleed, ROBOT, CCS injection,
+//! CRIME or insecure renegotiation. Certificate trust is not checked (the dev CA is
+//! trusted by nobody). The testssl.sh scan of the same requirements is e2e/tls-scan.sh.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::process::{Command, Stdio};
@@ -83,26 +83,29 @@ fn sslyze_finds_only_tls12_and_13_forward_secret_aead_suites_resumption_and_no_v
     );
 }
 
-/// Runs `python3 -m sslyze` on `targets` and returns its JSON report. Panics, naming
-/// `pip install sslyze`, when sslyze is not installed.
+/// Runs `python3 -m sslyze` (the virtualenv's, see `e2e::python3`) on `targets` and
+/// returns its JSON report. Panics, naming `e2e/setup.sh test`, when sslyze is not
+/// installed.
 fn sslyze(targets: &[String]) -> Value {
-    let probe = Command::new("python3")
-        .args(["-c", "import sslyze"])
-        .output();
+    let python = e2e::python3();
+    let probe = Command::new(&python).args(["-c", "import sslyze"]).output();
     match probe {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
-            "sslyze is not installed for python3: run `python3 -m pip install sslyze` \
-             (.ci/run installs it)\n{}",
+            "sslyze is not installed for {}: run `e2e/setup.sh test` (e2e/test.sh does)\n{}",
+            python.display(),
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(e) => panic!("cannot run python3 ({e}): install python3, then `pip install sslyze`"),
+        Err(e) => panic!(
+            "cannot run {} ({e}): run `e2e/setup.sh test` (e2e/test.sh does)",
+            python.display()
+        ),
     }
 
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("sslyze.json");
     let log = std::fs::File::create(dir.path().join("sslyze.log")).unwrap();
-    let mut child = Command::new("python3")
+    let mut child = Command::new(&python)
         .args(["-m", "sslyze", "--quiet", "--mozilla_config=disable"])
         .arg(format!("--json_out={}", json.display()))
         .args(SCAN_COMMANDS)
@@ -321,17 +324,34 @@ fn sessions_resume_by_ticket_in_tls12_and_tls13() {
     let dir = tempfile::tempdir().unwrap();
     let session = dir.path().join("session.pem");
     let session = session.to_str().unwrap();
+    // No 0-RTT: TLS 1.3 tickets allow no early data, and a client that sends some on
+    // resuming (it may try) does not have it accepted.
+    let first = s_client(&addr, "-tls1_3", &[], ["-sess_out", session]);
+    assert!(first.contains("Max Early Data: 0"), "{first}");
+    let early = dir.path().join("early.txt");
+    std::fs::write(&early, "GET /early HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let early = early.to_str().unwrap();
+    let second = s_client(
+        &addr,
+        "-tls1_3",
+        &["-early_data", early],
+        ["-sess_in", session],
+    );
+    assert!(second.contains("\nReused, "), "not resumed:\n{second}");
+    assert!(!second.contains("Early data was accepted"), "{second}");
+
     for (version, extra) in [
         ("-tls1_2", None),
         ("-tls1_3", None),
         ("-tls1_2", Some("-no_ticket")),
     ] {
         let _ = std::fs::remove_file(session);
-        let first = s_client(&addr, version, extra, ["-sess_out", session]);
+        let extra: Vec<&str> = extra.into_iter().collect();
+        let first = s_client(&addr, version, &extra, ["-sess_out", session]);
         assert!(first.contains("\nNew, "), "{version}: {first}");
         let ticketed = first.contains("TLS session ticket:");
-        assert_eq!(ticketed, extra.is_none(), "{version} {extra:?}: {first}");
-        let second = s_client(&addr, version, extra, ["-sess_in", session]);
+        assert_eq!(ticketed, extra.is_empty(), "{version} {extra:?}: {first}");
+        let second = s_client(&addr, version, &extra, ["-sess_in", session]);
         assert!(
             second.contains("\nReused, "),
             "{version} {extra:?}: not resumed:\n{second}"
@@ -341,7 +361,7 @@ fn sessions_resume_by_ticket_in_tls12_and_tls13() {
 
 /// One `openssl s_client` connection to `addr` that sends a request and reads the
 /// answer (so TLS 1.3 tickets, sent after the handshake, arrive); its output.
-fn s_client(addr: &str, version: &str, extra: Option<&str>, session: [&str; 2]) -> String {
+fn s_client(addr: &str, version: &str, extra: &[&str], session: [&str; 2]) -> String {
     use std::io::Write;
     let mut child = Command::new("openssl")
         .args([

@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{self, Lifecycle};
 use crate::state::SharedSnapshot;
 use crate::telemetry::{render_upstreams, Metrics};
 
@@ -100,7 +100,7 @@ impl ServeHttp for AdminApp {
             ),
             "/metrics" => {
                 let mut text = String::with_capacity(2048);
-                self.metrics.render(&mut text);
+                self.metrics.render(lifecycle::in_flight(), &mut text);
                 render_upstreams(&self.snapshot.load().upstreams, &mut text);
                 (
                     StatusCode::OK,

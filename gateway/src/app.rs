@@ -19,6 +19,7 @@ use crate::lifecycle::{DrainService, Lifecycle, SignalWatch};
 use crate::listener::{EdgeApp, EdgeService};
 use crate::proxy::Gateway;
 use crate::reload::{LoadError, Loaded, ReloadService, Reloader};
+use crate::state::LiveCerts;
 use crate::telemetry::{AccessLogFlush, Metrics};
 use crate::tls::{self, SniResolver};
 
@@ -119,7 +120,10 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         );
         let stats = metrics.connections.listener(&listener.name);
         let acceptor = if listener.tls {
-            let resolver = Arc::new(SniResolver::new(snapshot.clone(), index));
+            let resolver = Arc::new(SniResolver::new(LiveCerts {
+                snapshot: snapshot.clone(),
+                listener: index,
+            }));
             let acceptor =
                 tls::acceptor(resolver, stats.clone()).map_err(|source| LoadError::Tls {
                     name: listener.name.clone(),

@@ -42,19 +42,13 @@ static IN_FLIGHT: [Slot; SLOTS] = [const { Slot(AtomicIsize::new(0)) }; SLOTS];
 
 /// Counts one request in flight until dropped.
 #[derive(Debug)]
-pub struct RequestGuard(&'static AtomicIsize);
+pub(crate) struct RequestGuard(&'static AtomicIsize);
 
 impl RequestGuard {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let slot = &IN_FLIGHT[thread_slot()].0;
         slot.fetch_add(1, Ordering::Relaxed);
         Self(slot)
-    }
-}
-
-impl Default for RequestGuard {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

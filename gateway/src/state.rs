@@ -8,7 +8,7 @@ use http::HeaderValue;
 use crate::config::Edge;
 use crate::proxy::Router;
 use crate::telemetry::RequestSeries;
-use crate::tls::CertSet;
+use crate::tls::{CertSet, CertSource};
 use crate::upstream::Upstream;
 
 /// Everything requests and handshakes read: routes, upstreams, and per running
@@ -94,3 +94,22 @@ impl Snapshot {
 
 /// The swappable handle to the current [`Snapshot`].
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// The certificates of running listener number `listener` in the live snapshot: what
+/// its TLS resolver serves from.
+#[derive(Debug)]
+pub struct LiveCerts {
+    pub snapshot: SharedSnapshot,
+    pub listener: usize,
+}
+
+impl CertSource for LiveCerts {
+    fn certs(&self) -> Option<Arc<CertSet>> {
+        self.snapshot
+            .load()
+            .listeners
+            .get(self.listener)?
+            .certs
+            .clone()
+    }
+}

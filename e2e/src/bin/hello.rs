@@ -4,8 +4,9 @@
 //! so `:0` works) once ready. Every answer carries `x-hello-instance: NAME` (default:
 //! the bound address); `?delay_ms=N` delays it by N ms; `?echo_headers=1` answers
 //! with the request's headers as `name: value` lines instead (for tests of what the
-//! gateway forwards); `?size=N` answers N bytes of `x` instead (at most 64 MiB; for
-//! the large-response benchmark). `--delay-ms N` delays every answer (a slow replica);
+//! gateway forwards); `?echo_body=1` answers with the request body as hello read it
+//! (for tests of what reached the backend); `?size=N` answers N bytes of `x` instead
+//! (at most 64 MiB; for the large-response benchmark). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 //! The request body is read in full before answering, as an application does.
 //! `x-hello-connection: N` numbers the TCP connection the request came on (to see
@@ -168,9 +169,15 @@ async fn respond(
     // Like an application, read the whole request body before answering: a test of
     // the gateway's body limit must not race an answer sent before the body arrived.
     let (parts, mut body) = req.into_parts();
+    let echo_body = has_flag(parts.uri.query(), "echo_body=1");
+    let mut received = Vec::new();
     while !body.is_end_stream() {
         match body.frame().await {
-            Some(Ok(_)) => {}
+            Some(Ok(frame)) => {
+                if let (true, Some(data)) = (echo_body, frame.data_ref()) {
+                    received.extend_from_slice(data);
+                }
+            }
             Some(Err(_)) | None => break,
         }
     }
@@ -185,11 +192,10 @@ async fn respond(
         *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
         return Ok(resp);
     }
-    let echo = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "echo_headers=1"));
-    let (body, content_type) = if echo {
+    let echo = has_flag(req.uri().query(), "echo_headers=1");
+    let (body, content_type) = if echo_body {
+        (Bytes::from(received), "application/octet-stream")
+    } else if echo {
         let mut text = String::new();
         for (name, value) in req.headers() {
             text.push_str(name.as_str());
@@ -212,6 +218,11 @@ async fn respond(
         headers.insert("x-hello-request-line", line);
     }
     Ok(resp)
+}
+
+/// Whether the query holds `flag` (`name=value`) as one of its `&`-separated parts.
+fn has_flag(query: Option<&str>, flag: &str) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == flag))
 }
 
 fn delay_ms(query: Option<&str>) -> Option<u64> {
@@ -308,5 +319,14 @@ mod tests {
         assert_eq!(super::size(Some("size=x")), None);
         assert_eq!(super::size(Some("size=67108865")), None);
         assert_eq!(super::size(None), None);
+    }
+
+    #[test]
+    fn flags_are_whole_query_parts() {
+        assert!(super::has_flag(Some("echo_body=1"), "echo_body=1"));
+        assert!(super::has_flag(Some("a=2&echo_body=1"), "echo_body=1"));
+        assert!(!super::has_flag(Some("xecho_body=1"), "echo_body=1"));
+        assert!(!super::has_flag(Some("echo_body=10"), "echo_body=1"));
+        assert!(!super::has_flag(None, "echo_body=1"));
     }
 }

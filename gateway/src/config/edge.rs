@@ -1,13 +1,11 @@
 //! Validation of the client-facing settings: listener limits, timeouts, TLS policy and route limits.
 
-use std::time::Duration;
-
 use toml::Spanned;
 
 use super::error::ConfigError;
 use super::file::{ListenerFile, RouteFile};
 use super::model::{Cidr, Edge, DEFAULT_MAX_BODY_SIZE};
-use super::validate::{duration, Checker};
+use super::validate::{opt_duration, positive, Checker};
 
 /// The largest size any setting takes (pingora never reads a request head past 1 MiB,
 /// and 1 TiB of body is past any sane limit).
@@ -21,9 +19,9 @@ pub(super) fn listener(c: &mut Checker<'_>, l: &ListenerFile, tls: bool) -> Edge
         max_header_size: opt_size(c, &l.max_header_size, MIN_HEADER, d.max_header_size as u64)
             as usize,
         max_uri_length: opt_size(c, &l.max_uri_length, MIN_URI, d.max_uri_length as u64) as usize,
-        header_timeout: opt_timeout(c, &l.header_timeout, d.header_timeout),
-        keepalive_timeout: opt_timeout(c, &l.keepalive_timeout, d.keepalive_timeout),
-        tls_handshake_timeout: opt_timeout(c, &l.tls_handshake_timeout, d.tls_handshake_timeout),
+        header_timeout: opt_duration(c, &l.header_timeout, d.header_timeout),
+        keepalive_timeout: opt_duration(c, &l.keepalive_timeout, d.keepalive_timeout),
+        tls_handshake_timeout: opt_duration(c, &l.tls_handshake_timeout, d.tls_handshake_timeout),
         h2_max_concurrent_streams: positive(
             c,
             &l.h2_max_concurrent_streams,
@@ -80,32 +78,9 @@ pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> (u64, bool) {
     (max_body, r.websocket.unwrap_or(false))
 }
 
-/// A count that must be at least 1.
-fn positive(
-    c: &mut Checker<'_>,
-    v: &Option<Spanned<u32>>,
-    field: &'static str,
-    default: u32,
-) -> u32 {
-    match v {
-        Some(v) if *v.get_ref() == 0 => {
-            bad_value(c, v, field, "must be at least 1");
-            default
-        }
-        Some(v) => *v.get_ref(),
-        None => default,
-    }
-}
-
 fn bad_value<T>(c: &mut Checker<'_>, v: &Spanned<T>, field: &'static str, reason: &'static str) {
     let at = c.at(v.span());
     c.errors.push(ConfigError::BadValue { at, field, reason });
-}
-
-fn opt_timeout(c: &mut Checker<'_>, v: &Option<Spanned<String>>, default: Duration) -> Duration {
-    v.as_ref()
-        .and_then(|v| duration(c, v, Duration::from_millis(1)))
-        .unwrap_or(default)
 }
 
 /// Smallest sizes, with what the error says when a value is below.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A position in a config file, printed as `file:line:column` (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,31 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Why a duration setting is refused.
+#[derive(Debug)]
+pub enum DurationProblem {
+    /// Not a duration at all.
+    Unparsable(humantime::DurationError),
+    /// Below the setting's smallest value.
+    TooShort { min: Duration },
+    /// Above the longest any setting takes.
+    TooLong { max: Duration },
+}
+
+impl fmt::Display for DurationProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unparsable(e) => write!(f, "{e} (write it like \"10s\", \"500ms\" or \"1m\")"),
+            Self::TooShort { min } => {
+                write!(f, "must be at least {}", humantime::format_duration(*min))
+            }
+            Self::TooLong { max } => {
+                write!(f, "must be at most {}", humantime::format_duration(*max))
+            }
+        }
     }
 }
 
@@ -64,7 +90,8 @@ impl ConfigError {
             | Self::BadNameserver { at, .. }
             | Self::BadUpstreamName { at, .. }
             | Self::BadSize { at, .. }
-            | Self::BadNetwork { at, .. } => Some(at),
+            | Self::BadNetwork { at, .. }
+            | Self::Route { at, .. } => Some(at),
         }
     }
 }
@@ -135,16 +162,16 @@ pub enum ConfigError {
         reason: &'static str,
     },
     #[error(
-        "{at}: a route for the same host and path_prefix is already defined at line {first_line}"
+        "{at}: a route for the same host, path and conditions is already defined at line {first_line}"
     )]
     DuplicateRoute { at: Location, first_line: usize },
     #[error("{at}: threads must be at least 1")]
     BadThreads { at: Location },
-    #[error("{at}: {value:?} is not a duration: {reason}")]
+    #[error("{at}: {value:?} is not a duration: {problem}")]
     BadDuration {
         at: Location,
         value: String,
-        reason: String,
+        problem: DurationProblem,
     },
     #[error("{at}: upstream {upstream:?} needs exactly one of `servers` and `kubernetes`")]
     UpstreamSource { at: Location, upstream: String },
@@ -177,5 +204,12 @@ pub enum ConfigError {
         at: Location,
         value: String,
         reason: &'static str,
+    },
+    /// A problem with a route's matches, destination or filters, or `[compression]`.
+    #[error("{at}")]
+    Route {
+        at: Location,
+        #[source]
+        source: super::route::RouteError,
     },
 }

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub(crate) use super::route::{CompressionFile, RouteFile};
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,7 @@ pub(crate) struct FileConfig {
     pub(crate) upstreams: BTreeMap<Spanned<String>, Spanned<UpstreamFile>>,
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<Spanned<RouteFile>>,
+    pub(crate) compression: Option<Spanned<CompressionFile>>,
 }
 
 /// `[admin]`: health, readiness and metrics endpoints.
@@ -142,15 +145,4 @@ pub(crate) struct HealthFile {
     pub(crate) healthy_after: Option<Spanned<u32>>,
     pub(crate) unhealthy_after: Option<Spanned<u32>>,
     pub(crate) cooldown: Option<Spanned<String>>,
-}
-
-/// One `[[route]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RouteFile {
-    pub(crate) host: Option<Spanned<String>>,
-    pub(crate) path_prefix: Option<Spanned<String>>,
-    pub(crate) upstream: Spanned<String>,
-    pub(crate) max_body_size: Option<Spanned<String>>,
-    pub(crate) websocket: Option<bool>,
 }

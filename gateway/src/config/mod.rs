@@ -1,42 +1,55 @@
-//! Configuration: read `gateway.toml`, parse it (`file.rs`), validate it into the model (`model.rs`).
+//! Configuration: parse `gateway.toml` (`file.rs`) and validate it into the model
+//! (`model.rs`); `reload` reads the file.
 
 mod edge;
 mod error;
 mod file;
 mod model;
+mod route;
 mod validate;
 
 use std::path::Path;
 
-pub use error::{ConfigError, Location};
+pub use error::{ConfigError, DurationProblem, Location};
 pub use model::*;
+pub use route::RouteError;
 
 /// Where the config is read from when neither `--config` nor `$GATEWAY_CONFIG` says.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/gateway.toml";
-
-/// Reads, parses and validates the config file at `path`.
-///
-/// Returns every validation error found, not just the first; a parse error stops at once.
-pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let source = std::fs::read_to_string(path).map_err(|source| {
-        vec![ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }]
-    })?;
-    from_str(path, &source)
-}
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/config/gateway.toml";
 
 /// Parses and validates `source` as if read from `path` (relative paths in it are
 /// relative to `path`'s directory).
+///
+/// Returns every validation error found, not just the first; a parse error stops at once.
 pub fn from_str(path: &Path, source: &str) -> Result<Config, Vec<ConfigError>> {
-    let raw: file::FileConfig = toml::from_str(source).map_err(|e| {
+    let raw = parse(path, source)?;
+    // Route fields the request path does not apply yet are refused (see route/unserved.rs).
+    let unserved = route::unserved(path, source, &raw);
+    match (validate::validate(path, source, raw), unserved.is_empty()) {
+        (Ok(config), true) => Ok(config),
+        (Ok(_), false) => Err(unserved),
+        (Err(mut errors), _) => {
+            errors.extend(unserved);
+            errors.sort_by_key(|e| e.location().map(|l| (l.line, l.column)));
+            Err(errors)
+        }
+    }
+}
+
+/// [`from_str`] with every route field accepted, applied or not (for the tests of
+/// their validation and of the route table).
+#[cfg(test)]
+pub(crate) fn from_str_ungated(path: &Path, source: &str) -> Result<Config, Vec<ConfigError>> {
+    validate::validate(path, source, parse(path, source)?)
+}
+
+fn parse(path: &Path, source: &str) -> Result<file::FileConfig, Vec<ConfigError>> {
+    toml::from_str(source).map_err(|e| {
         vec![ConfigError::Parse {
             path: path.to_path_buf(),
             source: Box::new(e),
         }]
-    })?;
-    validate::validate(path, source, raw)
+    })
 }
 
 #[cfg(test)]

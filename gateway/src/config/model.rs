@@ -54,6 +54,10 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+    /// The whole definition of each route, indexed like `routes`.
+    pub rules: Vec<RouteRule>,
+    /// `[compression]`: what routes that compress do (a copy is in each one's chain).
+    pub compression: crate::routes::filters::compression::Compression,
 }
 
 /// The admin endpoint (`/healthz`, `/readyz`).
@@ -370,17 +374,34 @@ impl std::fmt::Display for ServerAddr {
     }
 }
 
-/// A routing rule: requests whose host and path match go to `upstream`.
+/// A routing rule: requests whose host and path match go to `upstream`. (What
+/// `proxy::Router` and the request path read today; the route's whole definition is
+/// the [`RouteRule`] at the same index of [`Config::rules`].)
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
+    /// The first of the rule's hosts.
     pub host: Option<HostMatch>,
+    /// The rule's path when it is a prefix, else `/`.
     pub path_prefix: String,
-    /// Index into [`Config::upstreams`].
+    /// Index into [`Config::upstreams`]: the rule's first backend (0 for a redirect).
     pub upstream: usize,
     /// Request body in bytes; more gets 413.
     pub max_body_size: u64,
     /// Whether WebSocket upgrades are proxied (otherwise `Upgrade` is dropped).
     pub websocket: bool,
+}
+
+/// A route's whole definition: what it matches, where it sends requests, and the
+/// filters they go through (read by `routes::Table` and the chain).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRule {
+    /// Hosts, path, method, headers and query.
+    pub matches: crate::routes::Matches,
+    /// The upstreams by weight; `None` for a redirect route.
+    pub backends: Option<crate::routes::filters::weights::Backends>,
+    pub chain: crate::routes::Chain,
+    /// Where the route is defined.
+    pub at: Location,
 }
 
 impl Route {

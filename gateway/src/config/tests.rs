@@ -200,7 +200,7 @@ upstream = "u"
     );
     assert!(
         errs[3].contains(
-            ":15:1: a route for the same host and path_prefix is already defined at line 13"
+            ":15:1: a route for the same host, path and conditions is already defined at line 13"
         ),
         "{errs:#?}"
     );
@@ -275,16 +275,6 @@ fn server_entries() {
 }
 
 #[test]
-fn missing_file_is_reported() {
-    let errs = load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
-    let msg = errs[0].to_string();
-    assert!(
-        msg.contains("/nonexistent/gateway.toml: cannot read"),
-        "{msg}"
-    );
-}
-
-#[test]
 fn poll_interval_is_a_duration_string() {
     let cfg = from_str(
         Path::new("/g.toml"),
@@ -304,6 +294,14 @@ fn poll_interval_is_a_duration_string() {
     );
     let errs = errors("[reload]\npoll_interval = \"1ms\"\n");
     assert!(errs[0].contains("must be at least 100ms"), "{errs:#?}");
+    let Err(errs) = from_str(Path::new("/g.toml"), "[reload]\npoll_interval = \"1ms\"\n") else {
+        panic!("1ms accepted");
+    };
+    let min = std::time::Duration::from_millis(100);
+    assert!(
+        matches!(&errs[0], ConfigError::BadDuration { problem: DurationProblem::TooShort { min: m }, .. } if *m == min),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -434,4 +432,70 @@ fn zero_threads_rejected() {
         errs[0].contains(":2:11: threads must be at least 1"),
         "{errs:#?}"
     );
+}
+
+/// The defaults the README's reference tables give, as literal values: a default changed
+/// in the code (or in the README) without the other fails here.
+#[test]
+fn every_default_is_the_one_the_readme_gives() {
+    use std::time::Duration;
+    let s = Duration::from_secs;
+    let cfg = from_str(
+        Path::new("/g.toml"),
+        "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n[upstream.u]\nservers = [\"a:1\"]\n[upstream.h]\nservers = [\"a:1\"]\nhealth = {}\n[[route]]\nupstream = \"u\"\n",
+    )
+    .unwrap();
+    assert!(cfg.admin.is_none(), "no admin listener without [admin]");
+    assert_eq!(
+        (cfg.server.shutdown_delay, cfg.server.drain_timeout),
+        (s(5), s(20))
+    );
+    assert_eq!(cfg.reload.poll_interval, s(10));
+    assert!(cfg.dns.nameservers.is_empty(), "those of /etc/resolv.conf");
+    assert_eq!((cfg.dns.min_ttl, cfg.dns.max_ttl), (s(1), s(30)));
+    let l = &cfg.listeners[0];
+    assert_eq!(l.kind, ListenerKind::Http, "no tls, no redirect");
+    let e = &l.edge;
+    assert_eq!(e.max_connections, 10_000);
+    assert_eq!((e.max_header_size, e.max_uri_length), (32 * 1024, 8 * 1024));
+    assert_eq!(
+        (
+            e.header_timeout,
+            e.keepalive_timeout,
+            e.tls_handshake_timeout
+        ),
+        (s(10), s(60), s(10))
+    );
+    assert_eq!(e.h2_max_concurrent_streams, 100);
+    assert!(e.trusted_proxies.is_empty() && e.hsts.is_none() && !e.strict_sni);
+    assert!(e.merge_slashes);
+    let upstream = |name: &str| cfg.upstreams.iter().find(|u| u.name == name).unwrap();
+    let u = upstream("u");
+    assert_eq!(u.balance, Balance::RoundRobin);
+    assert!(u.health.is_none(), "no active checks");
+    assert_eq!((u.passive.unhealthy_after, u.passive.cooldown), (3, s(10)));
+    assert_eq!(u.retries, 2);
+    let t = &u.timeouts;
+    assert_eq!(
+        (t.connect, t.read, t.write, t.idle),
+        (s(2), s(60), s(60), s(60))
+    );
+    let h = upstream("h").health.as_ref().unwrap();
+    assert_eq!(
+        (
+            h.path.as_str(),
+            h.interval,
+            h.timeout,
+            h.healthy_after,
+            h.unhealthy_after
+        ),
+        ("/", s(5), s(1), 2, 3)
+    );
+    let passive = &upstream("h").passive;
+    assert_eq!((passive.unhealthy_after, passive.cooldown), (3, s(10)));
+    let r = &cfg.routes[0];
+    assert_eq!(r.path_prefix, "/");
+    assert_eq!(r.host, None, "any host");
+    assert_eq!(r.max_body_size, 1024 * 1024);
+    assert!(!r.websocket);
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::error::{ConfigError, Location};
+use super::error::{ConfigError, DurationProblem, Location};
 use super::file::{
     BalanceFile, DnsFile, FileConfig, HealthFile, KubernetesFile, ListenerFile, PortFile,
-    RouteFile, UpstreamFile,
+    UpstreamFile,
 };
 use super::model::*;
 
@@ -88,7 +88,12 @@ pub(crate) fn validate(
         .into_iter()
         .filter_map(|(name, u)| upstream(&mut c, name, u))
         .collect();
-    let routes = routes(&mut c, raw.routes, &upstreams, merge_slashes);
+    let compression = match &raw.compression {
+        Some(section) => super::route::compression(&mut c, section.get_ref()),
+        None => Default::default(),
+    };
+    let (routes, rules) =
+        super::route::routes(&mut c, raw.routes, &upstreams, merge_slashes, &compression);
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -104,6 +109,8 @@ pub(crate) fn validate(
             listeners,
             upstreams,
             routes,
+            rules,
+            compression,
         })
     } else {
         let mut errors = c.errors;
@@ -118,19 +125,16 @@ pub(super) fn duration(
     value: &Spanned<String>,
     min: Duration,
 ) -> Option<Duration> {
-    let reason = match humantime::parse_duration(value.get_ref()) {
+    let problem = match humantime::parse_duration(value.get_ref()) {
         Ok(d) if d >= min && d <= MAX_DURATION => return Some(d),
-        Ok(d) if d > MAX_DURATION => format!(
-            "must be at most {}",
-            humantime::format_duration(MAX_DURATION)
-        ),
-        Ok(_) => format!("must be at least {}", humantime::format_duration(min)),
-        Err(e) => format!("{e} (write it like \"10s\", \"500ms\" or \"1m\")"),
+        Ok(d) if d > MAX_DURATION => DurationProblem::TooLong { max: MAX_DURATION },
+        Ok(_) => DurationProblem::TooShort { min },
+        Err(e) => DurationProblem::Unparsable(e),
     };
     let at = c.at(value.span());
     let value = value.get_ref().clone();
     c.errors
-        .push(ConfigError::BadDuration { at, value, reason });
+        .push(ConfigError::BadDuration { at, value, problem });
     None
 }
 
@@ -309,8 +313,10 @@ fn servers_list(
 fn kubernetes(c: &mut Checker<'_>, k: &Spanned<KubernetesFile>) -> Option<KubernetesService> {
     let k = k.get_ref();
     let mut ok = true;
+    // Kubernetes object names are RFC 1123 labels in lower case.
+    let lower = |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-';
     let mut label = |c: &mut Checker<'_>, v: &Spanned<String>, field: &'static str| {
-        if !is_dns_label(v.get_ref()) {
+        if !is_label(v.get_ref(), lower) {
             let at = c.at(v.span());
             let reason = "must be a lower-case DNS label (letters, digits, '-'; at most 63)";
             c.errors.push(ConfigError::BadValue { at, field, reason });
@@ -344,13 +350,14 @@ fn kubernetes(c: &mut Checker<'_>, k: &Spanned<KubernetesFile>) -> Option<Kubern
     })
 }
 
-fn is_dns_label(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 63
-        && !v.starts_with('-')
-        && !v.ends_with('-')
-        && v.chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+/// Whether `label` is a DNS label (RFC 1123 2.1): 1 to 63 characters, each `allowed`,
+/// neither first nor last a '-'.
+fn is_label(label: &str, allowed: impl Fn(char) -> bool) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label.chars().all(allowed)
 }
 
 fn balance(c: &mut Checker<'_>, raw: &UpstreamFile, table_span: Range<usize>) -> Option<Balance> {
@@ -426,26 +433,13 @@ fn health(
         Some(p) => p.get_ref().clone(),
         None => DEFAULT_HEALTH_PATH.to_owned(),
     };
-    let count = |c: &mut Checker<'_>, v: &Option<Spanned<u32>>, field, default| match v {
-        Some(n) if *n.get_ref() == 0 => {
-            let at = c.at(n.span());
-            c.errors.push(ConfigError::BadValue {
-                at,
-                field,
-                reason: "must be at least 1",
-            });
-            default
-        }
-        Some(n) => *n.get_ref(),
-        None => default,
-    };
-    let healthy_after = count(
+    let healthy_after = positive(
         c,
         &h.healthy_after,
         "health.healthy_after",
         DEFAULT_HEALTHY_AFTER,
     );
-    let unhealthy_after = count(
+    let unhealthy_after = positive(
         c,
         &h.unhealthy_after,
         "health.unhealthy_after",
@@ -466,10 +460,33 @@ fn health(
 }
 
 /// A duration field (at least 1 ms) or its default.
-fn opt_duration(c: &mut Checker<'_>, v: &Option<Spanned<String>>, default: Duration) -> Duration {
+pub(super) fn opt_duration(
+    c: &mut Checker<'_>,
+    v: &Option<Spanned<String>>,
+    default: Duration,
+) -> Duration {
     v.as_ref()
         .and_then(|v| duration(c, v, Duration::from_millis(1)))
         .unwrap_or(default)
+}
+
+/// A count field (at least 1) or its default.
+pub(super) fn positive(
+    c: &mut Checker<'_>,
+    v: &Option<Spanned<u32>>,
+    field: &'static str,
+    default: u32,
+) -> u32 {
+    match v {
+        Some(n) if *n.get_ref() == 0 => {
+            let at = c.at(n.span());
+            let reason = "must be at least 1";
+            c.errors.push(ConfigError::BadValue { at, field, reason });
+            default
+        }
+        Some(n) => *n.get_ref(),
+        None => default,
+    }
 }
 
 fn dns(c: &mut Checker<'_>, raw: &DnsFile) -> Dns {
@@ -537,97 +554,12 @@ fn check_dns_name(host: &str) -> Result<(), &'static str> {
     if host.is_empty() || host.len() > 253 {
         return Err("the host name is empty or longer than 253 characters");
     }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-    };
-    if host.split('.').all(label_ok) {
+    let allowed = |ch: char| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_';
+    if host.split('.').all(|label| is_label(label, allowed)) {
         Ok(())
     } else {
         Err("the host name may only hold letters, digits and '-' in dot-separated labels")
     }
-}
-
-fn routes(
-    c: &mut Checker<'_>,
-    raw: Vec<Spanned<RouteFile>>,
-    upstreams: &[Upstream],
-    merge_slashes: bool,
-) -> Vec<Route> {
-    let mut seen: HashMap<(Option<HostMatch>, String), usize> = HashMap::new();
-    let mut out = Vec::new();
-    for r in raw {
-        let route_span = r.span();
-        let r = r.into_inner();
-        let host = match &r.host {
-            Some(h) => match parse_host_match(h.get_ref()) {
-                Ok(m) => Some(m),
-                Err(reason) => {
-                    let at = c.at(h.span());
-                    let value = h.get_ref().clone();
-                    c.errors.push(ConfigError::BadHost { at, value, reason });
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let path_prefix = match &r.path_prefix {
-            Some(p) if !p.get_ref().starts_with('/') => {
-                let at = c.at(p.span());
-                let value = p.get_ref().clone();
-                c.errors.push(ConfigError::BadPathPrefix { at, value });
-                continue;
-            }
-            Some(p) => match unmatchable_prefix(p.get_ref(), merge_slashes) {
-                Some(reason) => {
-                    let at = c.at(p.span());
-                    let value = p.get_ref().clone();
-                    c.errors
-                        .push(ConfigError::UnmatchablePathPrefix { at, value, reason });
-                    continue;
-                }
-                None => p.get_ref().clone(),
-            },
-            None => "/".to_owned(),
-        };
-        let Some(upstream) = upstreams
-            .iter()
-            .position(|u| u.name == *r.upstream.get_ref())
-        else {
-            let at = c.at(r.upstream.span());
-            let name = r.upstream.get_ref().clone();
-            let defined = if upstreams.is_empty() {
-                "none".to_owned()
-            } else {
-                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-                names.join(", ")
-            };
-            c.errors
-                .push(ConfigError::UnknownUpstream { at, name, defined });
-            continue;
-        };
-        let key = (host.clone(), path_prefix.clone());
-        if let Some(&first_line) = seen.get(&key) {
-            let at = c.at(route_span);
-            c.errors
-                .push(ConfigError::DuplicateRoute { at, first_line });
-            continue;
-        }
-        seen.insert(key, c.line(route_span));
-        let (max_body_size, websocket) = super::edge::route(c, &r);
-        out.push(Route {
-            host,
-            path_prefix,
-            upstream,
-            max_body_size,
-            websocket,
-        });
-    }
-    out
 }
 
 /// Why a `path_prefix` (which starts with `/`) could never match: requests are matched
@@ -636,7 +568,7 @@ fn routes(
 /// unreserved character, upper-case hex in other percent-encodings, and only RFC 3986
 /// path characters. A prefix may end inside a segment or an encoding (`/a/.`, `/a%2`):
 /// it is matched as a plain string prefix.
-fn unmatchable_prefix(prefix: &str, merge_slashes: bool) -> Option<&'static str> {
+pub(super) fn unmatchable_prefix(prefix: &str, merge_slashes: bool) -> Option<&'static str> {
     let bytes = prefix.as_bytes();
     let path_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
     if !bytes.iter().all(|&b| path_char(b)) {

@@ -294,8 +294,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
             return Err(Http1Error::Misuse("an interim response as the final one"));
         }
         let reason = resp.reason.map_or(0, <[u8]>::len);
-        self.out
-            .reserve(write::head_size(resp.headers, resp.extra) + reason, body.len());
+        self.out.reserve(
+            write::head_size(resp.headers, resp.extra) + reason,
+            body.len(),
+        );
         let out = &mut self.out.buf;
         write::status_line(out, status, resp.reason);
         if status == StatusCode::SWITCHING_PROTOCOLS {

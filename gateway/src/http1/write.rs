@@ -43,9 +43,9 @@ pub fn fields(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&HeaderName)
 /// `extra`, with room for the start line and the framing fields; to size the output
 /// buffer once instead of growing it field by field.
 pub fn head_size(headers: &HeaderMap, extra: Extra<'_>) -> usize {
-    let fields = headers
-        .iter()
-        .fold(0, |n, (name, value)| n + name.as_str().len() + value.len() + 4);
+    let fields = headers.iter().fold(0, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    });
     let extra = extra
         .iter()
         .fold(0, |n, (name, value)| n + name.len() + value.len() + 4);

@@ -18,7 +18,6 @@ pub(crate) fn error_body(status: u16) -> &'static str {
         421 => r#"{"error":"misdirected request"}"#,
         431 => r#"{"error":"request headers too large"}"#,
         502 => r#"{"error":"bad gateway"}"#,
-        503 => r#"{"error":"service unavailable"}"#,
         504 => r#"{"error":"gateway timeout"}"#,
         _ => r#"{"error":"internal error"}"#,
     }

@@ -2,12 +2,13 @@
 //! fingerprints what was read so an unchanged set of files can be recognised.
 
 use std::collections::hash_map::DefaultHasher;
+use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config, ConfigError, ListenerKind, Location};
-use crate::tls::{self, LoadedCert, TlsError};
+use crate::tls::{self, LoadedCert, NotValid, TlsError};
 
 /// Anything that stops a config from being loaded or served.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,25 @@ pub struct Loaded {
     pub certs: Vec<Vec<LoadedCert>>,
     /// Located problems that do not stop the load (an expired or not-yet-valid
     /// certificate); logged when the load is applied.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<CertWarning>,
     /// Identifies the bytes read: equal fingerprints, equal files.
     pub fingerprint: u64,
+}
+
+/// A certificate that loads but is not valid now: served all the same, with a warning.
+#[derive(Debug, Clone)]
+pub struct CertWarning {
+    /// The certificate directory's entry in the config.
+    pub at: Location,
+    /// Its `tls.crt`.
+    pub file: PathBuf,
+    pub problem: NotValid,
+}
+
+impl fmt::Display for CertWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.at, self.file.display(), self.problem)
+    }
 }
 
 /// A load that failed, with a fingerprint of what was read and found wrong.
@@ -97,7 +114,11 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
                 match result {
                     Ok(cert) => {
                         if let Some(problem) = cert.validity_problem(now) {
-                            warnings.push(format!("{}: {problem}", dir.at));
+                            warnings.push(CertWarning {
+                                at: dir.at.clone(),
+                                file: cert.dir.join(tls::CERT_FILE),
+                                problem,
+                            });
                         }
                         loaded.push(cert);
                     }
@@ -143,4 +164,19 @@ pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_reported() {
+        let failed = load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
+        let msg = crate::error_chain(&failed.errors[0]);
+        assert!(
+            msg.starts_with("/nonexistent/gateway.toml: cannot read config file: "),
+            "{msg}"
+        );
+    }
 }

@@ -1,8 +1,10 @@
-//! Live reload: load files (`load`), rebuild and publish state (`reloader`), and the
-//! background service that reloads on file changes, a periodic re-read and SIGHUP.
+//! Live reload: load files (`load`), rebuild and publish state (`reloader`), name what
+//! only a restart applies (`restart`), and the background service that reloads on file
+//! changes, a periodic re-read and SIGHUP.
 
 mod load;
 mod reloader;
+mod restart;
 mod watcher;
 
 use std::sync::Mutex;
@@ -14,8 +16,8 @@ use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-pub use load::{load, Failed, LoadError, Loaded};
-pub use reloader::{Outcome, Reloader, RunningListener};
+pub use load::{load, CertWarning, Failed, LoadError, Loaded};
+pub use reloader::{Reloader, RunningListener};
 use watcher::DirWatcher;
 
 /// How long to wait after a change is seen before reading: one kubelet swap or

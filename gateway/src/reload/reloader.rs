@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
+use super::restart::{needs_restart, NeedsRestart};
 use crate::config::{Config, Edge, ListenerKind, Location};
 use crate::lifecycle::Lifecycle;
 use crate::proxy::Router;
@@ -27,14 +28,14 @@ pub struct RunningListener {
     pub tls: bool,
 }
 
-/// What a reload did.
+/// What a reload did: what [`Reloader::reload`] logs.
 #[derive(Debug)]
-pub enum Outcome {
+enum Outcome {
     /// The files are the ones last read: nothing rebuilt.
     Unchanged,
     /// The new state is live; `needs_restart` names settings that changed but
     /// cannot apply to a running process.
-    Applied { needs_restart: Vec<String> },
+    Applied { needs_restart: Vec<NeedsRestart> },
     /// The files are invalid; the last good state keeps serving.
     Failed(Vec<LoadError>),
 }
@@ -150,21 +151,21 @@ impl Reloader {
 
     /// Re-reads every file; when anything changed (or `force`), builds and publishes
     /// a complete new snapshot. Logs and counts the outcome.
-    pub fn reload(&mut self, cause: &str, force: bool) -> Outcome {
-        let outcome = self.try_reload(force);
-        match &outcome {
+    pub fn reload(&mut self, cause: &str, force: bool) {
+        match self.try_reload(force) {
             Outcome::Unchanged => tracing::debug!(cause, "config and certificates unchanged"),
             Outcome::Applied { needs_restart } => {
                 tracing::info!(cause, "config and certificates reloaded");
                 if !needs_restart.is_empty() {
+                    let list: Vec<String> = needs_restart.iter().map(ToString::to_string).collect();
                     tracing::warn!(
                         "changes that need a restart to apply (everything else was applied): {}",
-                        needs_restart.join(", ")
+                        list.join(", ")
                     );
                 }
             }
             Outcome::Failed(errors) => {
-                for e in errors {
+                for e in &errors {
                     tracing::error!(
                         cause,
                         "reload refused, still serving the last good config: {}",
@@ -173,7 +174,6 @@ impl Reloader {
                 }
             }
         }
-        outcome
     }
 
     fn try_reload(&mut self, force: bool) -> Outcome {
@@ -201,7 +201,12 @@ impl Reloader {
         }
         self.last_read = loaded.fingerprint;
 
-        let needs_restart = self.needs_restart(&loaded.config);
+        let needs_restart = needs_restart(
+            &self.running,
+            self.running_admin,
+            self.running_threads,
+            &loaded.config,
+        );
         let previous = self.snapshot.load();
         let listeners = listener_states(&loaded, &self.running, &previous.listeners, &self.metrics);
         drop(previous);
@@ -247,65 +252,6 @@ impl Reloader {
                 "cannot build the DNS resolver for these [dns] settings; names keep resolving as before"
             ),
         }
-    }
-
-    /// Settings of `new` that differ from what the process started with and cannot change live.
-    fn needs_restart(&self, new: &Config) -> Vec<String> {
-        let mut fields = Vec::new();
-        let new_admin = new.admin.as_ref().map(|a| a.addr);
-        if new_admin != self.running_admin {
-            fields.push(format!(
-                "admin.listen ({} -> {})",
-                show(self.running_admin),
-                show(new_admin)
-            ));
-        }
-        if new.server.threads != self.running_threads {
-            fields.push(format!(
-                "server.threads ({} -> {})",
-                self.running_threads, new.server.threads
-            ));
-        }
-        for running in &self.running {
-            match new.listeners.iter().find(|l| l.name == running.name) {
-                None => fields.push(format!("listener {:?} removed", running.name)),
-                Some(l) => {
-                    if l.addr != running.addr {
-                        fields.push(format!(
-                            "listener {:?} listen ({} -> {})",
-                            running.name, running.addr, l.addr
-                        ));
-                    }
-                    let tls = matches!(l.kind, ListenerKind::Https { .. });
-                    if tls != running.tls {
-                        fields.push(format!(
-                            "listener {:?} tls ({} -> {})",
-                            running.name,
-                            on_off(running.tls),
-                            on_off(tls)
-                        ));
-                    }
-                }
-            }
-        }
-        for l in &new.listeners {
-            if !self.running.iter().any(|r| r.name == l.name) {
-                fields.push(format!("listener {:?} added", l.name));
-            }
-        }
-        fields
-    }
-}
-
-fn show(addr: Option<SocketAddr>) -> String {
-    addr.map_or_else(|| "none".to_owned(), |a| a.to_string())
-}
-
-fn on_off(tls: bool) -> &'static str {
-    if tls {
-        "on"
-    } else {
-        "off"
     }
 }
 

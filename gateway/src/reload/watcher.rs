@@ -19,7 +19,7 @@ use crate::tls::{CERT_FILE, KEY_FILE};
 const DATA_LINK: &str = "..data";
 
 /// A set of watched directories that sends `()` on every relevant change.
-pub struct DirWatcher {
+pub(super) struct DirWatcher {
     watcher: RecommendedWatcher,
     watched: BTreeSet<PathBuf>,
 }
@@ -27,7 +27,10 @@ pub struct DirWatcher {
 impl DirWatcher {
     /// Starts a watcher that signals on `changed` when `config_file_name`, a
     /// certificate file or `..data` is created, written, renamed or removed.
-    pub fn new(changed: UnboundedSender<()>, config_file_name: OsString) -> notify::Result<Self> {
+    pub(super) fn new(
+        changed: UnboundedSender<()>,
+        config_file_name: OsString,
+    ) -> notify::Result<Self> {
         let names = [
             config_file_name,
             CERT_FILE.into(),
@@ -54,7 +57,7 @@ impl DirWatcher {
 
     /// Watches exactly `dirs`: new ones are added, ones no longer needed dropped.
     /// A directory that cannot be watched (it does not exist yet) is retried on the next call.
-    pub fn watch(&mut self, dirs: &BTreeSet<PathBuf>) {
+    pub(super) fn watch(&mut self, dirs: &BTreeSet<PathBuf>) {
         for gone in self.watched.difference(dirs).cloned().collect::<Vec<_>>() {
             let _ = self.watcher.unwatch(&gone);
             self.watched.remove(&gone);
@@ -103,9 +106,12 @@ mod tests {
     fn relevant_events() {
         let names: Vec<OsString> = vec!["gateway.toml".into(), "..data".into(), "tls.crt".into()];
         let rename = EventKind::Modify(ModifyKind::Name(RenameMode::To));
-        assert!(is_relevant(&event(rename, "/etc/gateway/..data"), &names));
         assert!(is_relevant(
-            &event(rename, "/etc/gateway/gateway.toml"),
+            &event(rename, "/etc/gateway/config/..data"),
+            &names
+        ));
+        assert!(is_relevant(
+            &event(rename, "/etc/gateway/config/gateway.toml"),
             &names
         ));
         assert!(is_relevant(
@@ -127,11 +133,11 @@ mod tests {
             &names
         ));
         assert!(!is_relevant(
-            &event(rename, "/etc/gateway/gateway.log"),
+            &event(rename, "/etc/gateway/config/gateway.log"),
             &names
         ));
         assert!(!is_relevant(
-            &event(rename, "/etc/gateway/..2026_11_22"),
+            &event(rename, "/etc/gateway/config/..2026_11_22"),
             &names
         ));
     }

@@ -11,10 +11,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::ip_text::IpText;
 use crate::telemetry::LogFormat;
 
 /// The longest a line waits in a buffer.
@@ -318,28 +319,16 @@ fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
 /// An address field: IPv4 written digit by digit (most lines), IPv6 through `Display`.
 fn address(out: &mut Vec<u8>, value: &Value<'_>) {
     match *value {
-        Value::Ip(Some(IpAddr::V4(ip))) => ipv4(out, ip),
+        Value::Ip(Some(ip)) => out.extend_from_slice(IpText::new(ip).as_bytes()),
         Value::Socket(Some(SocketAddr::V4(a))) => {
-            ipv4(out, *a.ip());
+            out.extend_from_slice(IpText::new(IpAddr::V4(*a.ip())).as_bytes());
             out.push(b':');
             number(out, u64::from(a.port()));
-        }
-        Value::Ip(Some(ip)) => {
-            let _ = write!(out, "{ip}");
         }
         Value::Socket(Some(a)) => {
             let _ = write!(out, "{a}");
         }
         _ => out.push(b'-'),
-    }
-}
-
-fn ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        number(out, u64::from(octet));
     }
 }
 

@@ -85,13 +85,6 @@ impl ConnectionStats {
 #[derive(Debug)]
 pub struct ActiveConnection(Arc<ConnectionStats>);
 
-impl ActiveConnection {
-    /// The listener's stats.
-    pub fn stats(&self) -> &Arc<ConnectionStats> {
-        &self.0
-    }
-}
-
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);

@@ -45,8 +45,9 @@ impl Metrics {
         self.last_reload_success.store(false, Ordering::Relaxed);
     }
 
-    /// Appends every metric to `out` in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
+    /// Appends every metric to `out` in the Prometheus text format; `in_flight` is the
+    /// number of requests being processed (counted by the lifecycle, which drains them).
+    pub fn render(&self, in_flight: usize, out: &mut String) {
         let success = self.reloads_success.load(Ordering::Relaxed);
         let failure = self.reloads_failure.load(Ordering::Relaxed);
         out.push_str(
@@ -71,11 +72,7 @@ impl Metrics {
         let _ = writeln!(out, "gateway_config_last_reload_timestamp_seconds {ts}");
         out.push_str("# HELP gateway_requests_in_flight Requests being processed.\n");
         out.push_str("# TYPE gateway_requests_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "gateway_requests_in_flight {}",
-            crate::lifecycle::in_flight()
-        );
+        let _ = writeln!(out, "gateway_requests_in_flight {in_flight}");
         out.push_str("# HELP gateway_tls_certificate_expiry_timestamp_seconds notAfter of each served certificate, in seconds since the epoch.\n");
         out.push_str("# TYPE gateway_tls_certificate_expiry_timestamp_seconds gauge\n");
         for (dir, not_after) in self.cert_expiry.load().iter() {
@@ -206,13 +203,14 @@ mod tests {
         m.reload_succeeded(200, vec![("/a\"b".into(), 3_000)]);
         m.reload_failed();
         let mut out = String::new();
-        m.render(&mut out);
+        m.render(3, &mut out);
         for line in [
             "gateway_config_reloads_total{result=\"success\"} 1",
             "gateway_config_reloads_total{result=\"failure\"} 2",
             "gateway_config_last_reload_success 0",
             "gateway_config_last_reload_timestamp_seconds 200",
             "gateway_tls_certificate_expiry_timestamp_seconds{cert=\"/a\\\"b\"} 3000",
+            "gateway_requests_in_flight 3",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
         }

@@ -1,5 +1,6 @@
 //! Loads a certificate directory laid out like a mounted TLS Secret into a checked `CertifiedKey`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,21 +31,38 @@ pub struct LoadedCert {
 
 impl LoadedCert {
     /// Says why the leaf is not valid at `now` (seconds since the epoch), if it is not.
-    pub fn validity_problem(&self, now: i64) -> Option<String> {
+    pub fn validity_problem(&self, now: i64) -> Option<NotValid> {
         if now < self.not_before {
-            Some(format!(
-                "{}: certificate is not valid yet (notBefore is {} s from now)",
-                self.dir.join(CERT_FILE).display(),
-                self.not_before - now
-            ))
+            Some(NotValid::Yet {
+                secs_ahead: self.not_before - now,
+            })
         } else if now > self.not_after {
-            Some(format!(
-                "{}: certificate expired {} s ago",
-                self.dir.join(CERT_FILE).display(),
-                now - self.not_after
-            ))
+            Some(NotValid::Expired {
+                secs_ago: now - self.not_after,
+            })
         } else {
             None
+        }
+    }
+}
+
+/// Why a leaf certificate is not valid at some moment (it is served all the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotValid {
+    /// Its notBefore is `secs_ahead` seconds later.
+    Yet { secs_ahead: i64 },
+    /// Its notAfter was `secs_ago` seconds earlier.
+    Expired { secs_ago: i64 },
+}
+
+impl fmt::Display for NotValid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Yet { secs_ahead } => write!(
+                f,
+                "certificate is not valid yet (notBefore is {secs_ahead} s from now)"
+            ),
+            Self::Expired { secs_ago } => write!(f, "certificate expired {secs_ago} s ago"),
         }
     }
 }
@@ -96,11 +114,6 @@ pub fn read_files(dir: &Path) -> Result<CertFiles, TlsError> {
     }
 }
 
-/// Reads and checks `dir/tls.crt` (chain, leaf first) and `dir/tls.key`.
-pub fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
-    parse(&read_files(dir)?)
-}
-
 /// Parses a chain (leaf first) and its key (PKCS#8, PKCS#1 or SEC1) and checks that
 /// they belong together.
 pub fn parse(files: &CertFiles) -> Result<LoadedCert, TlsError> {
@@ -132,10 +145,11 @@ pub fn parse(files: &CertFiles) -> Result<LoadedCert, TlsError> {
         }
     })?;
 
-    let (_, leaf) = X509Certificate::from_der(&chain[0]).map_err(|e| TlsError::BadCertificate {
-        path: cert_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let (_, leaf) =
+        X509Certificate::from_der(&chain[0]).map_err(|source| TlsError::BadCertificate {
+            path: cert_path.clone(),
+            source,
+        })?;
     let names = leaf_names(&leaf);
     let not_before = leaf.validity().not_before.timestamp();
     let not_after = leaf.validity().not_after.timestamp();

@@ -10,8 +10,8 @@ use pingora::listeners::tls::{Acceptor, TlsSettings};
 
 use crate::telemetry::ConnectionStats;
 
-pub use certs::{load_dir, parse, read_files, CertFiles, LoadedCert, CERT_FILE, KEY_FILE};
-pub use resolver::{recording_served, CertSet, Served, SniResolver};
+pub use certs::{parse, read_files, CertFiles, LoadedCert, NotValid, CERT_FILE, KEY_FILE};
+pub use resolver::{recording_served, CertSet, CertSource, Served, SniResolver};
 
 /// What can be wrong with a certificate directory.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,12 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
-    #[error("{}: cannot parse the leaf certificate: {reason}", path.display())]
-    BadCertificate { path: PathBuf, reason: String },
+    #[error("{}: cannot parse the leaf certificate", path.display())]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
     #[error("{}: tls.key does not match the public key of the certificate in tls.crt", dir.display())]
     KeyMismatch {
         dir: PathBuf,
@@ -48,8 +52,8 @@ pub enum TlsError {
     },
     #[error("cannot set up TLS session tickets")]
     Ticketer(#[source] rustls::Error),
-    #[error("cannot set up the TLS listener: {reason}")]
-    Settings { reason: String },
+    #[error("cannot set up the TLS listener")]
+    Settings(#[source] Box<pingora::Error>),
 }
 
 /// Installs the process-wide rustls crypto provider (ring, as pingora-rustls uses).
@@ -84,9 +88,7 @@ pub fn acceptor(
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Ticketer)?;
     let callbacks = Handshakes { stats, resolver };
     let mut settings =
-        TlsSettings::with_callbacks(Box::new(callbacks)).map_err(|e| TlsError::Settings {
-            reason: e.to_string(),
-        })?;
+        TlsSettings::with_callbacks(Box::new(callbacks)).map_err(TlsError::Settings)?;
     settings.set_cert_resolver(Arc::new(NoCert));
     let mut acceptor = settings.build();
     acceptor.acceptor = Arc::new(config).into();

@@ -10,7 +10,6 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::certs::LoadedCert;
-use crate::state::SharedSnapshot;
 
 /// The certificates of one listener, indexed for lookup by server name.
 #[derive(Debug)]
@@ -110,41 +109,46 @@ pub fn recording_served<F: Future>(handshake: F) -> impl Future<Output = F::Outp
 
 /// The certificate the resolver served to the handshake running in this task (inside
 /// [`recording_served`]), if it chose one.
-pub fn take_served() -> Option<Arc<Served>> {
+pub(super) fn take_served() -> Option<Arc<Served>> {
     SERVED.try_with(Cell::take).ok().flatten()
 }
 
-/// Picks the certificate for each TLS handshake of one listener from the current
-/// snapshot, so a reload's new certificates apply to the next handshake.
+/// Where a resolver finds the certificates of its listener as they are at each
+/// handshake. The gateway's source is its listener's entry in the live snapshot
+/// (`state::LiveCerts`); TLS itself does not depend on the snapshot.
+pub trait CertSource: Send + Sync + std::fmt::Debug {
+    /// The listener's certificates now; `None` when it has none.
+    fn certs(&self) -> Option<Arc<CertSet>>;
+}
+
+/// Picks the certificate for each TLS handshake of one listener from what its
+/// [`CertSource`] holds at that moment, so a reload's new certificates apply to the
+/// next handshake.
 #[derive(Debug)]
 pub struct SniResolver {
-    snapshot: SharedSnapshot,
-    listener: usize,
+    source: Box<dyn CertSource>,
 }
 
 impl SniResolver {
-    /// Resolves for listener number `listener` of the snapshot.
-    pub fn new(snapshot: SharedSnapshot, listener: usize) -> Self {
-        Self { snapshot, listener }
+    /// Resolves from the certificates `source` holds at each handshake.
+    pub fn new(source: impl CertSource + 'static) -> Self {
+        Self {
+            source: Box::new(source),
+        }
     }
-}
 
-impl SniResolver {
     /// The certificate a handshake with `server_name` would be served now.
     pub fn served(&self, server_name: Option<&str>) -> Option<Arc<Served>> {
-        let snapshot = self.snapshot.load();
-        let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
-        Some(certs.select(server_name).clone())
+        Some(self.source.certs()?.select(server_name).clone())
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snapshot = self.snapshot.load();
-        let certs = snapshot.listeners.get(self.listener)?.certs.as_ref()?;
-        let served = certs.select(hello.server_name());
+        let served = self.served(hello.server_name())?;
+        let key = served.key.clone();
         // Outside `recording_served` (no connection to record it for) there is no record.
-        let _ = SERVED.try_with(|record| record.set(Some(served.clone())));
-        Some(served.key.clone())
+        let _ = SERVED.try_with(|record| record.set(Some(served)));
+        Some(key)
     }
 }

@@ -5,6 +5,11 @@ use std::sync::Arc;
 
 use super::*;
 
+/// Reads and checks `dir/tls.crt` and `dir/tls.key`, as a load does.
+fn load_dir(dir: &Path) -> Result<LoadedCert, TlsError> {
+    parse(&read_files(dir)?)
+}
+
 /// Writes a self-signed ECDSA certificate for `names` and its key into `dir`.
 fn write_cert(dir: &Path, names: &[&str]) -> rcgen::CertifiedKey<rcgen::KeyPair> {
     std::fs::create_dir_all(dir).unwrap();
@@ -25,9 +30,11 @@ fn loads_a_secret_dir_and_reads_its_names() {
     assert!(cert.not_before < cert.not_after);
     assert_eq!(cert.validity_problem(cert.not_before + 1), None);
     let expired = cert.validity_problem(cert.not_after + 10).unwrap();
-    assert!(expired.contains("expired 10 s ago"), "{expired}");
+    assert_eq!(expired, NotValid::Expired { secs_ago: 10 });
+    assert_eq!(expired.to_string(), "certificate expired 10 s ago");
     let early = cert.validity_problem(cert.not_before - 5).unwrap();
-    assert!(early.contains("not valid yet"), "{early}");
+    assert_eq!(early, NotValid::Yet { secs_ahead: 5 });
+    assert!(early.to_string().contains("not valid yet"), "{early}");
 }
 
 #[test]
@@ -56,6 +63,26 @@ fn missing_and_garbage_files_are_named() {
     std::fs::write(tmp.path().join(CERT_FILE), "").unwrap();
     let err = load_dir(tmp.path()).unwrap_err();
     assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
+}
+
+#[test]
+fn an_unparsable_certificate_carries_the_parser_error() {
+    install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    write_cert(tmp.path(), &["a.test"]);
+    // Valid PEM whose DER is no certificate ("not DER" in base64).
+    std::fs::write(
+        tmp.path().join(CERT_FILE),
+        "-----BEGIN CERTIFICATE-----\nbm90IERFUg==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = load_dir(tmp.path()).unwrap_err();
+    assert!(matches!(err, TlsError::BadCertificate { .. }), "{err:?}");
+    let chain = crate::error_chain(&err);
+    assert!(
+        chain.contains("tls.crt: cannot parse the leaf certificate: Parsing"),
+        "{chain}"
+    );
 }
 
 #[test]
@@ -89,4 +116,33 @@ fn sni_selects_by_exact_then_wildcard_then_default() {
     assert!(
         !wildcard.covers("w.test") && !wildcard.covers("y.x.w.test") && !wildcard.covers(".w.test")
     );
+}
+
+/// A certificate source the test swaps, as a reload swaps the snapshot.
+#[derive(Debug)]
+struct Swapped(Arc<arc_swap::ArcSwapOption<CertSet>>);
+
+impl CertSource for Swapped {
+    fn certs(&self) -> Option<Arc<CertSet>> {
+        self.0.load_full()
+    }
+}
+
+#[test]
+fn the_resolver_serves_what_its_source_holds_at_each_handshake() {
+    install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    write_cert(&a, &["a.test"]);
+    write_cert(&b, &["a.test"]);
+    let (a, b) = (load_dir(&a).unwrap(), load_dir(&b).unwrap());
+    let live = Arc::new(arc_swap::ArcSwapOption::empty());
+    let resolver = SniResolver::new(Swapped(live.clone()));
+    assert!(resolver.served(Some("a.test")).is_none(), "no certificates");
+    live.store(CertSet::new(std::slice::from_ref(&a)).map(Arc::new));
+    let served = resolver.served(Some("a.test")).unwrap();
+    assert!(Arc::ptr_eq(&served.key, &a.key));
+    live.store(CertSet::new(std::slice::from_ref(&b)).map(Arc::new));
+    let served = resolver.served(Some("a.test")).unwrap();
+    assert!(Arc::ptr_eq(&served.key, &b.key), "the swapped-in set");
 }

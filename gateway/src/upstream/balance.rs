@@ -14,13 +14,13 @@ const RING_POINTS: usize = 160;
 
 /// A consistent-hash ring over a backend list.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(super) struct Ring {
     /// (point, backend index), sorted by point.
     points: Vec<(u64, usize)>,
 }
 
 impl Ring {
-    pub fn new(backends: &[Arc<Backend>]) -> Self {
+    pub(super) fn new(backends: &[Arc<Backend>]) -> Self {
         let mut points = Vec::with_capacity(backends.len() * RING_POINTS);
         for (i, b) in backends.iter().enumerate() {
             for n in 0..RING_POINTS {
@@ -62,11 +62,23 @@ fn with_fallback<'a>(
     pick(&|b| usable(b, now, tried, false)).or_else(|| pick(&|b| usable(b, now, tried, true)))
 }
 
+/// The first backend `ok` accepts, in turn from index `start` (wrapping around).
+fn first_from<'a>(
+    backends: &'a [Arc<Backend>],
+    start: usize,
+    ok: &dyn Fn(&Backend) -> bool,
+) -> Option<&'a Arc<Backend>> {
+    let len = backends.len();
+    (0..len)
+        .map(|i| &backends[(start + i) % len])
+        .find(|b| ok(b))
+}
+
 /// Round-robin turns, one counter per worker thread slot on a cache line of its own:
 /// threads never contend for it, and each thread's requests go round the backends
 /// (two threads sharing a slot may lose a turn: harmless).
 #[derive(Debug, Default)]
-pub struct Turns([Turn; TURN_SLOTS]);
+pub(super) struct Turns([Turn; TURN_SLOTS]);
 
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -87,7 +99,7 @@ impl Turns {
 }
 
 /// The next backend in turn.
-pub fn round_robin<'a>(
+pub(super) fn round_robin<'a>(
     backends: &'a [Arc<Backend>],
     turns: &Turns,
     tried: &[SocketAddr],
@@ -97,29 +109,24 @@ pub fn round_robin<'a>(
         return None;
     }
     let start = turns.next();
-    with_fallback(tried, |ok| {
-        (0..len)
-            .map(|i| &backends[(start + i) % len])
-            .find(|b| ok(b))
-    })
+    with_fallback(tried, |ok| first_from(backends, start, ok))
 }
 
 /// A uniformly random backend.
-pub fn random<'a>(backends: &'a [Arc<Backend>], tried: &[SocketAddr]) -> Option<&'a Arc<Backend>> {
+pub(super) fn random<'a>(
+    backends: &'a [Arc<Backend>],
+    tried: &[SocketAddr],
+) -> Option<&'a Arc<Backend>> {
     let len = backends.len();
     if len == 0 {
         return None;
     }
     let start = random_below(len);
-    with_fallback(tried, |ok| {
-        (0..len)
-            .map(|i| &backends[(start + i) % len])
-            .find(|b| ok(b))
-    })
+    with_fallback(tried, |ok| first_from(backends, start, ok))
 }
 
 /// Of two distinct random backends, the one with fewer requests in flight.
-pub fn least_requests<'a>(
+pub(super) fn least_requests<'a>(
     backends: &'a [Arc<Backend>],
     tried: &[SocketAddr],
 ) -> Option<&'a Arc<Backend>> {
@@ -135,8 +142,8 @@ pub fn least_requests<'a>(
         x
     };
     with_fallback(tried, |ok| {
-        let first = (0..len).map(|i| &backends[(x + i) % len]).find(|b| ok(b))?;
-        let second = (0..len).map(|i| &backends[(y + i) % len]).find(|b| ok(b))?;
+        let first = first_from(backends, x, ok)?;
+        let second = first_from(backends, y, ok)?;
         Some(if second.in_flight() < first.in_flight() {
             second
         } else {
@@ -146,7 +153,7 @@ pub fn least_requests<'a>(
 }
 
 /// The first usable backend clockwise from `key` on the ring.
-pub fn consistent<'a>(
+pub(super) fn consistent<'a>(
     backends: &'a [Arc<Backend>],
     ring: &Ring,
     key: u64,
@@ -184,7 +191,7 @@ fn random_u64() -> u64 {
 }
 
 /// A random number in `0..n`.
-fn random_below(n: usize) -> usize {
+pub(super) fn random_below(n: usize) -> usize {
     (random_u64() % n as u64) as usize
 }
 

@@ -11,7 +11,7 @@ use super::Upstream;
 use crate::config::ActiveHealth;
 
 /// Starts the active checks of `upstream`, if it has them. The task ends with the upstream.
-pub fn start(upstream: &Arc<Upstream>, runtime: &tokio::runtime::Handle) {
+pub(super) fn start(upstream: &Arc<Upstream>, runtime: &tokio::runtime::Handle) {
     if let Some(health) = upstream.config.health.clone() {
         runtime.spawn(check_loop(Arc::downgrade(upstream), health));
     }

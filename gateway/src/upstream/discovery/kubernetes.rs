@@ -19,7 +19,7 @@ const SERVICE_LABEL: &str = "kubernetes.io/service-name";
 const CLIENT_RETRY: Duration = Duration::from_secs(5);
 
 /// Starts watching `service` for `upstream`.
-pub fn start(
+pub(super) fn start(
     upstream: &Arc<Upstream>,
     service: KubernetesService,
     runtime: &tokio::runtime::Handle,
@@ -98,7 +98,10 @@ async fn follow(upstream: Weak<Upstream>, service: KubernetesService) {
 /// Addresses of the endpoints that take traffic: ready (a missing condition means
 /// ready) and not terminating, on the slice port named `port` (the Service port's
 /// name) or numbered `port` (the endpoints' port, i.e. the target port).
-pub fn ready_endpoints(slices: &[Arc<EndpointSlice>], port: &ServicePort) -> Vec<SocketAddr> {
+pub(super) fn ready_endpoints(
+    slices: &[Arc<EndpointSlice>],
+    port: &ServicePort,
+) -> Vec<SocketAddr> {
     let mut addrs = Vec::new();
     for slice in slices {
         if slice.address_type == "FQDN" {

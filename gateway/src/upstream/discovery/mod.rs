@@ -20,7 +20,11 @@ use crate::config::{Discovery, ServerAddr};
 pub type ResolverWatch = tokio::sync::watch::Receiver<Option<Arc<Resolver>>>;
 
 /// Starts the discovery task of `upstream`, if it has one.
-pub fn start(upstream: &Arc<Upstream>, resolver: &ResolverWatch, runtime: &tokio::runtime::Handle) {
+pub(super) fn start(
+    upstream: &Arc<Upstream>,
+    resolver: &ResolverWatch,
+    runtime: &tokio::runtime::Handle,
+) {
     match &upstream.config.discovery {
         Discovery::Servers(servers) => {
             let names: Vec<(String, u16)> = servers
@@ -143,6 +147,16 @@ async fn resolve_names<'n>(
         }
     }
     let up = upstream.upgrade()?;
+    // A name that has never resolved in this task has no last good addresses of its own:
+    // an upstream rebuilt by a reload starts with the backends its predecessor found
+    // (`inherit_backends`), and keeps them until every name has answered once.
+    let unknown = names
+        .iter()
+        .any(|(h, _)| !last_good.contains_key(h.as_str()));
+    if unknown && !up.addrs().is_empty() {
+        up.discovered(all_ok);
+        return Some((next, all_ok));
+    }
     let mut addrs = ips.to_vec();
     for (host, _) in names {
         addrs.extend(last_good.get(host.as_str()).into_iter().flatten().copied());
