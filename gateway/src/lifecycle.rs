@@ -222,10 +222,7 @@ impl ShutdownSignalWatch for SignalWatch {
             return ShutdownSignal::FastShutdown;
         };
         tokio::select! {
-            _ = int.recv() => {
-                tracing::info!("SIGINT: exiting now");
-                return ShutdownSignal::FastShutdown;
-            }
+            _ = int.recv() => exit_now(),
             _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
             _ = term.recv() => {}
         }
@@ -237,7 +234,7 @@ impl ShutdownSignalWatch for SignalWatch {
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = int.recv() => exit_now(),
         }
         tracing::info!(
             in_flight = in_flight(),
@@ -245,6 +242,16 @@ impl ShutdownSignalWatch for SignalWatch {
         );
         ShutdownSignal::GracefulTerminate
     }
+}
+
+/// SIGINT: the buffered access lines are written out and the process exits 0, without
+/// pingora's fast shutdown: that stops the service runtimes one by one, and an accept
+/// loop of pingora's whose event loop is already gone spins on its error without
+/// yielding, which can keep its runtime's thread, and so the process, from ever ending.
+fn exit_now() -> ! {
+    tracing::info!("SIGINT: exiting now");
+    crate::telemetry::access::flush();
+    std::process::exit(0)
 }
 
 /// Once pingora starts its graceful shutdown, exits as soon as no request is left in
