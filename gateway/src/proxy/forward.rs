@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::downstream::{Downstream, Reply, Request};
 use super::error::ProxyError;
-use super::headers::{self, Hops, IpText};
+use super::headers::{self, Hops};
 use super::request::hash_key;
 use super::{Client, Gateway, RequestCtx, REQUEST_ID};
 use crate::config::{Balance, Timeouts};
@@ -23,6 +23,7 @@ use crate::http1::{
     Buffered, ClientConn, HeadLimits, Http1Error, OutBody, OutRequest, ResponseHead,
     MAX_HEADER_SLOTS,
 };
+use crate::ip_text::IpText;
 use crate::upstream::{InFlight, Outcome};
 
 /// Backend connections as the codec drives them.

@@ -4,7 +4,6 @@
 //! fields the gateway adds, as slices. An HTTP/2 response, which is written from a
 //! map, has its hop-by-hop fields removed in place.
 
-use std::io::Write;
 use std::net::IpAddr;
 
 use http::header::{
@@ -141,56 +140,6 @@ pub(crate) fn is_forwarding(name: &HeaderName) -> bool {
     name.starts_with("x-forwarded-") || name == FORWARDED
 }
 
-/// An IP address as text, on the stack: IPv4 (the common case, once per request) is
-/// written without the formatting machinery.
-pub(crate) struct IpText {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl IpText {
-    pub(crate) fn new(ip: IpAddr) -> Self {
-        let mut text = Self {
-            buf: [0; 48],
-            len: 0,
-        };
-        match ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text.push(b'.');
-                    }
-                    if octet >= 100 {
-                        text.push(b'0' + octet / 100);
-                    }
-                    if octet >= 10 {
-                        text.push(b'0' + octet / 10 % 10);
-                    }
-                    text.push(b'0' + octet % 10);
-                }
-            }
-            IpAddr::V6(v6) => {
-                let mut cursor = std::io::Cursor::new(&mut text.buf[..]);
-                // 45 bytes at most: the buffer cannot overflow.
-                let _ = write!(cursor, "{v6}");
-                text.len = usize::try_from(cursor.position()).unwrap_or(0);
-            }
-        }
-        text
-    }
-
-    fn push(&mut self, byte: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = byte;
-            self.len += 1;
-        }
-    }
-
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
-    }
-}
-
 /// Whether `peer` is one of the `trusted` proxies.
 pub(crate) fn is_trusted(trusted: &[Cidr], peer: Option<IpAddr>) -> bool {
     !trusted.is_empty() && peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
@@ -279,22 +228,6 @@ mod tests {
         assert!(!is_forwarding(&HOST));
         let chain = forwarded_chain(&map(&[("x-forwarded-for", "1.2.3.4")]), b"192.0.2.7");
         assert_eq!(chain, b"1.2.3.4, 192.0.2.7");
-    }
-
-    #[test]
-    fn addresses_are_written_as_text() {
-        for ip in [
-            "0.0.0.0",
-            "9.10.99.100",
-            "255.255.255.255",
-            "192.0.2.7",
-            "::1",
-            "2001:db8::ff00:42:8329",
-            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
-        }
     }
 
     #[test]
