@@ -243,6 +243,7 @@ SCENARIOS = [
     ("s4", "4. plain HTTP/1.1 keep-alive, 64 conns", "req"),
     ("s5", "5. idle TLS keep-alive connections", None),
     ("s6", "6. 1 MiB responses, HTTPS/1.1, 16 conns", "MiB"),
+    ("s9", "9. two workers each, scenario 1's load (report only)", "req"),
 ]
 VARIANTS = [
     ("7. growth (scenario 1 load)", [("gw-routes1000", "1,000 routes"), ("gw-servers100", "100-server upstream")]),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark suite: the gateway against nginx and HAProxy with equivalent configs
 # (e2e/bench/gateway.toml.tmpl, nginx.conf.tmpl, haproxy.cfg.tmpl: the same certificate,
-# TLS 1.2 + 1.3, keep-alive upstream pools, no access logs, one worker thread each) in
-# front of three hello replicas, all on loopback. One proxy runs at a time; the proxies
+# TLS 1.2 + 1.3, keep-alive upstream pools, no access logs, one worker thread each, two
+# in scenario 9) in front of three hello replicas, all on loopback. One proxy runs at a time; the proxies
 # alternate run by run, for ROUNDS rounds. Installs its tools if missing (Debian), builds
 # in release mode, prints one Markdown table. About 14 minutes on 2 CPUs.
 #
@@ -10,7 +10,8 @@
 #
 # Environment: ROUNDS=2, S1_ROUNDS=3 (scenario 1 carries the gateway variants of 7 and 8,
 # whose differences are small next to the gateway's ±8% run-to-run spread), DURATION=8
-# seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6" (scenarios to run).
+# seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6 s9"
+# (scenarios to run).
 #
 #   1. HTTPS HTTP/1.1 keep-alive, small GET     wrk -t1 -c64
 #   2. HTTPS HTTP/2                             h2load -t1 -c16 -m10
@@ -22,6 +23,8 @@
 #   8. the gateway with production features on (access log to a file, admin listener with
 #      /metrics scraped every second, active health checks every second), all and one by
 #      one, under load 1; off is scenario 1's gateway (RUST_LOG=warn, no admin, no checks)
+#   9. two workers each (gateway threads = 2, nginx worker_processes 2, HAProxy nbthread 2),
+#      under load 1: reported, no target (wrk shares the 2 CPUs with them)
 #
 # CPU µs per request is the proxy's utime+stime over a run (/proc/PID/stat; nginx: master
 # + worker) divided by the requests completed. The load generator shares the CPUs with the
@@ -35,7 +38,7 @@ ROUNDS=${ROUNDS:-2}
 S1_ROUNDS=${S1_ROUNDS:-$((ROUNDS + 1))}
 DURATION=${DURATION:-8}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6} # scenarios to run (7 and 8 are variants in s1)
+ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9} # scenarios to run (7 and 8 are variants in s1)
 HTTPS_PORT=18443
 HTTP_PORT=18080
 ADMIN_PORT=19090
@@ -74,6 +77,7 @@ results=$work/results.jsonl
 pids=()       # the replicas
 proxy_pid=""  # the proxy under test (nginx: its master)
 scraper=""    # the /metrics scrape loop
+workers=1     # worker threads or processes of each proxy (scenario 9: 2)
 cleanup() {
   trap - EXIT INT TERM
   stop_proxy
@@ -119,7 +123,7 @@ gateway_config() {
   case $variant in gw-prod | gw-admin) admin="[admin]
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
   case $variant in gw-prod | gw-health) health='health = { path = "/healthz", interval = "1s" }' ;; esac
-  py render "$bench/gateway.toml.tmpl" HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
+  py render "$bench/gateway.toml.tmpl" WORKERS=$workers HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
     SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes"
 }
 
@@ -129,7 +133,7 @@ start_proxy() {
   case $proxy in
     nginx)
       for port in "${HELLO_PORTS[@]}"; do servers+="server 127.0.0.1:$port; "; done
-      py render "$bench/nginx.conf.tmpl" WORK="$work" NOFILE="$nofile" HTTPS_PORT=$HTTPS_PORT \
+      py render "$bench/nginx.conf.tmpl" WORKERS=$workers WORK="$work" NOFILE="$nofile" HTTPS_PORT=$HTTPS_PORT \
         HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" NGINX_SERVERS="$servers" >"$work/nginx.conf"
       nginx -p "$work/" -c "$work/nginx.conf" -e "$work/nginx.error.log" -g 'daemon off;' \
         2>"$work/nginx.log" &
@@ -137,7 +141,7 @@ start_proxy() {
     haproxy)
       for port in "${HELLO_PORTS[@]}"; do servers+="    server s$port 127.0.0.1:$port
 "; done
-      py render "$bench/haproxy.cfg.tmpl" NOFILE="$nofile" MAXCONN="$haproxy_maxconn" HTTPS_PORT=$HTTPS_PORT \
+      py render "$bench/haproxy.cfg.tmpl" WORKERS=$workers NOFILE="$nofile" MAXCONN="$haproxy_maxconn" HTTPS_PORT=$HTTPS_PORT \
         HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" HAPROXY_SERVERS="$servers" >"$work/haproxy.cfg"
       haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
       proxy_pid=$! ;;
@@ -197,7 +201,7 @@ measure() {
   local scenario=$1 proxy=$2 round=$3 out="$work/$1-$2-$3" t0 t1 cap=$((DURATION + 20))
   local -a record=(record "$results" --scenario "$scenario" --proxy "$proxy" --round "$round")
   case $scenario in # warm-up: pools filled, first-use allocations done
-    s1 | s6) timeout 10 wrk -t1 -c64 -d1s "$https" >/dev/null ;;
+    s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "$https" >/dev/null ;;
     s2) timeout 10 h2load -t1 -c16 -m10 -n 5000 "$https" >/dev/null ;;
     s4) timeout 10 wrk -t1 -c64 -d1s "http://127.0.0.1:$HTTP_PORT/" >/dev/null ;;
   esac
@@ -209,7 +213,7 @@ measure() {
   fi
   t0=$(cpu_ticks)
   case $scenario in
-    s1) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "$https" >"$out.txt" ;;
+    s1 | s9) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "$https" >"$out.txt" ;;
     s2) timeout $cap h2load -t1 -c16 -m10 -D "$DURATION" --log-file="$out.log" "$https" >"$out.txt" ;;
     s3*)
       timeout $cap openssl s_time -connect "127.0.0.1:$HTTPS_PORT" -new -www / -time "$DURATION" >"$out.1.txt" 2>&1 &
@@ -263,6 +267,9 @@ scenario s3r "$ROUNDS" "$work/rsa" "${both[@]}"
 scenario s4 "$ROUNDS" "$work/ecdsa" "${both[@]}"
 scenario s5 "$ROUNDS" "$work/ecdsa" "${both[@]}"
 scenario s6 "$ROUNDS" "$work/ecdsa" "${both[@]}"
+workers=2
+scenario s9 "$ROUNDS" "$work/ecdsa" "${both[@]}"
+workers=1
 
 # The TLS parameters each proxy negotiates with the clients (OpenSSL 3 defaults).
 tls_params=""
@@ -285,7 +292,7 @@ echo "versions: $(target/release/gateway --version 2>&1 | head -1) (release buil
 echo "TLS negotiated by OpenSSL clients: ${tls_params%; }"
 [ "$haproxy_maxconn" -ge "$IDLE_CONNS" ] ||
   echo "open files limited to $nofile (hard limit): HAProxy, with two descriptors per connection, gets maxconn $haproxy_maxconn"
-echo "runs: one proxy at a time, one worker thread each, alternating run by run, $ROUNDS rounds" \
+echo "runs: one proxy at a time, one worker thread each (scenario 9: two), alternating run by run, $ROUNDS rounds" \
   "($S1_ROUNDS for scenario 1 and its gateway variants), ${DURATION}s per run;" \
   "values are means over the rounds, ± half the round-to-round range"
 echo

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+mod deadline;
 pub mod http1;
 pub mod ip_text;
 pub mod lifecycle;

@@ -6,8 +6,11 @@
 //! the moment each phase starts. SIGINT exits at once. SIGQUIT is pingora's graceful upgrade, which hands no
 //! listener over (the listeners are our own services): a graceful stop without the delay.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -15,29 +18,53 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Requests being processed, process-wide.
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Worker-thread slots for counters every request writes: each thread writes its own
+/// cache line, so threads never contend for one; readers (the drain, `/metrics`) sum
+/// them. More threads than slots share them.
+pub(crate) const SLOTS: usize = 16;
+
+/// A counter on a cache line of its own.
+#[repr(align(64))]
+struct Slot(AtomicIsize);
+
+/// This thread's slot.
+pub(crate) fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    }
+    SLOT.with(|slot| *slot)
+}
+
+/// Requests being processed, per worker thread (a request may end on another thread
+/// than it started: a slot alone can go below zero, the sum cannot).
+static IN_FLIGHT: [Slot; SLOTS] = [const { Slot(AtomicIsize::new(0)) }; SLOTS];
 
 /// Counts one request in flight until dropped.
 #[derive(Debug)]
-pub(crate) struct RequestGuard(());
+pub(crate) struct RequestGuard(&'static AtomicIsize);
 
 impl RequestGuard {
     pub(crate) fn new() -> Self {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        Self(())
+        let slot = &IN_FLIGHT[thread_slot()].0;
+        slot.fetch_add(1, Ordering::Relaxed);
+        Self(slot)
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Requests in flight now.
 pub fn in_flight() -> usize {
-    IN_FLIGHT.load(Ordering::Relaxed)
+    let sum: isize = IN_FLIGHT
+        .iter()
+        .map(|slot| slot.0.load(Ordering::Relaxed))
+        .sum();
+    usize::try_from(sum).unwrap_or(0)
 }
 
 /// Connections still sending responses, process-wide.
@@ -64,6 +91,74 @@ impl Drop for WritingGuard {
 /// Connections still sending responses now.
 pub(crate) fn writing() -> usize {
     WRITING.load(Ordering::Relaxed)
+}
+
+/// Set once the graceful shutdown begins (listeners close): HTTP/1 responses from then
+/// on say `Connection: close`. Read per request with one relaxed load, no lock.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the graceful shutdown has begun.
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(Ordering::Relaxed)
+}
+
+/// Marks the graceful shutdown as begun (its watch says so).
+pub(crate) fn stop() {
+    STOPPING.store(true, Ordering::Relaxed);
+}
+
+/// A connection's view of pingora's shutdown watch: a future that resolves once the
+/// server shuts down, made once per connection and polled at every wait (the keep-alive
+/// loop's, the HTTP/2 loop's) without the watch's lock: after the first poll has
+/// registered its waker, a poll only loads the watch's version (an atomic) until it
+/// changes. The connection's task must be the only one to poll it.
+pub(crate) struct Shutdown {
+    probe: ShutdownWatch,
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    registered: bool,
+    done: bool,
+}
+
+impl Shutdown {
+    pub(crate) fn new(watch: &ShutdownWatch) -> Self {
+        let mut rx = watch.clone();
+        Self {
+            probe: watch.clone(),
+            wait: Box::pin(async move {
+                // A closed watch (the server gone) ends the wait as well.
+                let _ = rx.wait_for(|down| *down).await;
+            }),
+            registered: false,
+            done: false,
+        }
+    }
+
+    /// Whether the server is shutting down now (a read of the watch, with its lock).
+    pub(crate) fn now(&self) -> bool {
+        *self.probe.borrow()
+    }
+}
+
+impl Future for Shutdown {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(());
+        }
+        if this.registered && matches!(this.probe.has_changed(), Ok(false)) {
+            // Still registered with this task's waker: nothing to do until it changes.
+            return Poll::Pending;
+        }
+        this.registered = true;
+        let polled = this.wait.as_mut().poll(cx);
+        if polled.is_ready() {
+            this.done = true;
+            stop();
+        }
+        polled
+    }
 }
 
 /// Whether the process is shutting down (readiness then fails), and the shutdown
@@ -174,6 +269,7 @@ impl BackgroundService for DrainService {
         if shutdown.changed().await.is_err() {
             return;
         }
+        stop();
         let deadline = Instant::now() + self.0.drain_timeout();
         let mut idle_polls = 0;
         loop {
@@ -195,5 +291,22 @@ impl BackgroundService for DrainService {
         }
         crate::telemetry::access::flush();
         std::process::exit(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_flight_are_summed_over_threads() {
+        let before = in_flight();
+        let here = RequestGuard::new();
+        let there = std::thread::spawn(RequestGuard::new).join().unwrap();
+        assert_eq!(in_flight(), before + 2);
+        // Dropped on another thread than it started on: the sum stays right.
+        std::thread::spawn(move || drop(here)).join().unwrap();
+        drop(there);
+        assert_eq!(in_flight(), before);
     }
 }

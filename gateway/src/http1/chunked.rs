@@ -147,7 +147,7 @@ impl ChunkedDecoder {
 
     /// One framing byte.
     fn step(&mut self, b: u8) -> Result<(), Http1Error> {
-        let fail = |what| Err(Http1Error::Chunked(what));
+        let fail = |what| Err(Http1Error::InvalidChunk(what));
         if matches!(
             self.state,
             State::Size | State::SizeDigits | State::AfterSize | State::Extension
@@ -240,13 +240,13 @@ impl ChunkedDecoder {
         let fields = match httparse::parse_headers(&raw, slots) {
             Ok(httparse::Status::Complete((n, fields))) if n == raw.len() => fields,
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(Http1Error::Chunked("too many trailer fields"))
+                return Err(Http1Error::InvalidChunk("too many trailer fields"))
             }
-            _ => return Err(Http1Error::Chunked("invalid trailer field")),
+            _ => return Err(Http1Error::InvalidChunk("invalid trailer field")),
         };
         let mut ignored = FieldScan::request();
         let map = header_map(&raw, fields, 0, &mut ignored, false)
-            .map_err(|_| Http1Error::Chunked("invalid trailer field"))?;
+            .map_err(|_| Http1Error::InvalidChunk("invalid trailer field"))?;
         self.trailers = Some(map);
         Ok(())
     }

@@ -105,6 +105,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
         if self.sending != Sending::Idle {
             return Err(Http1Error::Misuse("one request per session"));
         }
+        self.out.reserve(
+            write::head_size(req.headers, req.extra) + req.target.len(),
+            body.len(),
+        );
         let out = &mut self.out.buf;
         write::request_line(out, req.method, req.target);
         write::fields(out, req.headers, |n| {
@@ -232,7 +236,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
             return Ok(None);
         }
         let piece = self.body.next(&mut self.io, &mut self.buf).await?;
-        if piece.is_none() {
+        // The last piece ends the response too: the connection is reusable at once.
+        if piece.is_none() || self.body.is_done() {
             self.receiving = Receiving::Done;
         }
         Ok(piece)
@@ -246,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientConn<S> {
             return Ok(Buffered::End);
         }
         let piece = self.body.buffered(&mut self.buf)?;
-        if piece == Buffered::End {
+        if piece == Buffered::End || self.body.is_done() {
             self.receiving = Receiving::Done;
         }
         Ok(piece)

@@ -26,7 +26,7 @@ pub enum Http1Error {
     Framing(&'static str),
     /// A chunked body that breaks the chunked grammar or its limits.
     #[error("invalid chunked body: {0}")]
-    Chunked(&'static str),
+    InvalidChunk(&'static str),
     /// A trailer section larger than its limit.
     #[error("trailer section larger than {limit} bytes")]
     TrailersTooLarge { limit: usize },
@@ -51,7 +51,10 @@ impl Http1Error {
     /// connection). A backend response with any of these faults is a 502 instead.
     pub fn request_status(&self) -> u16 {
         match self {
-            Self::Malformed(_) | Self::InvalidHead(_) | Self::Framing(_) | Self::Chunked(_) => 400,
+            Self::Malformed(_)
+            | Self::InvalidHead(_)
+            | Self::Framing(_)
+            | Self::InvalidChunk(_) => 400,
             Self::HeadTooLarge { .. } | Self::TooManyHeaders { .. } => 431,
             Self::TrailersTooLarge { .. } => 431,
             Self::TargetTooLong { .. } => 414,

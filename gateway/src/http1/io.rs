@@ -4,7 +4,10 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::chunked::{ChunkedDecoder, ChunkedLimits, Decoded};
 use super::Http1Error;
@@ -23,13 +26,13 @@ const IDLE_READ: usize = 512;
 
 /// Reads more head bytes into `buf`; 0 at the end of the stream. A buffer without
 /// capacity (released while idle) is reallocated only once bytes have arrived.
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(
+pub(crate) async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
 ) -> Result<usize, Http1Error> {
     if buf.capacity() == 0 {
         let mut first = [0u8; IDLE_READ];
-        let n = io.read(&mut first).await?;
+        let n = read_answering(io, &mut first).await?;
         buf.reserve(HEAD_BUFFER.max(n));
         buf.extend_from_slice(first.get(..n).unwrap_or_default());
         return Ok(n);
@@ -38,6 +41,28 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
         buf.reserve(HEAD_BUFFER);
     }
     Ok(io.read_buf(buf).await?)
+}
+
+/// Reads into `into` while idle, and at each poll lets the stream write out what it
+/// queued by itself: a TLS stream sends the alerts it queues while reading (a
+/// renegotiation attempt's `no_renegotiation` warning, a fatal error's alert) only
+/// when written to or flushed, and an idle connection writes nothing else. (rustls
+/// queues the answer to a KeyUpdate only with the next application data: that one
+/// still waits for the response.) A flush that cannot finish now goes on at the next
+/// poll.
+async fn read_answering<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    into: &mut [u8],
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut read = ReadBuf::new(into);
+        let polled = Pin::new(&mut *io).poll_read(cx, &mut read);
+        if let Poll::Ready(Err(error)) = Pin::new(&mut *io).poll_flush(cx) {
+            return Poll::Ready(Err(error));
+        }
+        polled.map_ok(|()| read.filled().len())
+    })
+    .await
 }
 
 /// Reads more body bytes into `buf`; 0 at the end of the stream.
@@ -269,6 +294,13 @@ impl Output {
         io.write_all(data).await?;
         self.buf.extend_from_slice(after);
         self.flush(io).await
+    }
+
+    /// Makes room for a head of about `head` bytes and `body` bytes of body sent with it
+    /// (when they are to be copied in): one allocation per message, not one per field.
+    pub(crate) fn reserve(&mut self, head: usize, body: usize) {
+        let body = if body <= COALESCE { body } else { 0 };
+        self.buf.reserve(head + body);
     }
 
     /// Whether gathered bytes wait to be written.

@@ -36,6 +36,11 @@ impl ResponseHead {
         self.raw.get(self.reason.clone()).unwrap_or_default()
     }
 
+    /// [`Self::reason`] sharing the head's buffer (it outlives a move of the fields).
+    pub fn reason_bytes(&self) -> Bytes {
+        self.raw.slice(self.reason.clone())
+    }
+
     /// An interim response (100 Continue, 103 Early Hints...): the final one follows.
     pub fn is_interim(&self) -> bool {
         self.status.is_informational() && self.status != StatusCode::SWITCHING_PROTOCOLS

@@ -99,6 +99,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
         }
     }
 
+    /// Whether bytes of a next request are already buffered (pipelined, or read by
+    /// [`Self::read_more`]).
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Reads more bytes of the next request into the buffer (0: the client closed), so
+    /// that a caller can time the wait for a request apart from its head. Cancel-safe.
+    pub async fn read_more(&mut self) -> Result<usize, Http1Error> {
+        read_head(&mut self.io, &mut self.buf).await
+    }
+
     /// Limits for chunked request bodies from the next request on.
     pub fn set_chunked_limits(&mut self, limits: ChunkedLimits) {
         self.chunked = limits;
@@ -107,6 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
     /// Reads the next request's head (after the previous request is done: its body
     /// read, its response written). `Ok(None)`: the client closed the connection
     /// between requests. Cancel-safe: bytes read stay in the buffer for the next call.
+    /// A head that breaks the rules can be answered (the connection's last response).
     pub async fn read_request(
         &mut self,
         limits: &HeadLimits,
@@ -115,9 +128,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
             return Err(Http1Error::Misuse("the previous request is not finished"));
         }
         loop {
-            if let Some(head) = parse_request(&mut self.buf, &mut self.scan, limits)? {
-                self.start(&head);
-                return Ok(Some(head));
+            match parse_request(&mut self.buf, &mut self.scan, limits) {
+                Ok(Some(head)) => {
+                    self.start(&head);
+                    return Ok(Some(head));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.start_refusal();
+                    return Err(e);
+                }
             }
             if read_head(&mut self.io, &mut self.buf).await? == 0 {
                 if self.scan.start().is_none() {
@@ -142,6 +162,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
         self.continue_sent = false;
         self.writing = Writing::Head;
         self.close = false;
+        self.body_bytes_sent = 0;
+    }
+
+    /// After a head that could not be parsed: its answer (the refusal) may be written,
+    /// and it is the connection's last.
+    fn start_refusal(&mut self) {
+        self.body = BodyReader::done();
+        self.version = Version::HTTP_11;
+        self.head_request = false;
+        self.keep_alive = false;
+        self.expect_continue = false;
+        self.continue_sent = false;
+        self.writing = Writing::Head;
+        self.close = true;
         self.body_bytes_sent = 0;
     }
 
@@ -259,6 +293,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             return Err(Http1Error::Misuse("an interim response as the final one"));
         }
+        let reason = resp.reason.map_or(0, <[u8]>::len);
+        self.out.reserve(
+            write::head_size(resp.headers, resp.extra) + reason,
+            body.len(),
+        );
         let out = &mut self.out.buf;
         write::status_line(out, status, resp.reason);
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -430,6 +469,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ServerConn<S> {
 
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.io
+    }
+
+    /// After a 101: the stream and the bytes read past the request (the client's first
+    /// bytes of the new protocol), for a caller that keeps the session.
+    pub fn upgraded(&mut self) -> Option<(&mut S, BytesMut)> {
+        if self.writing != Writing::Upgraded {
+            return None;
+        }
+        Some((&mut self.io, self.buf.split()))
     }
 
     /// The stream and the bytes read past the last head or body: after a 101, the

@@ -39,6 +39,23 @@ pub fn fields(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&HeaderName)
     }
 }
 
+/// About the bytes a head takes: its fields (those `skip` leaves out counted too) and
+/// `extra`, with room for the start line and the framing fields; to size the output
+/// buffer once instead of growing it field by field.
+pub fn head_size(headers: &HeaderMap, extra: Extra<'_>) -> usize {
+    let fields = headers.iter().fold(0, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    });
+    let extra = extra
+        .iter()
+        .fold(0, |n, (name, value)| n + name.len() + value.len() + 4);
+    START_AND_FRAMING + fields + extra
+}
+
+/// A start line, `Date`, `Content-Length` or `Transfer-Encoding`, `Connection` and the
+/// blank line, at most (a longer target or reason grows the buffer).
+const START_AND_FRAMING: usize = 192;
+
 /// Which fields of a map are left out when it is written (hop-by-hop ones, say), so
 /// the map need not be edited first; `Sync` so the write's future stays `Send`.
 pub type Skip<'a> = &'a (dyn Fn(&HeaderName) -> bool + Sync);

@@ -78,6 +78,7 @@ impl Service for EdgeService {
                 biased;
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
+                        crate::lifecycle::stop();
                         break;
                     }
                     continue;

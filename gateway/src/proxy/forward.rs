@@ -1,401 +1,631 @@
 //! The backend leg of a request: choosing a backend, connecting through the pool,
-//! retrying where it is safe, and one task streaming the request body up while the
-//! response comes down (WebSocket upgrades included).
+//! retrying where it is safe, and the exchange over the gateway's own HTTP/1 codec
+//! (`crate::http1`): the request body streamed up while the response comes down,
+//! WebSocket upgrades tunnelled.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::response::Parts as ResponseParts;
-use http::{StatusCode, Version};
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::v1::client::HttpSession as BackendSession;
-use pingora::protocols::http::{HttpTask, ServerSession};
+use http::header::{HeaderName, CONTENT_LENGTH, HOST};
+use http::{HeaderValue, StatusCode, Version};
 use pingora::protocols::Stream;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, OrErr};
+use tokio::time::Instant;
 
-use super::request::{authority_value, hash_key};
-use super::respond::HSTS;
-use super::{headers, Gateway, RequestCtx, REQUEST_ID};
-use crate::config::Balance;
-use crate::upstream::Outcome;
+use super::downstream::{Downstream, Reply, Request};
+use super::error::ProxyError;
+use super::headers::{self, Hops};
+use super::request::hash_key;
+use super::{Client, Gateway, RequestCtx, REQUEST_ID};
+use crate::config::{Balance, Timeouts};
+use crate::deadline::Deadline;
+use crate::http1::{
+    Buffered, ClientConn, HeadLimits, Http1Error, OutBody, OutRequest, ResponseHead,
+    MAX_HEADER_SLOTS,
+};
+use crate::ip_text::IpText;
+use crate::upstream::{InFlight, Outcome};
+
+/// Backend connections as the codec drives them.
+type Backend = ClientConn<Stream>;
+
+/// Limits on a backend's response heads: pingora's (1 MiB, 256 fields), with room for
+/// the fields the gateway adds (request id, HSTS).
+const RESPONSE_LIMITS: HeadLimits = HeadLimits {
+    max_head: 1 << 20,
+    max_headers: MAX_HEADER_SLOTS,
+    max_target: 0,
+    reserve: 2,
+};
+
+/// Request body bytes kept for a retry at most (pingora's retry buffer was as large): a
+/// request that sent more cannot be sent again.
+const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// The request body pieces sent to the backend, kept to send again on a retry; kept
+/// only when the upstream retries at all.
+#[derive(Default)]
+struct Replay {
+    keep: bool,
+    pieces: Vec<Bytes>,
+    len: usize,
+    truncated: bool,
+}
+
+impl Replay {
+    fn new(keep: bool) -> Self {
+        Self {
+            keep,
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, piece: &Bytes) {
+        if !self.keep || self.truncated {
+            return;
+        }
+        self.len += piece.len();
+        if self.len > REPLAY_LIMIT {
+            self.truncated = true;
+            self.pieces = Vec::new();
+        } else {
+            self.pieces.push(piece.clone());
+        }
+    }
+}
+
+/// What an exchange reads of its request, whichever backend it goes to.
+#[derive(Clone, Copy)]
+struct Leg<'a> {
+    /// `X-Forwarded-Proto`.
+    proto: &'static str,
+    req: &'a Request,
+    client: &'a Client,
+    timeouts: &'a Timeouts,
+}
+
+/// How an exchange ended without error.
+enum Exchanged {
+    /// Both messages complete: the connection may serve another request.
+    Done,
+    /// A `101`: both connections are now the new protocol's.
+    Upgraded,
+}
 
 impl Gateway {
     /// Proxies the request to a backend of `ctx.route`, retrying on another backend
     /// when nothing reached the first one (or, for a request that can be sent again,
     /// when its connection closed before any response byte).
-    pub(super) async fn proxy(
+    pub(super) async fn proxy<D: Downstream>(
         &self,
-        session: &mut ServerSession,
+        down: &mut D,
+        req: &Request,
         ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        let Some(route) = ctx.route.clone() else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no upstream routed",
-            ));
+        client: &Client,
+    ) -> Result<(), ProxyError> {
+        let Some(route) = ctx.route.take() else {
+            return Err(ProxyError::NoBackend);
         };
+        let result = self.attempts(down, req, ctx, client, &route).await;
+        ctx.route = Some(route);
+        result
+    }
+
+    async fn attempts<D: Downstream>(
+        &self,
+        down: &mut D,
+        req: &Request,
+        ctx: &mut RequestCtx,
+        client: &Client,
+        route: &crate::state::RouteState,
+    ) -> Result<(), ProxyError> {
         let upstream = &*route.upstream;
         let config = &upstream.config;
         // A request without the hash key is balanced round robin, not pinned.
         let key = match &config.balance {
-            Balance::ConsistentHash(key) => hash_key(session, key),
+            Balance::ConsistentHash(key) => hash_key(req, key, client),
             _ => None,
         };
-        session.enable_retry_buffering();
+        let mut replay = Replay::new(config.retries > 0);
         loop {
             if let Some(previous) = ctx.backend.take() {
                 ctx.tried.push(previous.backend().addr);
             }
             ctx.attempts += 1;
             let Some(chosen) = upstream.select(key, &ctx.tried) else {
-                let mut e = Error::explain(ErrorType::ConnectNoRoute, "upstream has no backends");
-                e.esource = ErrorSource::Upstream;
-                return Err(e);
+                return Err(ProxyError::NoBackend);
             };
-            let backend = chosen.backend().clone();
+            let attempt = self
+                .attempt(down, req, ctx, client, &chosen, config, &mut replay)
+                .await;
             ctx.backend = Some(chosen);
-            let peer = backend.peer();
-            let idle = config.timeouts.idle;
-            let connected = match backend.pool.take(idle) {
-                Some(stream) => Ok(stream),
-                // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
-                // that would otherwise size every request's (and connection's) future.
-                None => Box::pin(self.connect(peer, config.timeouts.connect, ctx)).await,
-            };
-            let mut up = match connected {
-                Ok(stream) => BackendSession::new_with_options(stream, peer),
-                Err(mut e) => {
-                    e.esource = ErrorSource::Upstream;
-                    backend.count(Outcome::ConnectFailure);
-                    backend.connect_failed(&config.passive);
-                    // Nothing reached the backend: any request may go to another one,
-                    // while attempts and connect time remain (all backends down: 502
-                    // within one connect timeout).
-                    if ctx.attempts <= config.retries && ctx.connecting < config.timeouts.connect {
-                        continue;
-                    }
-                    return Err(e);
+            match attempt {
+                Attempt::Done(result) => return result,
+                Attempt::Retry => {}
+            }
+        }
+    }
+}
+
+/// How one attempt ended: the request's result, or another attempt to make.
+enum Attempt {
+    Done(Result<(), ProxyError>),
+    Retry,
+}
+
+impl Gateway {
+    /// One attempt on the backend `chosen`: connect (or take a pooled connection), then
+    /// the exchange. Retries while attempts and connect time remain: after a failed
+    /// connect (nothing reached the backend), or when the backend closed before any
+    /// response byte and the request can be sent again.
+    #[allow(clippy::too_many_arguments)] // the parts of one attempt
+    async fn attempt<D: Downstream>(
+        &self,
+        down: &mut D,
+        req: &Request,
+        ctx: &mut RequestCtx,
+        client: &Client,
+        chosen: &InFlight,
+        config: &crate::config::Upstream,
+        replay: &mut Replay,
+    ) -> Attempt {
+        let backend = chosen.backend();
+        let connected = match backend.pool.take(config.timeouts.idle) {
+            Some(stream) => Ok(stream),
+            // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
+            // that would otherwise size every request's (and connection's) future.
+            None => {
+                let connect = self.connect(backend.peer(), config.timeouts.connect, ctx.connecting);
+                let (connected, took) = Box::pin(connect).await;
+                ctx.connecting += took;
+                connected
+            }
+        };
+        let retry_left = ctx.attempts <= config.retries;
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                backend.count(Outcome::ConnectFailure);
+                backend.connect_failed(&config.passive);
+                // Nothing reached the backend: any request may go to another one,
+                // while attempts and connect time remain (all backends down: 502
+                // within one connect timeout).
+                if retry_left && ctx.connecting < config.timeouts.connect {
+                    return Attempt::Retry;
                 }
-            };
-            backend.connect_succeeded();
-            up.read_timeout = peer.options.read_timeout;
-            up.write_timeout = peer.options.write_timeout;
-            let exchanged = self.exchange(session, &mut up, ctx).await;
-            backend.count(outcome(&exchanged, ctx.responded));
-            match exchanged {
-                Ok(true) => {
-                    up.respect_keepalive();
-                    if let Some(stream) = up.reuse().await {
-                        backend.pool.put(stream);
-                    }
-                    return Ok(());
+                return Attempt::Done(Err(ProxyError::Connect(e.into_up())));
+            }
+        };
+        backend.connect_succeeded();
+        let mut up = ClientConn::new(stream);
+        let leg = Leg {
+            proto: self.proto,
+            req,
+            client,
+            timeouts: &config.timeouts,
+        };
+        let exchanged = exchange(leg, down, &mut up, ctx, replay).await;
+        backend.count(outcome(&exchanged, ctx.responded));
+        match exchanged {
+            Ok(Exchanged::Done) => {
+                if let Some(stream) = up.into_reusable() {
+                    backend.pool.put(stream);
                 }
-                Ok(false) => return Ok(()),
-                Err(e) => {
-                    let connect_left = ctx.connecting < config.timeouts.connect;
-                    if ctx.attempts <= config.retries && connect_left && may_retry(session, ctx, &e)
-                    {
-                        continue;
-                    }
-                    return Err(e);
+                Attempt::Done(Ok(()))
+            }
+            Ok(Exchanged::Upgraded) => {
+                let (stream, early) = up.into_parts();
+                Attempt::Done(down.tunnel(stream, early).await)
+            }
+            Err(e) => {
+                let connect_left = ctx.connecting < config.timeouts.connect;
+                let replayable =
+                    (req.method.is_idempotent() || down.body_empty()) && !replay.truncated;
+                // Closed before any response byte: nothing of it was answered.
+                let closed_early = !up.response_started() && e.is_backend_connection();
+                if retry_left && connect_left && closed_early && replayable {
+                    return Attempt::Retry;
                 }
+                Attempt::Done(Err(e))
             }
         }
     }
 
-    /// A new connection to `peer`. The first attempt has the peer's own `connect_timeout`
-    /// (`budget`); a retry has what earlier attempts left of it, so that every connect of
-    /// the request together stays within one `connect_timeout`.
+    /// A new connection to `peer`, and how long making it took. The first attempt has
+    /// the peer's own `connect_timeout` (`budget`); a retry has what earlier attempts
+    /// left of it (`spent`), so that every connect of the request together stays within
+    /// one `connect_timeout`.
     async fn connect(
         &self,
         peer: &HttpPeer,
         budget: Duration,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<Stream> {
-        let started = Instant::now();
+        spent: Duration,
+    ) -> (pingora::Result<Stream>, Duration) {
+        let started = std::time::Instant::now();
         let connect = self.connector.new_stream(peer);
-        let result = if ctx.connecting.is_zero() {
+        let result = if spent.is_zero() {
             connect.await
         } else {
-            let left = budget.saturating_sub(ctx.connecting);
+            let left = budget.saturating_sub(spent);
             match tokio::time::timeout(left, connect).await {
                 Ok(result) => result,
-                Err(_) => Error::e_explain(
-                    ErrorType::ConnectTimedout,
+                Err(_) => pingora::Error::e_explain(
+                    pingora::ErrorType::ConnectTimedout,
                     "connect_timeout used up by earlier attempts",
                 ),
             }
         };
-        ctx.connecting += started.elapsed();
-        result
-    }
-
-    /// Sends the request over `up` and the response back, the request body streamed
-    /// up while the response streams down. `Ok(true)`: `up` may serve another request.
-    async fn exchange(
-        &self,
-        down: &mut ServerSession,
-        up: &mut BackendSession,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<bool> {
-        let req = self.backend_request(down, ctx)?;
-        up.write_request_header(req)
-            .await
-            .map_err(|e| e.into_up())?;
-        // A retry first replays the body bytes the previous attempt took.
-        if let Some(sent) = down.get_retry_buffer() {
-            up.write_body(&sent).await.map_err(|e| e.into_up())?;
-        }
-        let mut request_done = down.is_body_done();
-        if request_done {
-            up.finish_body().await.map_err(|e| e.into_up())?;
-        }
-        let mut response_done = false;
-        let mut send_error = None;
-        while !(request_done && response_done) {
-            tokio::select! {
-                biased;
-                task = read_backend(up), if !response_done => {
-                    let task = match (task, send_error.take()) {
-                        (Ok(task), unsent) => {
-                            send_error = unsent;
-                            task
-                        }
-                        (Err(_), Some(unsent)) => return Err(unsent),
-                        (Err(e), None) => return Err(e.into_up()),
-                    };
-                    response_done = to_client(down, task, ctx).await?;
-                    if down.was_upgraded() {
-                        // Both ways are now a byte stream, until either side closes;
-                        // max_body_size no longer applies.
-                        up.maybe_upgrade_body_writer();
-                        ctx.max_body = u64::MAX;
-                        if response_done || down.is_body_done() {
-                            return Ok(false);
-                        }
-                        request_done = false;
-                    }
-                }
-                body = down.read_request_body(), if !request_done => {
-                    let body = body.map_err(|e| e.into_down())?;
-                    match to_backend(up, body, ctx).await {
-                        Ok(done) => request_done = done,
-                        // A backend may answer before taking the whole body, and close:
-                        // its answer still goes to the client. No answer: this error.
-                        Err(e) if e.esource() == &ErrorSource::Upstream && !down.was_upgraded() => {
-                            send_error = Some(e);
-                            request_done = true;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    if request_done && down.was_upgraded() {
-                        return Ok(false);
-                    }
-                }
-            }
-        }
-        Ok(send_error.is_none())
-    }
-
-    /// The request as it goes to the backend: HTTP/1.1 with `Host`, hop-by-hop headers
-    /// dropped, `X-Forwarded-*` and the request id set, a body without length chunked.
-    fn backend_request(
-        &self,
-        down: &mut ServerSession,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<Box<RequestHeader>> {
-        // An HTTP/2 body may come without a length; HTTP/1 bodies are framed by one.
-        let unframed = {
-            let from = down.req_header();
-            from.version == Version::HTTP_2
-                && !from.headers.contains_key(CONTENT_LENGTH)
-                && !from.headers.contains_key(TRANSFER_ENCODING)
-        };
-        let chunked = unframed && !down.is_body_empty();
-        let from = down.req_header();
-        // A copy without pingora's header-case map, edited as a plain header map (no
-        // name parsing) with room for the headers set here: inserts into pingora's
-        // exactly-sized copy would grow two maps per request.
-        let mut parts = from.as_owned_parts();
-        let h = &mut parts.headers;
-        h.reserve(ADDED_HEADERS);
-        if from.version == Version::HTTP_2 {
-            if let Some(authority) = from.uri.authority() {
-                let host = HeaderValue::from_str(authority.as_str())
-                    .or_err(ErrorType::InvalidHTTPHeader, "HTTP/2 :authority")?;
-                h.insert(HOST, host);
-            }
-        }
-        headers::strip_request(h, ctx.upgrade);
-        let peer = super::client_ip(down);
-        headers::set_forwarded(h, peer, ctx.trusted, self.proto, authority_value(from))?;
-        h.insert(REQUEST_ID, ctx.request_id(down).clone());
-        if chunked {
-            h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        }
-        parts.version = Version::HTTP_11;
-        let mut req = Box::new(RequestHeader::from(parts));
-        if !from.raw_path_is_utf8() {
-            req.set_raw_path(from.raw_path())?;
-        }
-        Ok(req)
+        (result, started.elapsed())
     }
 }
 
-/// Headers the gateway adds to a request (Host, `X-Forwarded-*`, request id, framing)
-/// or a response (request id, HSTS) at most.
-const ADDED_HEADERS: usize = 6;
+/// A backend failure of `what` (timeouts of the stream itself included).
+fn backend_error(what: &'static str) -> impl Fn(Http1Error) -> ProxyError {
+    move |e| match e.is_timeout() {
+        true => ProxyError::BackendTimeout(what),
+        false => ProxyError::Backend(what, e),
+    }
+}
+
+/// Writes to the backend within `write_timeout`.
+async fn to_backend<F: std::future::Future<Output = Result<(), Http1Error>>>(
+    write: F,
+    timeouts: &Timeouts,
+) -> Result<(), ProxyError> {
+    match tokio::time::timeout(timeouts.write, write).await {
+        Ok(written) => written.map_err(backend_error("sending the request")),
+        Err(_) => Err(ProxyError::BackendTimeout("sending the request")),
+    }
+}
+
+/// Header fields written as slices after a head's own: at most eight.
+#[derive(Default)]
+pub(super) struct Extras<'a> {
+    fields: [(&'a [u8], &'a [u8]); 8],
+    len: usize,
+}
+
+impl<'a> Extras<'a> {
+    pub(super) fn push(&mut self, name: &'a [u8], value: &'a [u8]) {
+        if let Some(slot) = self.fields.get_mut(self.len) {
+            *slot = (name, value);
+            self.len += 1;
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[(&'a [u8], &'a [u8])] {
+        self.fields.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Writes the request head to the backend: the client's fields but hop-by-hop ones (and
+/// the forwarding ones of an untrusted client), then `Host` (HTTP/2's `:authority`),
+/// `X-Forwarded-*`, the request id; with `first` body bytes when the request is done.
+async fn send_head(
+    leg: Leg<'_>,
+    ctx: &RequestCtx,
+    up: &mut Backend,
+    body: OutBody,
+    first: &[u8],
+    end: bool,
+) -> Result<(), ProxyError> {
+    let Leg {
+        proto,
+        req,
+        client,
+        timeouts,
+    } = leg;
+    let headers = &req.headers;
+    let trusted = ctx.trusted;
+    let ip = client.ip.map(IpText::new);
+    let chain = match &ip {
+        Some(ip) if trusted && headers.contains_key(headers::X_FORWARDED_FOR) => {
+            Some(headers::forwarded_chain(headers, ip.as_bytes()))
+        }
+        _ => None,
+    };
+    let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+    let host = authority.or_else(|| headers.get(HOST).map(HeaderValue::as_bytes));
+    // HTTP/2 has `:authority` where HTTP/1 has Host.
+    let replace_host = req.version == Version::HTTP_2 && authority.is_some();
+    let mut extra = Extras::default();
+    if let (true, Some(authority)) = (replace_host, authority) {
+        extra.push(b"host", authority);
+    }
+    match (&chain, &ip) {
+        (Some(chain), _) => extra.push(b"x-forwarded-for", chain),
+        (None, Some(ip)) => extra.push(b"x-forwarded-for", ip.as_bytes()),
+        (None, None) => {}
+    }
+    if !(trusted && headers.contains_key(headers::X_FORWARDED_PROTO)) {
+        extra.push(b"x-forwarded-proto", proto.as_bytes());
+    }
+    if let Some(host) = host {
+        if !(trusted && headers.contains_key(headers::X_FORWARDED_HOST)) {
+            extra.push(b"x-forwarded-host", host);
+        }
+    }
+    extra.push(b"x-request-id", ctx.request_id.as_bytes());
+    if ctx.upgrade {
+        extra.push(b"connection", b"upgrade");
+    }
+    let hops = Hops::request(headers, ctx.upgrade);
+    let peer_known = ip.is_some();
+    let skip = |name: &HeaderName| {
+        hops.skip(name)
+            || name == REQUEST_ID
+            || (replace_host && name == HOST)
+            || (!trusted && headers::is_forwarding(name))
+            || (peer_known && name == headers::X_FORWARDED_FOR)
+    };
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let out = OutRequest {
+        method: &req.method,
+        target: target.as_bytes(),
+        headers,
+        skip: &skip,
+        extra: extra.as_slice(),
+        body,
+    };
+    to_backend(up.write_request(out, first, end), timeouts).await
+}
+
+/// How a request's body goes to the backend: by its length, chunked when it has none
+/// (an HTTP/1 chunked body, an HTTP/2 body without `content-length`).
+fn request_body<D: Downstream>(req: &Request, down: &D) -> OutBody {
+    if down.body_empty() {
+        return OutBody::None;
+    }
+    let length = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok());
+    length.map_or(OutBody::Unknown, OutBody::Length)
+}
+
+/// Sends the request over `up` and the response back, the request body streamed up
+/// while the response streams down.
+async fn exchange<D: Downstream>(
+    leg: Leg<'_>,
+    down: &mut D,
+    up: &mut Backend,
+    ctx: &mut RequestCtx,
+    replay: &mut Replay,
+) -> Result<Exchanged, ProxyError> {
+    let timeouts = leg.timeouts;
+    let body = request_body(leg.req, down);
+    let mut request_done = body == OutBody::None;
+    if replay.pieces.is_empty() && !request_done {
+        // The body's first bytes, often read with the head, go up with it.
+        let first = down.buffered_body()?;
+        let first = first.unwrap_or_default();
+        replay.push(&first);
+        request_done = down.body_done();
+        send_head(leg, ctx, up, body, &first, request_done).await?;
+    } else {
+        send_head(leg, ctx, up, body, b"", request_done).await?;
+        // A retry first sends again the body bytes the previous attempt took.
+        for piece in &replay.pieces {
+            to_backend(up.write_body(piece, false), timeouts).await?;
+        }
+        if !request_done && down.body_done() {
+            to_backend(up.write_body(b"", true), timeouts).await?;
+            request_done = true;
+        }
+    }
+    let mut reading = Reading::Head;
+    let mut send_error = None;
+    let silent = tokio::time::sleep(timeouts.read);
+    tokio::pin!(silent);
+    let mut silent = Deadline::new(silent);
+    while !(request_done && reading == Reading::Done) {
+        tokio::select! {
+            biased;
+            piece = from_backend(up, reading), if reading != Reading::Done => {
+                let piece = match (piece, send_error.take()) {
+                    (Ok(piece), unsent) => {
+                        send_error = unsent;
+                        piece
+                    }
+                    (Err(_), Some(unsent)) => return Err(unsent),
+                    (Err(e), None) => return Err(backend_error("reading the response")(e)),
+                };
+                reading = to_client(down, up, piece, ctx).await?;
+                if reading == Reading::Upgraded {
+                    return Ok(Exchanged::Upgraded);
+                }
+            }
+            body = down.read_body(), if !request_done => {
+                match body_to_backend(up, body?, replay, timeouts).await {
+                    Ok(done) => request_done = done,
+                    // A backend may answer before taking the whole body, and close:
+                    // its answer still goes to the client. No answer: this error.
+                    Err(e) => {
+                        send_error = Some(e);
+                        request_done = true;
+                    }
+                }
+            }
+            () = silent.passed(), if reading != Reading::Done => {
+                return Err(ProxyError::BackendTimeout("awaiting the response"));
+            }
+        }
+        // The backend has `read_timeout` from the last thing that moved.
+        silent.set(Instant::now() + timeouts.read);
+    }
+    match send_error {
+        Some(e) => Err(e),
+        None => Ok(Exchanged::Done),
+    }
+}
+
+/// Where the response from the backend is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Head,
+    Body,
+    Done,
+    Upgraded,
+}
 
 /// A piece of the backend's response.
 enum FromBackend {
-    /// A response head, and whether it ends the response.
-    Head(ResponseParts, bool),
-    /// Body, upgraded bytes, or the end.
-    Task(HttpTask),
+    Head(ResponseHead),
+    Body(Bytes),
+    End,
 }
 
-/// The next piece of the backend's response. A head comes as a copy without pingora's
-/// header-case map (standard names go out in their usual case, others in lower case, as
-/// HAProxy sends them) and with room for the headers the gateway adds.
-async fn read_backend(up: &mut BackendSession) -> pingora::Result<FromBackend> {
-    let reading_head = up
-        .get_status()
-        .is_none_or(|s| s.is_informational() && s != StatusCode::SWITCHING_PROTOCOLS);
-    if !reading_head {
-        return up.read_response_task().await.map(FromBackend::Task);
+/// The next piece of the backend's response (cancel-safe).
+async fn from_backend(up: &mut Backend, reading: Reading) -> Result<FromBackend, Http1Error> {
+    match reading {
+        Reading::Head => Ok(FromBackend::Head(up.read_response(&RESPONSE_LIMITS).await?)),
+        _ => Ok(match up.read_body().await? {
+            Some(data) => FromBackend::Body(data),
+            None => FromBackend::End,
+        }),
     }
-    up.read_response().await?;
-    let Some(head) = up.resp_header() else {
-        return Err(Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            "no response head",
-        ));
-    };
-    let mut parts = head.as_owned_parts();
-    parts.headers.reserve(ADDED_HEADERS);
-    // The client connection is HTTP/1.1 (or HTTP/2) whatever the backend speaks.
-    parts.version = Version::HTTP_11;
-    Ok(FromBackend::Head(parts, up.is_body_done()))
 }
 
-/// Passes one piece of the backend's response to the client; true when it was the last.
-async fn to_client(
-    down: &mut ServerSession,
+/// Passes one piece of the backend's response to the client; returns where the
+/// response is after it.
+async fn to_client<D: Downstream>(
+    down: &mut D,
+    up: &mut Backend,
     piece: FromBackend,
     ctx: &mut RequestCtx,
-) -> pingora::Result<bool> {
-    let task = match piece {
-        FromBackend::Head(mut head, end) => {
-            // Informational answers (100 Continue) go through; the real one follows.
-            let status = head.status;
-            let last = !(status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS);
-            if last {
-                ctx.responded = true;
-                headers::strip_response(&mut head.headers, status);
-                head.headers
-                    .insert(REQUEST_ID, ctx.request_id(down).clone());
-                if let Some(hsts) = &ctx.hsts {
-                    head.headers.insert(HSTS, hsts.clone());
-                }
-            }
-            down.write_response_header(Box::new(ResponseHeader::from(head)))
-                .await
-                .map_err(|e| e.into_down())?;
-            if !(end && last) {
-                return Ok(false);
-            }
-            HttpTask::Done
-        }
-        FromBackend::Task(task) => task,
+) -> Result<Reading, ProxyError> {
+    let head = match piece {
+        FromBackend::Body(data) => return body_to_client(down, up, data).await,
+        FromBackend::End => return end_to_client(down, up).await,
+        FromBackend::Head(head) => head,
     };
-    match task {
-        HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
-            down.write_response_body(data.unwrap_or_default(), end)
-                .await
-                .map_err(|e| e.into_down())?;
-            Ok(end)
-        }
-        HttpTask::Done | HttpTask::Header(..) => {
-            down.write_response_body(Bytes::new(), true)
-                .await
-                .map_err(|e| e.into_down())?;
-            Ok(true)
-        }
-        HttpTask::Trailer(_) => Ok(false),
-        HttpTask::Failed(e) => Err(e.into_up()),
+    let status = head.status;
+    // Informational answers (100 Continue, 103) go through; the real one follows.
+    if head.is_interim() {
+        down.write_interim(status, &head.headers).await?;
+        return Ok(Reading::Head);
     }
+    ctx.responded = true;
+    let body = head.out_body();
+    let reason = head.reason_bytes();
+    let reply = Reply {
+        status,
+        reason: Some(&reason),
+        headers: head.headers,
+        relayed: true,
+        extra: &[],
+        request_id: &ctx.request_id,
+        hsts: ctx.hsts.as_ref(),
+        body,
+    };
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        down.write_head(reply, Bytes::new(), false).await?;
+        return Ok(Reading::Upgraded);
+    }
+    // The body's first bytes, often read with the head, go out in the same write.
+    let first = up
+        .buffered_body()
+        .map_err(backend_error("reading the response"))?;
+    let (first, end) = match first {
+        Buffered::Data(data) => (data, up.response_done() && up.take_trailers().is_none()),
+        Buffered::End | Buffered::Empty => (Bytes::new(), up.response_done()),
+    };
+    down.write_head(reply, first, end).await?;
+    Ok(if end { Reading::Done } else { Reading::Body })
 }
 
-/// Passes one piece of the client's request body to the backend, within the route's
-/// `max_body_size`; true when the body is complete.
-async fn to_backend(
-    up: &mut BackendSession,
+async fn body_to_client<D: Downstream>(
+    down: &mut D,
+    up: &mut Backend,
+    data: Bytes,
+) -> Result<Reading, ProxyError> {
+    if !up.response_done() {
+        down.write_body(data, false).await?;
+        return Ok(Reading::Body);
+    }
+    match up.take_trailers() {
+        Some(trailers) => {
+            down.write_body(data, false).await?;
+            down.write_trailers(trailers).await?;
+        }
+        None => down.write_body(data, true).await?,
+    }
+    Ok(Reading::Done)
+}
+
+async fn end_to_client<D: Downstream>(
+    down: &mut D,
+    up: &mut Backend,
+) -> Result<Reading, ProxyError> {
+    match up.take_trailers() {
+        Some(trailers) => down.write_trailers(trailers).await?,
+        None => down.write_body(Bytes::new(), true).await?,
+    }
+    Ok(Reading::Done)
+}
+
+/// Passes one piece of the client's request body to the backend; true when the body
+/// is complete.
+async fn body_to_backend(
+    up: &mut Backend,
     body: Option<Bytes>,
-    ctx: &mut RequestCtx,
-) -> pingora::Result<bool> {
+    replay: &mut Replay,
+    timeouts: &Timeouts,
+) -> Result<bool, ProxyError> {
     let Some(chunk) = body else {
-        up.finish_body().await.map_err(|e| e.into_up())?;
+        to_backend(up.write_body(b"", true), timeouts).await?;
         return Ok(true);
     };
-    ctx.body_bytes += chunk.len() as u64;
-    if ctx.body_bytes > ctx.max_body {
-        return Err(Error::explain(
-            ErrorType::HTTPStatus(413),
-            "request body over the route's max_body_size",
-        ));
-    }
-    up.write_body(&chunk).await.map_err(|e| e.into_up())?;
+    replay.push(&chunk);
+    to_backend(up.write_body(&chunk, false), timeouts).await?;
     Ok(false)
 }
 
 /// What an exchange says about its backend: an error of the backend's connection is
 /// its failure; otherwise (the exchange completed, or the client or the gateway ended
 /// it) it answered, unless no response had come back yet.
-fn outcome(exchanged: &pingora::Result<bool>, responded: bool) -> Outcome {
+fn outcome(exchanged: &Result<Exchanged, ProxyError>, responded: bool) -> Outcome {
     match exchanged {
         Ok(_) => Outcome::Success,
-        Err(e) if e.esource() == &ErrorSource::Upstream => Outcome::Error,
+        Err(e) if e.is_backends_doing() => Outcome::Error,
         Err(_) if responded => Outcome::Success,
         Err(_) => Outcome::Cancelled,
     }
 }
 
-/// Whether a failed exchange may go to another backend: its connection closed before
-/// any response byte, and the request can be sent again (idempotent, or without a
-/// body, and no more body taken than the replay buffer holds).
-fn may_retry(session: &mut ServerSession, ctx: &RequestCtx, e: &Error) -> bool {
-    let closed_early = !ctx.responded
-        && e.esource() == &ErrorSource::Upstream
-        && matches!(
-            e.etype(),
-            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-        );
-    let replayable = session.req_header().method.is_idempotent() || session.is_body_empty();
-    closed_early && replayable && !session.retry_buffer_truncated()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::downstream::DownError;
 
     #[test]
     fn an_attempt_is_judged_by_what_the_backend_did() {
-        let failed = |etype, esource| {
-            let mut e = Error::new(etype);
-            e.esource = esource;
-            Err(e)
-        };
-        assert_eq!(outcome(&Ok(true), true), Outcome::Success);
-        assert_eq!(outcome(&Ok(false), true), Outcome::Success);
-        let backend_closed = failed(ErrorType::ConnectionClosed, ErrorSource::Upstream);
-        assert_eq!(outcome(&backend_closed, true), Outcome::Error);
-        assert_eq!(outcome(&backend_closed, false), Outcome::Error);
-        let client_gone = failed(ErrorType::WriteError, ErrorSource::Downstream);
-        assert_eq!(outcome(&client_gone, true), Outcome::Success);
-        assert_eq!(outcome(&client_gone, false), Outcome::Cancelled);
-        let too_large = failed(ErrorType::HTTPStatus(413), ErrorSource::Unset);
+        assert_eq!(outcome(&Ok(Exchanged::Done), true), Outcome::Success);
+        assert_eq!(outcome(&Ok(Exchanged::Upgraded), true), Outcome::Success);
+        let backend_closed = || Err(ProxyError::Backend("x", Http1Error::Closed("x")));
+        assert_eq!(outcome(&backend_closed(), true), Outcome::Error);
+        assert_eq!(outcome(&backend_closed(), false), Outcome::Error);
+        let silent = Err(ProxyError::BackendTimeout("x"));
+        assert_eq!(outcome(&silent, false), Outcome::Error);
+        let client_gone = || Err(ProxyError::Client(DownError::H1(Http1Error::Closed("x"))));
+        assert_eq!(outcome(&client_gone(), true), Outcome::Success);
+        assert_eq!(outcome(&client_gone(), false), Outcome::Cancelled);
+        let too_large = Err(ProxyError::Client(DownError::BodyTooLarge));
         assert_eq!(outcome(&too_large, false), Outcome::Cancelled);
+    }
+
+    #[test]
+    fn replay_keeps_bodies_only_when_retrying_and_up_to_its_limit() {
+        let piece = Bytes::from(vec![1u8; 1024]);
+        let mut off = Replay::new(false);
+        off.push(&piece);
+        assert!(off.pieces.is_empty() && !off.truncated);
+        let mut on = Replay::new(true);
+        for _ in 0..64 {
+            on.push(&piece);
+        }
+        assert_eq!(on.pieces.len(), 64);
+        on.push(&piece);
+        assert!(on.truncated && on.pieces.is_empty());
     }
 }

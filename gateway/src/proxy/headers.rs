@@ -1,49 +1,35 @@
-//! Header rewriting between the legs: hop-by-hop headers dropped both ways, and the
-//! `X-Forwarded-*` / `Forwarded` headers set from what the gateway saw.
+//! Header rewriting between the legs, without editing or copying the maps: which fields
+//! are left out as a head is written (hop-by-hop ones both ways, the client's
+//! `X-Forwarded-*` and `Forwarded` from an untrusted peer), and the `X-Forwarded-*`
+//! fields the gateway adds, as slices. An HTTP/2 response, which is written from a
+//! map, has its hop-by-hop fields removed in place.
 
-use std::io::Write;
 use std::net::IpAddr;
-
-use bytes::Bytes;
 
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderValue, StatusCode};
-use pingora::{ErrorType::InvalidHTTPHeader, OrErr};
+use http::{HeaderMap, StatusCode};
 
 use crate::config::Cidr;
 
-// Names as `HeaderName`s: map operations on them parse nothing.
+// Names as `HeaderName`s: comparisons and map operations on them parse nothing.
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const FORWARDED: &str = "forwarded";
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Header names a `Connection` header may not remove: the message's framing and host.
-fn protected(name: &str) -> bool {
+fn protected(name: &[u8]) -> bool {
     [
         HOST.as_str(),
         CONTENT_LENGTH.as_str(),
         TRANSFER_ENCODING.as_str(),
     ]
     .iter()
-    .any(|p| name.eq_ignore_ascii_case(p))
-}
-
-/// The headers `Connection` names (lower case), skipping protected ones.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && !protected(n))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect()
+    .any(|p| name.eq_ignore_ascii_case(p.as_bytes()))
 }
 
 /// Whether `name` is hop-by-hop in itself (headers a `Connection` header names come on
@@ -57,102 +43,101 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-/// Drops hop-by-hop headers from a request going upstream. With `upgrade` (a WebSocket
-/// upgrade on a route that allows it) `Upgrade` is kept and `Connection: upgrade` sent.
-pub(crate) fn strip_request(headers: &mut HeaderMap, upgrade: bool) {
-    // Most requests have none: one pass over the names instead of a lookup per name.
-    if !upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    if headers.contains_key(CONNECTION) {
-        for name in connection_named(headers) {
-            if !(upgrade && name == UPGRADE) {
-                headers.remove(&name);
-            }
+/// Whether a `Connection` field of `headers` names `name` (never a protected one).
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|option| {
+                option.eq_ignore_ascii_case(name.as_str().as_bytes()) && !protected(option)
+            })
+    })
+}
+
+/// The fields of a message left out when it goes on to the other leg.
+#[derive(Clone, Copy)]
+pub(crate) struct Hops<'a> {
+    headers: &'a HeaderMap,
+    /// Whether the message has a `Connection` field (which may name more fields).
+    connection: bool,
+    /// A WebSocket upgrade: `Upgrade` (and, on a 101, `Connection`) go on.
+    upgrade: bool,
+    /// `Upgrade` is passed on, and so is `Connection` (a 101's, written as it came).
+    keep_connection: bool,
+}
+
+impl<'a> Hops<'a> {
+    /// A request going upstream; `upgrade`: a WebSocket upgrade the route allows (its
+    /// `Upgrade` goes on; the gateway writes `Connection: upgrade` itself).
+    pub(crate) fn request(headers: &'a HeaderMap, upgrade: bool) -> Self {
+        Self {
+            headers,
+            connection: headers.contains_key(CONNECTION),
+            upgrade,
+            keep_connection: false,
         }
-        headers.remove(CONNECTION);
     }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER] {
-        headers.remove(name);
+
+    /// A response going to the client: a `101` keeps its `Upgrade` and `Connection`.
+    pub(crate) fn response(headers: &'a HeaderMap, status: StatusCode) -> Self {
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        Self {
+            headers,
+            connection: headers.contains_key(CONNECTION),
+            upgrade: switching,
+            keep_connection: switching,
+        }
     }
-    if upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
+
+    /// Whether the field `name` is left out.
+    pub(crate) fn skip(&self, name: &HeaderName) -> bool {
+        if is_hop_by_hop(name) {
+            return !(self.upgrade && name == UPGRADE
+                || self.keep_connection && name == CONNECTION);
+        }
+        self.connection && named_by_connection(self.headers, name)
     }
 }
 
-/// Drops hop-by-hop headers from a response going to the client (pingora writes the
-/// client connection's own `Connection`); a `101` keeps its `Upgrade`.
+/// Removes from a response's `headers` the fields [`Hops::response`] leaves out: for a
+/// head written from its map (HTTP/2). Most heads have none, and cost one pass over
+/// their names.
 pub(crate) fn strip_response(headers: &mut HeaderMap, status: StatusCode) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     if headers.contains_key(CONNECTION) {
-        for name in connection_named(headers) {
-            if !(switching && name == UPGRADE) {
-                headers.remove(&name);
-            }
-        }
-        if !switching {
-            headers.remove(CONNECTION);
+        let named: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| !is_hop_by_hop(name) && named_by_connection(headers, name))
+            .cloned()
+            .collect();
+        for name in named {
+            headers.remove(name);
         }
     }
-    for name in [KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER] {
-        headers.remove(name);
-    }
-    if !switching {
-        headers.remove(UPGRADE);
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TE,
+        TRAILER,
+        UPGRADE,
+    ] {
+        if !(switching && (name == UPGRADE || name == CONNECTION)) {
+            headers.remove(name);
+        }
     }
 }
 
-/// An IP address as text, on the stack: IPv4 (the common case, once per request) is
-/// written without the formatting machinery.
-struct IpText {
-    buf: [u8; 48],
-}
-
-impl Default for IpText {
-    fn default() -> Self {
-        Self { buf: [0; 48] }
-    }
-}
-
-impl IpText {
-    fn write(&mut self, ip: IpAddr) -> &[u8] {
-        match ip {
-            IpAddr::V4(v4) => {
-                let mut len = 0;
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.buf[len] = b'.';
-                        len += 1;
-                    }
-                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                    let skip = if octet >= 100 {
-                        0
-                    } else if octet >= 10 {
-                        1
-                    } else {
-                        2
-                    };
-                    for d in &digits[skip..] {
-                        self.buf[len] = b'0' + d;
-                        len += 1;
-                    }
-                }
-                &self.buf[..len]
-            }
-            IpAddr::V6(v6) => {
-                let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
-                // 45 bytes at most: the buffer cannot overflow.
-                let _ = write!(cursor, "{v6}");
-                let len = cursor.position() as usize;
-                &self.buf[..len]
-            }
-        }
-    }
+/// Whether `name` is one of the forwarding fields a client may only send through a
+/// trusted proxy.
+pub(crate) fn is_forwarding(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("x-forwarded-") || name == FORWARDED
 }
 
 /// Whether `peer` is one of the `trusted` proxies.
@@ -160,59 +145,24 @@ pub(crate) fn is_trusted(trusted: &[Cidr], peer: Option<IpAddr>) -> bool {
     !trusted.is_empty() && peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host` on a request going upstream. From a
-/// trusted peer the client's values are kept (`X-Forwarded-For` gets the peer
-/// appended); from anyone else every `X-Forwarded-*` and `Forwarded` header is replaced.
-pub(crate) fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: Option<IpAddr>,
-    trusted: bool,
-    proto: &'static str,
-    host: Option<HeaderValue>,
-) -> pingora::Result<()> {
-    if !trusted {
-        let sent: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-forwarded-") || k.as_str() == FORWARDED)
-            .cloned()
-            .collect();
-        for name in sent {
-            headers.remove(&name);
-        }
+/// `X-Forwarded-For` of a request from a trusted proxy: the chain it sent, then the
+/// peer (a copy: only trusted proxies' requests need one).
+pub(crate) fn forwarded_chain(headers: &HeaderMap, peer: &[u8]) -> Vec<u8> {
+    let mut chain = Vec::new();
+    for prev in headers.get_all(X_FORWARDED_FOR) {
+        chain.extend_from_slice(prev.as_bytes());
+        chain.extend_from_slice(b", ");
     }
-    if let Some(ip) = peer {
-        let mut text = IpText::default();
-        let ip = text.write(ip);
-        let xff = if trusted && headers.contains_key(X_FORWARDED_FOR) {
-            let mut xff = Vec::new();
-            for prev in headers.get_all(X_FORWARDED_FOR) {
-                xff.extend_from_slice(prev.as_bytes());
-                xff.extend_from_slice(b", ");
-            }
-            xff.extend_from_slice(ip);
-            HeaderValue::from_maybe_shared(Bytes::from(xff))
-        } else {
-            HeaderValue::from_bytes(ip)
-        };
-        let xff = xff.or_err(InvalidHTTPHeader, "X-Forwarded-For")?;
-        headers.insert(X_FORWARDED_FOR, xff);
-    }
-    if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
-    if let Some(host) = host {
-        if !(trusted && headers.contains_key(X_FORWARDED_HOST)) {
-            headers.insert(X_FORWARDED_HOST, host);
-        }
-    }
-    Ok(())
+    chain.extend_from_slice(peer);
+    chain
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
-    fn request(headers: &[(&str, &str)]) -> HeaderMap {
+    fn map(headers: &[(&str, &str)]) -> HeaderMap {
         let mut r = HeaderMap::new();
         for (k, v) in headers {
             let name = HeaderName::from_bytes(k.as_bytes()).unwrap();
@@ -221,9 +171,17 @@ mod tests {
         r
     }
 
+    fn kept(hops: Hops<'_>, headers: &HeaderMap) -> Vec<String> {
+        headers
+            .keys()
+            .filter(|k| !hops.skip(k))
+            .map(|k| k.as_str().to_owned())
+            .collect()
+    }
+
     #[test]
-    fn hop_by_hop_headers_are_dropped_upstream() {
-        let mut r = request(&[
+    fn hop_by_hop_headers_are_left_out_both_ways() {
+        let r = map(&[
             ("connection", "close, x-secret, content-length"),
             ("x-secret", "1"),
             ("keep-alive", "timeout=5"),
@@ -234,61 +192,42 @@ mod tests {
             ("content-length", "0"),
             ("x-kept", "1"),
         ]);
-        strip_request(&mut r, false);
-        let names: Vec<&str> = r.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            kept(Hops::request(&r, false), &r),
+            ["content-length", "x-kept"]
+        );
+        assert_eq!(
+            kept(Hops::response(&r, StatusCode::OK), &r),
+            ["content-length", "x-kept"]
+        );
+        let mut moved = r.clone();
+        strip_response(&mut moved, StatusCode::OK);
+        let names: Vec<&str> = moved.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["content-length", "x-kept"]);
     }
 
     #[test]
-    fn websocket_upgrade_keeps_upgrade() {
-        let mut r = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        strip_request(&mut r, true);
-        assert_eq!(r["upgrade"], "websocket");
-        assert_eq!(r["connection"], "upgrade");
+    fn websocket_upgrades_keep_upgrade() {
+        let r = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(kept(Hops::request(&r, true), &r), ["upgrade"]);
+        let switching = StatusCode::SWITCHING_PROTOCOLS;
+        assert_eq!(
+            kept(Hops::response(&r, switching), &r),
+            ["connection", "upgrade"]
+        );
+        let mut moved = r.clone();
+        strip_response(&mut moved, switching);
+        assert_eq!(moved.len(), 2);
     }
 
     #[test]
-    fn forwarded_headers_from_untrusted_peers_are_replaced() {
-        let peer: IpAddr = "192.0.2.7".parse().unwrap();
-        let host = HeaderValue::from_static("a.test");
-        let sent = [
-            ("x-forwarded-for", "1.2.3.4"),
-            ("x-forwarded-proto", "http"),
-            ("x-forwarded-port", "1"),
-            ("forwarded", "for=1.2.3.4"),
-        ];
-        let mut r = request(&sent);
-        set_forwarded(&mut r, Some(peer), false, "https", Some(host.clone())).unwrap();
-        assert_eq!(r["x-forwarded-for"], "192.0.2.7");
-        assert_eq!(r["x-forwarded-proto"], "https");
-        assert_eq!(r["x-forwarded-host"], "a.test");
-        assert!(r.get("x-forwarded-port").is_none());
-        assert!(r.get("forwarded").is_none());
-
-        let mut r = request(&sent);
-        set_forwarded(&mut r, Some(peer), true, "https", Some(host)).unwrap();
-        assert_eq!(r["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
-        assert_eq!(r["x-forwarded-proto"], "http");
-        assert_eq!(r["forwarded"], "for=1.2.3.4");
-    }
-
-    #[test]
-    fn addresses_are_written_as_text() {
-        for ip in [
-            "0.0.0.0",
-            "9.10.99.100",
-            "255.255.255.255",
-            "192.0.2.7",
-            "::1",
-            "2001:db8::ff00:42:8329",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(IpText::default().write(ip), ip.to_string().as_bytes());
+    fn forwarding_fields_are_recognised() {
+        for name in ["x-forwarded-for", "x-forwarded-port", "forwarded"] {
+            assert!(is_forwarding(&HeaderName::from_static(name)), "{name}");
         }
-        let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-            .parse()
-            .unwrap();
-        assert_eq!(IpText::default().write(long), long.to_string().as_bytes());
+        assert!(!is_forwarding(&HOST));
+        let chain = forwarded_chain(&map(&[("x-forwarded-for", "1.2.3.4")]), b"192.0.2.7");
+        assert_eq!(chain, b"1.2.3.4, 192.0.2.7");
     }
 
     #[test]

@@ -4,22 +4,17 @@
 
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Uri};
-use pingora::http::RequestHeader;
 
-/// Replaces the path of `req` (checked by the grammar pass) with its normal form; the
+/// Replaces the path of `uri` (checked by the grammar pass) with its normal form; the
 /// query, and for HTTP/2 the scheme and authority, stay as they came.
-pub(crate) fn normalize_request(
-    req: &mut RequestHeader,
-    merge_slashes: bool,
-) -> Result<(), &'static str> {
-    let normal = normalize(req.uri.path(), req.uri.query(), merge_slashes)?;
-    let mut parts = req.uri.clone().into_parts();
+pub(crate) fn normalize_uri(uri: &mut Uri, merge_slashes: bool) -> Result<(), &'static str> {
+    let normal = normalize(uri.path(), uri.query(), merge_slashes)?;
+    let mut parts = std::mem::take(uri).into_parts();
     parts.path_and_query = Some(
         PathAndQuery::from_maybe_shared(Bytes::from(normal))
             .map_err(|_| "normalized path is not a URI path")?,
     );
-    let uri = Uri::from_parts(parts).map_err(|_| "normalized path is not a URI path")?;
-    req.set_uri(uri);
+    *uri = Uri::from_parts(parts).map_err(|_| "normalized path is not a URI path")?;
     Ok(())
 }
 

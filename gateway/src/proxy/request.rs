@@ -1,34 +1,33 @@
 //! What the proxy reads off a request: its authority and host, the hash key, whether it
 //! is a WebSocket upgrade, and whether the connection's certificate covers its host.
 
-use http::header::{HeaderValue, HOST};
-use pingora::http::RequestHeader;
-use pingora::protocols::http::ServerSession;
+use http::header::HOST;
 
+use super::downstream::Request;
+use super::Client;
 use crate::config::HashKey;
 use crate::tls::Served;
 use crate::upstream::hash_of;
 
 /// Whether the certificate this TLS connection was served covers `host`; true on
 /// connections without one (plain HTTP).
-pub(super) fn served_covers(session: &ServerSession, host: &str) -> bool {
-    let served = session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
+pub(super) fn served_covers(client: &Client, host: &str) -> bool {
+    let served = client
+        .ssl
+        .as_ref()
         .and_then(|ssl| ssl.extension.get::<Served>());
     served.is_none_or(|s| s.covers(host))
 }
 
 /// A request to switch to the WebSocket protocol.
-pub(super) fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+pub(super) fn is_websocket_upgrade(req: &Request) -> bool {
     req.headers
         .get(http::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The `consistent_hash` key of the request, if it has one.
-pub(super) fn hash_key(session: &ServerSession, key: &HashKey) -> Option<u64> {
-    let req = session.req_header();
+pub(super) fn hash_key(req: &Request, key: &HashKey, client: &Client) -> Option<u64> {
     match key {
         HashKey::Header(name) => req
             .headers
@@ -44,33 +43,21 @@ pub(super) fn hash_key(session: &ServerSession, key: &HashKey) -> Option<u64> {
                 let (k, v) = pair.trim().split_once('=')?;
                 (k == name).then(|| hash_of(v.as_bytes()))
             }),
-        HashKey::ClientIp => session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| hash_of(&a.ip())),
+        HashKey::ClientIp => client.ip.map(|ip| hash_of(&ip)),
         HashKey::Path => Some(hash_of(req.uri.path().as_bytes())),
     }
 }
 
 /// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.
-pub(super) fn request_authority(req: &RequestHeader) -> Option<&str> {
+pub(super) fn request_authority(req: &Request) -> Option<&str> {
     match req.uri.authority() {
         Some(a) => Some(a.as_str()),
         None => req.headers.get(HOST).and_then(|h| h.to_str().ok()),
     }
 }
 
-/// [`request_authority`] as a header value (`X-Forwarded-Host`): the Host header's own
-/// value when that is where it came from (no copy).
-pub(super) fn authority_value(req: &RequestHeader) -> Option<HeaderValue> {
-    match req.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers.get(HOST).cloned(),
-    }
-}
-
 /// The request's host without its port (IPv6 literals keep their brackets).
-pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
+pub(crate) fn request_host(req: &Request) -> Option<&str> {
     request_authority(req).map(strip_port)
 }
 

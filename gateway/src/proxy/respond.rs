@@ -1,9 +1,11 @@
 //! Answers the gateway writes itself: JSON errors and the HTTPS redirect.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::http::ServerSession;
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, StatusCode};
+
+use super::downstream::{DownError, Downstream, Reply, Request, RequestId};
+use crate::http1::OutBody;
 
 /// A short JSON error body for `status`; never carries internal error text.
 pub(crate) fn error_body(status: u16) -> &'static str {
@@ -26,23 +28,25 @@ pub(crate) const HSTS: http::header::HeaderName = http::header::STRICT_TRANSPORT
 
 /// Writes a complete `status` response with the JSON error body (and `hsts`, on an
 /// HTTPS listener that sets it).
-pub(crate) async fn json_error(
-    session: &mut ServerSession,
+pub(crate) async fn json_error<D: Downstream>(
+    down: &mut D,
     status: u16,
-    request_id: &HeaderValue,
+    request_id: &RequestId,
     hsts: Option<&HeaderValue>,
-) -> pingora::Result<()> {
+) -> Result<(), DownError> {
     let body = error_body(status);
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(CONTENT_TYPE, "application/json")?;
-    resp.insert_header(super::REQUEST_ID, request_id)?;
-    if let Some(hsts) = hsts {
-        resp.insert_header(HSTS, hsts)?;
-    }
-    resp.insert_header(CONTENT_LENGTH, body.len())?;
-    session.write_response_header(Box::new(resp)).await?;
-    session
-        .write_response_body(Bytes::from_static(body.as_bytes()), true)
+    let extra = [(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    let reply = Reply {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        reason: None,
+        headers: HeaderMap::new(),
+        relayed: false,
+        extra: &extra,
+        request_id,
+        hsts,
+        body: OutBody::Length(body.len() as u64),
+    };
+    down.write_head(reply, Bytes::from_static(body.as_bytes()), true)
         .await
 }
 
@@ -50,25 +54,33 @@ pub(crate) async fn json_error(
 /// when set (the request's own port never is: it is the plain listener's).
 ///
 /// A request without a host gets 400: there is nothing to redirect to.
-pub(crate) async fn redirect_to_https(
-    session: &mut ServerSession,
+pub(crate) async fn redirect_to_https<D: Downstream>(
+    down: &mut D,
+    req: &Request,
     port: Option<u16>,
-    request_id: &HeaderValue,
-) -> pingora::Result<u16> {
-    let Some(location) = https_location(session.req_header(), port) else {
-        json_error(session, 400, request_id, None).await?;
+    request_id: &RequestId,
+) -> Result<u16, DownError> {
+    let location = https_location(req, port).and_then(|l| HeaderValue::from_str(&l).ok());
+    let Some(location) = location else {
+        json_error(down, 400, request_id, None).await?;
         return Ok(400);
     };
-    let mut resp = ResponseHeader::build(308, Some(3))?;
-    resp.insert_header(super::REQUEST_ID, request_id)?;
-    resp.insert_header(LOCATION, location)?;
-    resp.insert_header(CONTENT_LENGTH, 0)?;
-    session.write_response_header(Box::new(resp)).await?;
-    session.write_response_body(Bytes::new(), true).await?;
+    let extra = [(LOCATION, location)];
+    let reply = Reply {
+        status: StatusCode::PERMANENT_REDIRECT,
+        reason: None,
+        headers: HeaderMap::new(),
+        relayed: false,
+        extra: &extra,
+        request_id,
+        hsts: None,
+        body: OutBody::Length(0),
+    };
+    down.write_head(reply, Bytes::new(), true).await?;
     Ok(308)
 }
 
-fn https_location(req: &RequestHeader, port: Option<u16>) -> Option<String> {
+fn https_location(req: &Request, port: Option<u16>) -> Option<String> {
     let host = super::request_host(req).filter(|h| !h.is_empty())?;
     let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut url = String::with_capacity(8 + host.len() + 6 + path.len());
@@ -85,13 +97,19 @@ fn https_location(req: &RequestHeader, port: Option<u16>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{Method, Uri, Version};
 
-    fn req(uri: &str, host: Option<&str>) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+    fn req(uri: &'static str, host: Option<&'static str>) -> Request {
+        let mut headers = HeaderMap::new();
         if let Some(h) = host {
-            r.insert_header("host", h).unwrap();
+            headers.insert("host", HeaderValue::from_static(h));
         }
-        r
+        Request {
+            method: Method::GET,
+            uri: Uri::from_static(uri),
+            version: Version::HTTP_11,
+            headers,
+        }
     }
 
     #[test]

@@ -107,10 +107,17 @@ impl Backend {
         ]
     }
 
-    /// Counts a request to this backend until the guard is dropped.
-    pub fn start_request(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    /// A request to this backend, counted in flight until the guard is dropped when
+    /// `counted` (only `least_requests` reads the count: other policies do not pay for
+    /// it).
+    pub fn start_request(self: &Arc<Self>, counted: bool) -> InFlight {
+        if counted {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight {
+            backend: self.clone(),
+            counted,
+        }
     }
 
     /// A connect failed or timed out: after `unhealthy_after` in a row, eject for the
@@ -158,17 +165,22 @@ impl Backend {
 
 /// One request in flight to a backend; dropping it ends the request.
 #[derive(Debug)]
-pub struct InFlight(Arc<Backend>);
+pub struct InFlight {
+    backend: Arc<Backend>,
+    counted: bool,
+}
 
 impl InFlight {
     pub fn backend(&self) -> &Arc<Backend> {
-        &self.0
+        &self.backend
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -74,17 +74,41 @@ fn first_from<'a>(
         .find(|b| ok(b))
 }
 
-/// The next backend in turn after `counter`.
+/// Round-robin turns, one counter per worker thread slot on a cache line of its own:
+/// threads never contend for it, and each thread's requests go round the backends
+/// (two threads sharing a slot may lose a turn: harmless).
+#[derive(Debug, Default)]
+pub(super) struct Turns([Turn; TURN_SLOTS]);
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Turn(AtomicUsize);
+
+const TURN_SLOTS: usize = 8;
+
+impl Turns {
+    /// The next turn of this thread.
+    fn next(&self) -> usize {
+        let slot = crate::lifecycle::thread_slot() % TURN_SLOTS;
+        let turn = &self.0[slot].0;
+        // Only this thread writes the slot: a load and a store, no locked instruction.
+        let n = turn.load(Ordering::Relaxed);
+        turn.store(n.wrapping_add(1), Ordering::Relaxed);
+        n
+    }
+}
+
+/// The next backend in turn.
 pub(super) fn round_robin<'a>(
     backends: &'a [Arc<Backend>],
-    counter: &AtomicUsize,
+    turns: &Turns,
     tried: &[SocketAddr],
 ) -> Option<&'a Arc<Backend>> {
     let len = backends.len();
     if len == 0 {
         return None;
     }
-    let start = counter.fetch_add(1, Ordering::Relaxed);
+    let start = turns.next();
     with_fallback(tried, |ok| first_from(backends, start, ok))
 }
 
@@ -155,7 +179,7 @@ fn seed() -> u64 {
 }
 
 /// A random number (xorshift64*, per thread; fast, not for secrets).
-pub fn random_u64() -> u64 {
+fn random_u64() -> u64 {
     RNG.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;
@@ -198,7 +222,7 @@ mod tests {
     #[test]
     fn round_robin_skips_ejected_and_tried_backends() {
         let b = backends(3);
-        let counter = AtomicUsize::new(0);
+        let counter = Turns::default();
         let picks: Vec<u16> = (0..6)
             .map(|_| round_robin(&b, &counter, &[]).unwrap().addr.port())
             .collect();
@@ -225,7 +249,7 @@ mod tests {
     #[test]
     fn least_requests_prefers_the_idle_backend() {
         let b = backends(2);
-        let _busy: Vec<_> = (0..10).map(|_| b[0].start_request()).collect();
+        let _busy: Vec<_> = (0..10).map(|_| b[0].start_request(true)).collect();
         let mut counts = HashMap::new();
         for _ in 0..1000 {
             *counts

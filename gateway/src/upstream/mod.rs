@@ -8,7 +8,7 @@ mod health;
 mod pool;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use crate::config::{self, Balance, Discovery, ServerAddr};
 
 pub use backend::{Backend, InFlight, Outcome};
-pub use balance::{hash_of, random_u64};
+pub use balance::hash_of;
 pub use discovery::{DnsError, Resolver, ResolverWatch};
 
 /// Starts the background work of `upstream`: discovery (server names through
@@ -86,7 +86,7 @@ pub struct BackendSet {
 pub struct Upstream {
     pub config: config::Upstream,
     set: ArcSwap<BackendSet>,
-    next: AtomicUsize,
+    turns: balance::Turns,
     /// Whether discovery has answered at least once (successfully or not).
     settled: AtomicBool,
     /// Discovery outcomes, for metrics.
@@ -111,7 +111,7 @@ impl Upstream {
         let upstream = Self {
             config,
             set: ArcSwap::from_pointee(BackendSet::default()),
-            next: AtomicUsize::new(0),
+            turns: balance::Turns::default(),
             settled: AtomicBool::new(!dynamic),
             discovery_ok: AtomicU64::new(0),
             discovery_failed: AtomicU64::new(0),
@@ -182,9 +182,10 @@ impl Upstream {
                 balance::consistent(b, ring, key, tried)
             }
             // Round robin, and consistent_hash for requests without the key.
-            _ => balance::round_robin(b, &self.next, tried),
+            _ => balance::round_robin(b, &self.turns, tried),
         };
-        chosen.map(Backend::start_request)
+        let counted = matches!(self.config.balance, Balance::LeastRequests);
+        chosen.map(|backend| backend.start_request(counted))
     }
 
     /// Records that discovery answered (`ok`) or failed.
