@@ -96,10 +96,16 @@ impl EdgeApp {
             Some(acceptor) => {
                 // Boxed: its state is freed once the handshake is done, not kept for the
                 // connection's life inside this future.
-                let handshake = Box::pin(tls::recording_served(acceptor.tls_handshake(tcp)));
+                let handshake = Box::pin(tls::recording_served(first_byte_then(tcp, acceptor)));
                 match tokio::time::timeout(edge.tls_handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => Box::new(tls),
-                    Ok(Err(error)) => {
+                    Ok(Err(Handshake::Silent)) => {
+                        // Not the gateway's doing (a load balancer's TCP probe): not a
+                        // dropped connection.
+                        tracing::debug!("client closed before its TLS handshake");
+                        return None;
+                    }
+                    Ok(Err(Handshake::Failed(error))) => {
                         self.stats.dropped(Dropped::TlsHandshakeFailed);
                         tracing::debug!(%error, "TLS handshake failed");
                         return None;
@@ -122,4 +128,28 @@ impl EdgeApp {
         self.serve_h1(stream, started, &edge, &mut shutdown).await;
         Some(())
     }
+}
+
+/// How a TLS handshake did not happen.
+enum Handshake {
+    /// The client closed (or reset) the connection without sending a byte.
+    Silent,
+    /// The handshake itself failed.
+    Failed(Box<pingora::Error>),
+}
+
+/// Waits for the client's first byte (put back for the handshake to read), then runs the
+/// TLS handshake: a connection closed before it sent anything is told apart from a
+/// handshake that failed.
+async fn first_byte_then(
+    mut tcp: L4Stream,
+    acceptor: &Acceptor,
+) -> Result<pingora::protocols::tls::TlsStream<L4Stream>, Handshake> {
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; 1];
+    match tcp.read(&mut first).await {
+        Ok(0) | Err(_) => return Err(Handshake::Silent),
+        Ok(_) => tcp.rewind(&first),
+    }
+    acceptor.tls_handshake(tcp).await.map_err(Handshake::Failed)
 }
