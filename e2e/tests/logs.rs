@@ -87,33 +87,6 @@ fn stop(gw: &mut Gateway) -> String {
     gw.log()
 }
 
-/// A backend whose every answer holds 5 bytes past its `Content-Length`: pingora_core's
-/// HTTP/1 client reads them and logs a WARN ("Peer sent more data than expected"), the one
-/// pingora WARN a test can provoke at will. Serves until the test process ends.
-fn overreading_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA");
-                // Open until the gateway closes it (it cannot reuse this connection).
-                let _ = stream.read(&mut byte);
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn log_format_json_is_a_command_line_flag() {
     let hello = Hello::spawn("h");
@@ -147,9 +120,12 @@ fn log_format_json_is_a_command_line_flag() {
 
 #[test]
 fn the_default_filter_is_info_with_pingora_core_at_warn() {
-    let backend = overreading_backend();
-    // RUST_LOG unset: the default filter.
-    let mut gw = gateway(&template(backend, "http"), &[], &[]);
+    let hello = Hello::spawn("h");
+    // RUST_LOG unset: the default filter. (No test provokes a pingora_core WARN any more:
+    // the one it could, pingora's HTTP/1 client reading past a Content-Length, left the
+    // request path with the gateway's own codec; the filter's `pingora_core=warn` is
+    // shown by the INFO lines it hides below.)
+    let mut gw = gateway(&template(hello.addr, "http"), &[], &[]);
     let resp = get(
         gw.port("http"),
         "GET",
@@ -158,12 +134,6 @@ fn the_default_filter_is_info_with_pingora_core_at_warn() {
         "X-Request-Id: dflt-1\r\n",
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let warn = wait_for_line(&gw, "Peer sent more data than expected");
-    assert_eq!(
-        level_and_target(&warn).map(|(l, t)| (l, in_crate(t, "pingora_core"))),
-        Some(("WARN", true)),
-        "pingora_core's WARN is shown: {warn}"
-    );
     wait_for_line(&gw, "dflt-1");
     let log = stop(&mut gw);
     assert!(
@@ -182,9 +152,9 @@ fn the_default_filter_is_info_with_pingora_core_at_warn() {
         );
     }
 
-    // The control: pingora_core does log at INFO (its bootstrap and the SIGINT), which
-    // `RUST_LOG=info` shows; the default hides it.
-    let mut gw = gateway(&template(backend, "http"), &[("RUST_LOG", "info")], &[]);
+    // The control: pingora_core does log at INFO (its bootstrap), which `RUST_LOG=info`
+    // shows; the default hides it.
+    let mut gw = gateway(&template(hello.addr, "http"), &[("RUST_LOG", "info")], &[]);
     let log = stop(&mut gw);
     assert!(
         log.lines().any(|l| level_and_target(l)
