@@ -3,7 +3,7 @@
 use toml::Spanned;
 
 use super::file::{AlgorithmFile, CompressionFile};
-use super::{push, RouteError};
+use super::{bad_value, push, RouteError};
 use crate::config::edge::parse_size;
 use crate::config::error::ConfigError;
 use crate::config::validate::Checker;
@@ -82,15 +82,7 @@ pub(in crate::config) fn compression(c: &mut Checker<'_>, raw: &CompressionFile)
                     Ok(range) => Some(range),
                     Err(reason) => {
                         let value = t.get_ref().clone();
-                        push(
-                            c,
-                            t.span(),
-                            RouteError::BadValue {
-                                field: "compression.types entry",
-                                value,
-                                reason,
-                            },
-                        );
+                        bad_value(c, t.span(), "compression.types entry", value, reason);
                         None
                     }
                 })

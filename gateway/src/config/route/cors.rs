@@ -5,7 +5,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::CorsFile;
-use super::{push, RouteError};
+use super::{bad_value, push, RouteError};
 use crate::config::validate::{duration, Checker};
 use crate::routes::filters::cors::{Cors, OriginPattern, DEFAULT_METHODS, STAR_WITH_CREDENTIALS};
 use crate::routes::filters::is_token;
@@ -54,15 +54,7 @@ pub(super) fn cors(c: &mut Checker<'_>, raw: &Option<Spanned<CorsFile>>) -> Opti
                     Ok(p) => origins.push(p),
                     Err(reason) => {
                         let value = o.get_ref().clone();
-                        push(
-                            c,
-                            o.span(),
-                            RouteError::BadValue {
-                                field: "cors.allow_origins entry",
-                                value,
-                                reason,
-                            },
-                        );
+                        bad_value(c, o.span(), "cors.allow_origins entry", value, reason);
                         ok = false;
                     }
                 }
@@ -78,15 +70,7 @@ pub(super) fn cors(c: &mut Checker<'_>, raw: &Option<Spanned<CorsFile>>) -> Opti
             } else if t.get_ref() != "*" && !is_token(t.get_ref()) {
                 let reason = "is not a token (or \"*\")";
                 let value = t.get_ref().clone();
-                push(
-                    c,
-                    t.span(),
-                    RouteError::BadValue {
-                        field,
-                        value,
-                        reason,
-                    },
-                );
+                bad_value(c, t.span(), field, value, reason);
                 good = false;
             }
         }
@@ -141,13 +125,5 @@ pub(super) fn cors(c: &mut Checker<'_>, raw: &Option<Spanned<CorsFile>>) -> Opti
 
 fn star_with_credentials(c: &mut Checker<'_>, v: &Spanned<String>, field: &'static str) {
     let value = v.get_ref().clone();
-    push(
-        c,
-        v.span(),
-        RouteError::BadValue {
-            field,
-            value,
-            reason: STAR_WITH_CREDENTIALS,
-        },
-    );
+    bad_value(c, v.span(), field, value, STAR_WITH_CREDENTIALS);
 }

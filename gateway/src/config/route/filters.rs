@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::file::{ModifierFile, RedirectFile, RewriteFile, SchemeFile};
 use super::matches::header_name;
-use super::{push, RouteError};
+use super::{bad_value, push, RouteError};
 use crate::config::validate::{parse_host_match, Checker};
 use crate::config::HostMatch;
 use crate::routes::filters::headers::{forbidden, HeaderModifier, Side};
@@ -102,15 +102,7 @@ fn header_value(
             let reason =
                 "is not a header value (visible ASCII, spaces and tabs, none at either end)";
             let value = s.clone();
-            push(
-                c,
-                v.span(),
-                RouteError::BadValue {
-                    field,
-                    value,
-                    reason,
-                },
-            );
+            bad_value(c, v.span(), field, value, reason);
             None
         }
     }
@@ -129,15 +121,7 @@ fn path_rewrite(
         match bad_path(v.get_ref()) {
             Some(reason) => {
                 let value = v.get_ref().clone();
-                push(
-                    c,
-                    v.span(),
-                    RouteError::BadValue {
-                        field,
-                        value,
-                        reason,
-                    },
-                );
+                bad_value(c, v.span(), field, value, reason);
                 false
             }
             None => true,
@@ -161,15 +145,7 @@ fn path_rewrite(
             let (PathMatch::Prefix(matched) | PathMatch::Exact(matched)) = route_path else {
                 let reason = "replaces the matched prefix: a regex path has none (use path)";
                 let value = p.get_ref().clone();
-                push(
-                    c,
-                    p.span(),
-                    RouteError::BadValue {
-                        field,
-                        value,
-                        reason,
-                    },
-                );
+                bad_value(c, p.span(), field, value, reason);
                 return None;
             };
             check(c, p).then(|| {
@@ -191,15 +167,7 @@ fn host_name(c: &mut Checker<'_>, v: &Spanned<String>) -> Option<String> {
         Ok(HostMatch::Suffix(_)) => {
             let reason = "is a wildcard: give one host name";
             let value = v.get_ref().clone();
-            push(
-                c,
-                v.span(),
-                RouteError::BadValue {
-                    field: "host",
-                    value,
-                    reason,
-                },
-            );
+            bad_value(c, v.span(), "host", value, reason);
             None
         }
         Err(reason) => {
@@ -248,15 +216,7 @@ pub(super) fn rewrite(
             if !port_ok {
                 let reason = "has a port that is not a number from 1 to 65535";
                 let value = h.get_ref().clone();
-                push(
-                    c,
-                    h.span(),
-                    RouteError::BadValue {
-                        field: "rewrite.host",
-                        value,
-                        reason,
-                    },
-                );
+                bad_value(c, h.span(), "rewrite.host", value, reason);
                 None
             } else {
                 let named = Spanned::new(h.span(), name.to_owned());

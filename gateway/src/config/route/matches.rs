@@ -5,7 +5,7 @@ use http::{HeaderName, HeaderValue, Method};
 use toml::Spanned;
 
 use super::file::{HostsFile, RouteFile, ValueMatchFile};
-use super::{push, RouteError};
+use super::{bad_value, push, RouteError};
 use crate::config::error::ConfigError;
 use crate::config::validate::{parse_host_match, unmatchable_prefix, Checker};
 use crate::config::HostMatch;
@@ -157,15 +157,7 @@ fn literal(
     match reason {
         Some(reason) => {
             let value = value.clone();
-            push(
-                c,
-                v.span(),
-                RouteError::BadValue {
-                    field,
-                    value,
-                    reason,
-                },
-            );
+            bad_value(c, v.span(), field, value, reason);
             None
         }
         None => Some(value.clone()),
@@ -186,15 +178,7 @@ fn path_regex(c: &mut Checker<'_>, v: &Spanned<String>) -> Option<String> {
     if !value.is_ascii() {
         let reason = "may hold only ASCII: paths are matched percent-encoded (write %C3%A9, not é)";
         let value = value.clone();
-        push(
-            c,
-            v.span(),
-            RouteError::BadValue {
-                field: "path.regex",
-                value,
-                reason,
-            },
-        );
+        bad_value(c, v.span(), "path.regex", value, reason);
         return None;
     }
     regex(c, v, "path.regex").map(|_| value.clone())
@@ -236,15 +220,7 @@ pub(super) fn method(c: &mut Checker<'_>, raw: &Option<Spanned<String>>) -> Opti
         let value = m.get_ref().clone();
         let reason =
             "is not a method: a token such as \"GET\" or \"POST\" (methods are case-sensitive)";
-        push(
-            c,
-            m.span(),
-            RouteError::BadValue {
-                field: "method",
-                value,
-                reason,
-            },
-        );
+        bad_value(c, m.span(), "method", value, reason);
         return None;
     }
     Some(parsed)
@@ -299,15 +275,7 @@ pub(super) fn query(
             let reason =
                 "is not a query parameter name (non-empty, without '&', '=', '#' or spaces)";
             let value = name.clone();
-            push(
-                c,
-                e.name.span(),
-                RouteError::BadValue {
-                    field: "query name",
-                    value,
-                    reason,
-                },
-            );
+            bad_value(c, e.name.span(), "query name", value, reason);
         }
         let value = value_match(c, entry, "query", false);
         match value {
@@ -348,15 +316,7 @@ pub(super) fn header_name(
     if name.is_none() {
         let value = v.get_ref().clone();
         let reason = "is not a header name: a token (letters, digits and !#$%&'*+-.^_`|~)";
-        push(
-            c,
-            v.span(),
-            RouteError::BadValue {
-                field,
-                value,
-                reason,
-            },
-        );
+        bad_value(c, v.span(), field, value, reason);
     }
     name
 }
@@ -373,15 +333,7 @@ fn value_match(
             if header && HeaderValue::from_str(v.get_ref()).is_err() {
                 let reason = "can never match: not a header value (visible ASCII, spaces, tabs)";
                 let value = v.get_ref().clone();
-                push(
-                    c,
-                    v.span(),
-                    RouteError::BadValue {
-                        field,
-                        value,
-                        reason,
-                    },
-                );
+                bad_value(c, v.span(), field, value, reason);
                 return None;
             }
             Some(ValueMatch::Exact(v.get_ref().as_bytes().into()))

@@ -36,6 +36,25 @@ fn push(c: &mut Checker<'_>, span: Range<usize>, error: RouteError) {
     c.errors.push(ConfigError::Route { at, source: error });
 }
 
+/// Records that `field`'s `value` (at `span`) is refused, and why.
+fn bad_value(
+    c: &mut Checker<'_>,
+    span: Range<usize>,
+    field: &'static str,
+    value: String,
+    reason: &'static str,
+) {
+    push(
+        c,
+        span,
+        RouteError::BadValue {
+            field,
+            value,
+            reason,
+        },
+    );
+}
+
 /// Every valid route of `raw`, in file order, and its whole definition; the errors of
 /// the others are recorded.
 pub(in crate::config) fn routes(
