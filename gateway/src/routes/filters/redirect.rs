@@ -2,6 +2,8 @@
 //! `return 301 https://...$request_uri` and `rewrite ... permanent`): `Location` is
 //! the request's own URL with the configured parts replaced.
 
+use std::fmt::Write as _;
+
 use http::StatusCode;
 
 use super::rewrite::PathRewrite;
@@ -85,8 +87,8 @@ impl Redirect {
             out.push_str("://");
             out.push_str(host);
             if let Some(p) = port {
-                out.push(':');
-                push_u16(out, p);
+                // Writing to a String cannot fail.
+                let _ = write!(out, ":{p}");
             }
         }
         match &self.path {
@@ -119,21 +121,6 @@ fn split_authority(authority: &str) -> (&str, Option<u16>) {
         Some((host, port)) => (host, port.and_then(|p| p.parse().ok())),
         None => (authority, None),
     }
-}
-
-fn push_u16(out: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -243,11 +230,5 @@ mod tests {
         assert_eq!(split_authority("[::1]"), ("[::1]", None));
         assert_eq!(split_authority("u@a.test:1"), ("a.test", Some(1)));
         assert_eq!(split_authority("a.test:x"), ("a.test", None));
-        let mut s = String::new();
-        for n in [0u16, 7, 80, 65535] {
-            s.clear();
-            push_u16(&mut s, n);
-            assert_eq!(s, n.to_string());
-        }
     }
 }
