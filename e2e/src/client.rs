@@ -230,3 +230,24 @@ pub fn tls_config(ca: &Path, alpn: &[&[u8]]) -> ClientConfig {
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
 }
+
+/// A raw HTTP/2 client connection over TLS to `addr` (SNI `localhost`, trusting the CA
+/// in `ca`): its request handle, and the task driving the connection (it ends when the
+/// connection does).
+pub async fn h2_connect(
+    addr: SocketAddr,
+    ca: &Path,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let config = tls_config(ca, &[b"h2"]);
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("server name");
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let (send, conn) = h2::client::handshake(tls).await.expect("HTTP/2 handshake");
+    (send, tokio::spawn(conn))
+}

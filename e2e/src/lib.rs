@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 pub use blackhole::Blackhole;
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
-pub use client::{tls_config, Client, Proto, Response};
+pub use client::{h2_connect, tls_config, Client, Proto, Response};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, python3, with_mounts, wrapped, Gateway, Outcome, Ports};

@@ -436,17 +436,7 @@ fn idle_keepalive_and_stalled_handshakes_are_closed() {
     // An HTTP/2 connection with no open stream is closed too.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let config = e2e::tls_config(&certs.ca(), &[b"h2"]);
-        let tcp = tokio::net::TcpStream::connect(gw.addr("https"))
-            .await
-            .unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = e2e::h2_connect(gw.addr("https"), &certs.ca()).await;
         let req = http::Request::get("https://localhost/").body(()).unwrap();
         let (response, _) = send.send_request(req, true).unwrap();
         assert_eq!(response.await.unwrap().status(), 200);
