@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use crate::config::{HostMatch, Route};
+use crate::routes::{lowercase, MAX_HOST};
 
 /// Routes indexed for lookup. Built once per config; read per request without locks.
 ///
@@ -24,9 +25,6 @@ struct Entry {
     /// Index of the route in the config.
     route: usize,
 }
-
-/// The longest host name a lookup lower-cases on the stack (DNS allows 253).
-const MAX_HOST: usize = 255;
 
 impl Router {
     pub fn new(routes: &[Route]) -> Self {
@@ -87,18 +85,6 @@ impl Router {
         }
         longest(&self.any)
     }
-}
-
-/// `host` in lower case, copied into `buf` only when it has upper-case letters.
-/// `None` when it is too long to be a host name (then only host-less routes match).
-fn lowercase<'a>(host: &'a str, buf: &'a mut [u8; MAX_HOST]) -> Option<&'a str> {
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(host);
-    }
-    let dst = buf.get_mut(..host.len())?;
-    dst.copy_from_slice(host.as_bytes());
-    dst.make_ascii_lowercase();
-    std::str::from_utf8(dst).ok()
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ enum Searcher {
 }
 
 /// The longest host name a lookup lower-cases on the stack (DNS allows 253).
-const MAX_HOST: usize = 255;
+pub(crate) const MAX_HOST: usize = 255;
 
 thread_local! {
     /// The patterns a regex search found: one per thread, grown when a table has more
@@ -326,7 +326,7 @@ fn find<'a, T>(sorted: &'a [(Box<str>, T)], key: &str) -> Option<&'a T> {
 
 /// `host` in lower case, copied into `buf` only when it has upper-case letters.
 /// `None` when it is too long to be a host name (then only host-less routes match).
-fn lowercase<'a>(host: &'a str, buf: &'a mut [u8; MAX_HOST]) -> Option<&'a str> {
+pub(crate) fn lowercase<'a>(host: &'a str, buf: &'a mut [u8; MAX_HOST]) -> Option<&'a str> {
     if !host.bytes().any(|b| b.is_ascii_uppercase()) {
         return Some(host);
     }
