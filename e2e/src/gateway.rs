@@ -166,7 +166,18 @@ impl Ports {
         while let Some(start) = rest.find("{{port:") {
             let end = rest[start..].find("}}").expect("unclosed {{port:") + start;
             let name = &rest[start + 7..end];
-            let port = *self.0.entry(name.to_owned()).or_insert_with(reserve_port);
+            let port = match self.0.get(name) {
+                Some(port) => *port,
+                None => {
+                    // A port just released can be handed out again: never give two
+                    // names the same one.
+                    let port = std::iter::repeat_with(reserve_port)
+                        .find(|p| !self.0.values().any(|v| v == p))
+                        .expect("a free port");
+                    self.0.insert(name.to_owned(), port);
+                    port
+                }
+            };
             text.push_str(&rest[..start]);
             text.push_str(&port.to_string());
             rest = &rest[end + 2..];
