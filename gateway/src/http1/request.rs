@@ -167,7 +167,12 @@ fn oversized(buf: &[u8], start: Option<usize>, limits: &HeadLimits) -> Http1Erro
         limit: limits.max_head,
     };
     let window = buf.get(..limits.max_head.saturating_add(1)).unwrap_or(buf);
-    let Some(rest) = start.and_then(|s| window.get(s..)) else {
+    // Empty lines fill the window unless the start line begins inside it; a CR as its
+    // last byte may still be one's first half, whatever the byte after it turns out to be.
+    let Some(rest) = start
+        .and_then(|s| window.get(s..))
+        .filter(|rest| !rest.is_empty() && *rest != b"\r")
+    else {
         return too_large;
     };
     let Some(line) = rest
@@ -350,5 +355,45 @@ mod tests {
             run(long_target.as_bytes()),
             Err(Http1Error::TargetTooLong { .. })
         ));
+    }
+
+    /// Empty lines up to the limit and the start line just past it: 431 whether the bytes
+    /// come at once or one per read (found by the http1_request fuzz target).
+    #[test]
+    fn empty_lines_to_the_limit_are_too_large_however_they_arrive() {
+        let limits = HeadLimits {
+            max_head: 8,
+            ..HeadLimits::default()
+        };
+        for input in [
+            &b"\r\n\r\n\n\r\n\n\rj\n\r\n"[..],
+            b"\r\n\r\n\n\r\n\n\n\rj\n\r\n",
+            b"\r\n\r\n\n\n\n\n\r\n",
+        ] {
+            let whole = parse_request(
+                &mut BytesMut::from(input),
+                &mut HeadScan::default(),
+                &limits,
+            );
+            assert!(
+                matches!(whole, Err(Http1Error::HeadTooLarge { .. })),
+                "{}: {whole:?}",
+                input.escape_ascii()
+            );
+            let mut buf = BytesMut::new();
+            let mut scan = HeadScan::default();
+            let bytewise = input
+                .iter()
+                .find_map(|&b| {
+                    buf.extend_from_slice(&[b]);
+                    parse_request(&mut buf, &mut scan, &limits).transpose()
+                })
+                .map(|r| r.map(|_| ()));
+            assert!(
+                matches!(bytewise, Some(Err(Http1Error::HeadTooLarge { .. }))),
+                "{}: {bytewise:?}",
+                input.escape_ascii()
+            );
+        }
     }
 }
