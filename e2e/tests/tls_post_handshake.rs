@@ -1,8 +1,8 @@
 //! TLS messages after the handshake are answered while the connection waits for a
-//! request, not only when the next response is written: a TLS 1.2 renegotiation
-//! attempt gets its `no_renegotiation` warning at once. Fails if the idle read stops
-//! flushing what rustls queued (http1::io::read_answering): the alert then waits for
-//! the connection's close.
+//! request or for the rest of its head, not only when the next response is written: a
+//! TLS 1.2 renegotiation attempt gets its `no_renegotiation` warning at once. Fails if
+//! the head read stops flushing what rustls queued (http1::io::Answering): the alert
+//! then waits for the connection's close.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader, Write};
@@ -99,6 +99,26 @@ fn a_renegotiation_attempt_is_refused_before_any_request() {
     // `R`: a ClientHello on the established connection; rustls refuses it with a
     // no_renegotiation warning alert.
     openssl.0.stdin.as_mut().unwrap().write_all(b"R\n").unwrap();
+    wait_line(&rx, &[">>> ", "ClientHello"], &mut seen);
+    wait_line(&rx, &["<<< ", "Alert"], &mut seen);
+}
+
+#[test]
+fn a_renegotiation_attempt_inside_a_request_head_is_refused_at_once() {
+    let hello = Hello::spawn("h");
+    let certs = Certs::new();
+    let gw = gateway(&hello, &certs);
+    let (mut openssl, rx) = s_client(&gw, "-tls1_2");
+    let mut seen = Vec::new();
+    wait_line(&rx, &["Verify return code"], &mut seen);
+    let stdin = openssl.0.stdin.as_mut().unwrap();
+    // The request line only: the head is not complete, the gateway waits for more.
+    stdin.write_all(b"GET / HTTP/1.1\n").unwrap();
+    stdin.flush().unwrap();
+    // `-msg` shows an application data record as its header's bytes only.
+    wait_line(&rx, &["17 03 03 "], &mut seen);
+    stdin.write_all(b"R\n").unwrap();
+    stdin.flush().unwrap();
     wait_line(&rx, &[">>> ", "ClientHello"], &mut seen);
     wait_line(&rx, &["<<< ", "Alert"], &mut seen);
 }

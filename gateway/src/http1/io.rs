@@ -30,9 +30,10 @@ pub(crate) async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
 ) -> Result<usize, Http1Error> {
+    let mut io = Answering(io);
     if buf.capacity() == 0 {
         let mut first = [0u8; IDLE_READ];
-        let n = read_answering(io, &mut first).await?;
+        let n = io.read(&mut first).await?;
         buf.reserve(HEAD_BUFFER.max(n));
         buf.extend_from_slice(first.get(..n).unwrap_or_default());
         return Ok(n);
@@ -43,26 +44,30 @@ pub(crate) async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(io.read_buf(buf).await?)
 }
 
-/// Reads into `into` while idle, and at each poll lets the stream write out what it
-/// queued by itself: a TLS stream sends the alerts it queues while reading (a
-/// renegotiation attempt's `no_renegotiation` warning, a fatal error's alert) only
-/// when written to or flushed, and an idle connection writes nothing else. (rustls
-/// queues the answer to a KeyUpdate only with the next application data: that one
-/// still waits for the response.) A flush that cannot finish now goes on at the next
-/// poll.
-async fn read_answering<S: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut S,
-    into: &mut [u8],
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        let mut read = ReadBuf::new(into);
-        let polled = Pin::new(&mut *io).poll_read(cx, &mut read);
-        if let Poll::Ready(Err(error)) = Pin::new(&mut *io).poll_flush(cx) {
+/// A stream read while the peer waits for us (an idle connection, a head not complete
+/// yet), which at each poll also lets the stream write out what it queued by itself: a
+/// TLS stream sends the alerts it queues while reading (a renegotiation attempt's
+/// `no_renegotiation` warning, a fatal error's alert) only when written to or flushed,
+/// and nothing else is written before the response. (rustls queues the answer to a
+/// KeyUpdate until the next application data, as RFC 8446 §4.6.3 allows.) A flush that
+/// cannot finish now goes on at the next poll.
+struct Answering<'a, S>(&'a mut S);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Answering<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut *self.0).poll_read(cx, buf);
+        if let Poll::Ready(Err(_)) = polled {
+            return polled;
+        }
+        if let Poll::Ready(Err(error)) = Pin::new(&mut *self.0).poll_flush(cx) {
             return Poll::Ready(Err(error));
         }
-        polled.map_ok(|()| read.filled().len())
-    })
-    .await
+        polled
+    }
 }
 
 /// Reads more body bytes into `buf`; 0 at the end of the stream.
