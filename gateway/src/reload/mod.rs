@@ -24,6 +24,13 @@ use watcher::DirWatcher;
 /// editor save raises several events within a few milliseconds.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// Waits out a burst of change events once its first one is received: [`DEBOUNCE`]
+/// later, the events that came meanwhile are dropped, and one reload serves them all.
+async fn settle(changed: &mut mpsc::UnboundedReceiver<()>) {
+    tokio::time::sleep(DEBOUNCE).await;
+    while changed.try_recv().is_ok() {}
+}
+
 /// Reloads config and certificates whenever they change on disk.
 pub struct ReloadService {
     reloader: Mutex<Option<Reloader>>,
@@ -72,8 +79,7 @@ impl BackgroundService for ReloadService {
             let (cause, force) = tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = changed.recv() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while changed.try_recv().is_ok() {}
+                    settle(&mut changed).await;
                     ("file change", false)
                 }
                 _ = poll.tick() => ("periodic re-read", false),
@@ -107,5 +113,34 @@ async fn recv_hangup(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option
     match hangup {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_events_is_one_reload_100ms_after_its_first() {
+        let (tx, mut changed) = mpsc::unbounded_channel();
+        for _ in 0..4 {
+            tx.send(()).unwrap();
+        }
+        let started = std::time::Instant::now();
+        changed.recv().await.unwrap();
+        settle(&mut changed).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "the README's 100 ms"
+        );
+        assert!(
+            changed.try_recv().is_err(),
+            "the whole burst is served by one reload"
+        );
+        tx.send(()).unwrap();
+        assert!(
+            changed.try_recv().is_ok(),
+            "a later change is another reload"
+        );
     }
 }

@@ -16,11 +16,18 @@ use tokio::io::{AsyncRead, ReadBuf};
 const MAX_IDLE: usize = 1024;
 
 /// The idle connections of one backend.
-#[derive(Default)]
 pub struct Pool {
     idle: SegQueue<Idle>,
     /// Connections in `idle` (the queue's own length is not kept exactly under races).
     count: AtomicUsize,
+    /// Idle connections kept at most.
+    max: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self::with_max(MAX_IDLE)
+    }
 }
 
 struct Idle {
@@ -35,6 +42,14 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    fn with_max(max: usize) -> Self {
+        Self {
+            idle: SegQueue::new(),
+            count: AtomicUsize::new(0),
+            max,
+        }
+    }
+
     /// An idle connection that is still open and idle for less than `max_idle`.
     pub fn take(&self, max_idle: Duration) -> Option<Stream> {
         while let Some(mut idle) = self.idle.pop() {
@@ -48,7 +63,7 @@ impl Pool {
 
     /// Keeps `stream` for the next request (closed instead when the pool is full).
     pub fn put(&self, stream: Stream) {
-        if self.count.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -91,7 +106,7 @@ fn quiet(stream: &mut Stream) -> bool {
 mod tests {
     use super::*;
     use pingora::protocols::l4::stream::Stream as L4Stream;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     async fn pair() -> (Stream, TcpStream) {
@@ -135,5 +150,36 @@ mod tests {
         pool.put(open);
         assert!(pool.take(Duration::ZERO).is_none());
         assert_eq!(pool.len(), 0);
+    }
+
+    #[test]
+    fn a_backend_keeps_1024_idle_connections() {
+        assert_eq!(Pool::default().max, 1024, "the README's figure");
+    }
+
+    #[tokio::test]
+    async fn a_connection_returned_to_a_full_pool_is_closed() {
+        let pool = Pool::with_max(2);
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let (stream, server) = pair().await;
+            pool.put(stream);
+            servers.push(server);
+        }
+        assert_eq!(pool.len(), 2);
+        let mut byte = [0u8; 1];
+        let extra = tokio::time::timeout(Duration::from_secs(10), servers[2].read(&mut byte));
+        assert_eq!(
+            extra.await.expect("closed").unwrap(),
+            0,
+            "the third one is closed"
+        );
+        for kept in &servers[..2] {
+            let mut byte = [0u8; 1];
+            assert!(
+                kept.try_read(&mut byte).is_err(),
+                "still open, nothing sent"
+            );
+        }
     }
 }
