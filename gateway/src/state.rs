@@ -6,7 +6,8 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 
 use crate::config::Edge;
-use crate::proxy::Router;
+use crate::routes::filters::weights::Backends;
+use crate::routes::{Request, Table};
 use crate::telemetry::RequestSeries;
 use crate::tls::{CertSet, CertSource};
 use crate::upstream::Upstream;
@@ -16,8 +17,8 @@ use crate::upstream::Upstream;
 /// routed to until it ends, so a reload never changes a request midway.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub router: Router,
-    /// Indexed by the router's route indices.
+    pub table: Table,
+    /// Indexed by the table's route indices (the config's route order).
     pub routes: Vec<Arc<RouteState>>,
     /// Every upstream (routed or not), for discovery, health and metrics.
     pub upstreams: Vec<Arc<Upstream>>,
@@ -28,13 +29,28 @@ pub struct Snapshot {
 /// What a matched route leads to.
 #[derive(Debug)]
 pub struct RouteState {
-    pub upstream: Arc<Upstream>,
-    /// Request metrics of this route, per running listener.
-    pub series: Vec<Arc<RequestSeries>>,
+    /// The route's upstreams by weight; the picked index is one of `targets`.
+    pub weights: Backends,
+    pub targets: Box<[Target]>,
     /// Request body limit in bytes (413 past it).
     pub max_body_size: u64,
     /// Whether WebSocket upgrades are passed through.
     pub websocket: bool,
+}
+
+/// One upstream of a route.
+#[derive(Debug)]
+pub struct Target {
+    pub upstream: Arc<Upstream>,
+    /// Request metrics of the route's requests sent there, per running listener.
+    pub series: Vec<Arc<RequestSeries>>,
+}
+
+impl RouteState {
+    /// The index of the target for a request (by weight; one target: always 0).
+    pub fn pick(&self) -> usize {
+        self.weights.pick(crate::upstream::random_u64)
+    }
 }
 
 /// The live settings of one running listener.
@@ -84,11 +100,9 @@ pub enum ListenerMode {
 }
 
 impl Snapshot {
-    /// The route that serves `host` and `path`, if one matches.
-    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<RouteState>> {
-        self.router
-            .lookup(host, path)
-            .and_then(|i| self.routes.get(i))
+    /// The route that serves `req`, if one matches.
+    pub fn route(&self, req: &Request<'_>) -> Option<&Arc<RouteState>> {
+        self.table.lookup(req).and_then(|i| self.routes.get(i))
     }
 }
 

@@ -3,7 +3,7 @@
 //! The routes are rendered into a `gateway.toml` and loaded with
 //! `gateway::config::from_str` (not built as `Route` structs), so the target keeps
 //! compiling when fields are added to `Route`. Each lookup's answer must be a valid
-//! route index, and must agree with the router's documented contract:
+//! route index, and must agree with the route table's documented contract:
 //! - a returned route's host matches (exact, `*.suffix` with a label before it, or none)
 //!   and its path_prefix is a prefix of the path;
 //! - when some route matches (and the host is short enough to be a host name),
@@ -15,7 +15,8 @@ use std::path::Path;
 
 use arbitrary::Arbitrary;
 use gateway::config::{Config, HostMatch};
-use gateway::proxy::Router;
+use gateway::routes::{Request, Table};
+use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 
 /// Labels that routes and lookups share, so that they often collide.
@@ -34,7 +35,7 @@ const LABELS: &[&str] = &[
 ];
 /// Path segments, same idea.
 const SEGMENTS: &[&str] = &["", "api", "v2", "API", "a", "a%2F", "x.y", "..", "b c"];
-/// The longest host a lookup lower-cases (`proxy/router.rs`'s MAX_HOST): past it only
+/// The longest host a lookup lower-cases (`routes/table.rs`'s MAX_HOST): past it only
 /// host-less routes may match.
 const MAX_HOST: usize = 255;
 
@@ -198,9 +199,16 @@ fn check(config: &Config, lookups: &[(String, String)]) {
     if debug() {
         eprintln!("loaded: {} routes, {} lookups", routes.len(), lookups.len());
     }
-    let router = Router::new(routes);
+    let table = Table::new(config.rules.iter().map(|r| &r.matches));
+    let headers = HeaderMap::new();
     for (host, path) in lookups {
-        let found = router.lookup(host, path);
+        let found = table.lookup(&Request {
+            host,
+            path,
+            query: "",
+            method: &Method::GET,
+            headers: &headers,
+        });
         let lower = host.to_ascii_lowercase();
         if let Some(i) = found {
             assert!(

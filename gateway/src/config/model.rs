@@ -404,6 +404,47 @@ pub struct RouteRule {
     pub at: Location,
 }
 
+impl RouteRule {
+    /// The route as a metrics label: its hosts (comma-separated, `*.` for a wildcard),
+    /// then its path as nginx writes locations (`/api` for a prefix, `=/login` for an
+    /// exact path, `~^/v[0-9]+` for a regex), after `METHOD ` when it matches one; e.g.
+    /// `*.example.com/api`, `/` or `POST a.test=/login`. Routes that differ only in
+    /// header or query matches share it.
+    pub fn label(&self) -> String {
+        use crate::routes::{HostPattern, PathMatch};
+        let m = &self.matches;
+        let mut label = String::new();
+        if let Some(method) = &m.method {
+            label.push_str(method.as_str());
+            label.push(' ');
+        }
+        for (i, host) in m.hosts.iter().enumerate() {
+            if i > 0 {
+                label.push(',');
+            }
+            match host {
+                HostPattern::Exact(h) => label.push_str(h),
+                HostPattern::Suffix(s) => {
+                    label.push('*');
+                    label.push_str(s);
+                }
+            }
+        }
+        match &m.path {
+            PathMatch::Prefix(p) => label.push_str(p),
+            PathMatch::Exact(p) => {
+                label.push('=');
+                label.push_str(p);
+            }
+            PathMatch::Regex(r) => {
+                label.push('~');
+                label.push_str(r);
+            }
+        }
+        label
+    }
+}
+
 impl Route {
     /// The route as a metrics label: `[host]path_prefix`, e.g. `*.example.com/api` or `/`.
     pub fn label(&self) -> String {

@@ -106,7 +106,13 @@ impl Gateway {
         let Some(route) = ctx.route.take() else {
             return Err(ProxyError::NoBackend);
         };
-        let result = self.attempts(down, req, ctx, client, &route).await;
+        let result = match route.targets.get(ctx.target) {
+            Some(target) => {
+                self.attempts(down, req, ctx, client, &target.upstream)
+                    .await
+            }
+            None => Err(ProxyError::NoBackend),
+        };
         ctx.route = Some(route);
         result
     }
@@ -117,9 +123,8 @@ impl Gateway {
         req: &Request,
         ctx: &mut RequestCtx,
         client: &Client,
-        route: &crate::state::RouteState,
+        upstream: &crate::upstream::Upstream,
     ) -> Result<(), ProxyError> {
-        let upstream = &*route.upstream;
         let config = &upstream.config;
         // A request without the hash key is balanced round robin, not pinned.
         let key = match &config.balance {

@@ -12,7 +12,6 @@ mod headers;
 mod normalize;
 mod request;
 mod respond;
-mod router;
 mod uri;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +26,6 @@ use pingora::protocols::IO;
 pub(crate) use downstream::{Downstream, Request, RequestId};
 pub(crate) use request::request_host;
 
-pub use router::Router;
 pub(crate) use uri::LineCheck;
 
 use crate::lifecycle::RequestGuard;
@@ -106,6 +104,8 @@ struct RequestCtx {
     /// The route the request matched (its upstream and metrics), held so a reload
     /// never changes it midway.
     route: Option<Arc<RouteState>>,
+    /// Which of the route's upstreams the request goes to (picked by weight).
+    target: usize,
     /// The backend of the current attempt (counted in flight for `least_requests`).
     backend: Option<InFlight>,
     /// Backends of earlier attempts (allocated only when a request is retried).
@@ -137,6 +137,7 @@ impl RequestCtx {
         Self {
             start: Instant::now(),
             route: None,
+            target: 0,
             backend: None,
             tried: Vec::new(),
             attempts: 0,
@@ -326,13 +327,21 @@ impl Gateway {
             };
             return refuse(down, ctx, refusal).await;
         }
-        ctx.route = snapshot.route(host, req.uri.path()).cloned();
+        let lookup = crate::routes::Request {
+            host,
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            method: &req.method,
+            headers: &req.headers,
+        };
+        ctx.route = snapshot.route(&lookup).cloned();
         drop(snapshot);
         let Some(route) = &ctx.route else {
             respond::json_error(down, 404, &ctx.request_id, ctx.hsts.as_ref()).await?;
             ctx.local_status = Some(404);
             return Ok(true);
         };
+        ctx.target = route.pick();
         ctx.max_body = route.max_body_size;
         ctx.upgrade = route.websocket && is_websocket_upgrade(req);
         if checks::content_length(req).is_some_and(|n| n > ctx.max_body) {
@@ -382,7 +391,8 @@ impl Gateway {
             let elapsed = ctx.start.elapsed();
             match &ctx.route {
                 Some(route) => {
-                    if let Some(series) = route.series.get(self.index) {
+                    let target = route.targets.get(ctx.target);
+                    if let Some(series) = target.and_then(|t| t.series.get(self.index)) {
                         series.record(status, elapsed);
                     }
                 }

@@ -12,8 +12,9 @@ use super::load::{load, unix_now, Failed, LoadError, Loaded};
 use super::restart::{needs_restart, NeedsRestart};
 use crate::config::{Config, Edge, ListenerKind, Location};
 use crate::lifecycle::Lifecycle;
-use crate::proxy::Router;
-use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot};
+use crate::routes::filters::weights::Backends;
+use crate::routes::Table;
+use crate::state::{ListenerMode, ListenerState, RouteState, SharedSnapshot, Snapshot, Target};
 use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
 use crate::upstream::{start_tasks, Resolver, ResolverWatch, Upstream};
@@ -344,27 +345,52 @@ fn build_snapshot(
     let routes = config
         .routes
         .iter()
-        .map(|r| {
-            let upstream = built[r.upstream].clone();
-            let label = r.label();
-            let series = running
+        .zip(&config.rules)
+        .map(|(r, rule)| {
+            let label = rule.label();
+            // A redirect route has no backends (it answers before any is picked).
+            let weights = rule.backends.clone().unwrap_or_else(|| Backends::one(0));
+            let targets = rule
+                .backends
                 .iter()
-                .map(|l| metrics.requests.series(&l.name, &label, upstream.name()))
+                .flat_map(|b| b.entries())
+                .filter_map(|&(u, _)| built.get(u).cloned())
+                .map(|upstream| Target {
+                    series: running
+                        .iter()
+                        .map(|l| metrics.requests.series(&l.name, &label, upstream.name()))
+                        .collect(),
+                    upstream,
+                })
                 .collect();
             Arc::new(RouteState {
-                upstream,
-                series,
+                weights: indexed(&weights),
+                targets,
                 max_body_size: r.max_body_size,
                 websocket: r.websocket,
             })
         })
         .collect();
     Snapshot {
-        router: Router::new(&config.routes),
+        table: Table::new(config.rules.iter().map(|r| &r.matches)),
         routes,
         upstreams: built,
         listeners,
     }
+}
+
+/// `backends` with each upstream replaced by its position in the list (the index of
+/// the route's target).
+fn indexed(backends: &Backends) -> Backends {
+    let entries = backends.entries();
+    Backends::new(
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, w))| (i, w))
+            .collect(),
+    )
+    .unwrap_or_else(|| Backends::one(0))
 }
 
 /// The DNS resolver for `config`, or `None` (logged) when it cannot be built.

@@ -12,5 +12,4 @@ pub use matches::{
     compile, query_pairs, HeaderMatch, HostPattern, Matches, PathMatch, Pattern, QueryMatch,
     ValueMatch, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT,
 };
-pub(crate) use table::{lowercase, MAX_HOST};
 pub use table::{Request, Table};

@@ -179,7 +179,7 @@ fn seed() -> u64 {
 }
 
 /// A random number (xorshift64*, per thread; fast, not for secrets).
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     RNG.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;

@@ -18,6 +18,7 @@ use crate::config::{self, Balance, Discovery, ServerAddr};
 
 pub use backend::{Backend, InFlight, Outcome};
 pub use balance::hash_of;
+pub(crate) use balance::random_u64;
 pub use discovery::{DnsError, Resolver, ResolverWatch};
 
 /// Starts the background work of `upstream`: discovery (server names through
