@@ -37,6 +37,9 @@ pub struct Request<'a> {
 pub struct Table {
     /// Each route's conditions, by its index in the config.
     routes: Box<[Matches]>,
+    /// Whether each route has no method, header or query condition (nothing to check
+    /// once host and path match).
+    plain: Box<[bool]>,
     /// Sorted by host.
     exact: Box<[(Box<str>, Group)]>,
     /// Sorted by suffix (`.example.com`).
@@ -118,8 +121,13 @@ impl Table {
         };
         let (exact, suffix) = (build(exact), build(suffix));
         let any = Group::new(&routes, &any);
+        let plain = routes
+            .iter()
+            .map(|m| m.method.is_none() && m.headers.is_empty() && m.query.is_empty())
+            .collect();
         Self {
             routes,
+            plain,
             exact,
             suffix,
             any,
@@ -128,31 +136,44 @@ impl Table {
 
     /// The index of the route for `req`, or `None` when no route matches.
     pub fn lookup(&self, req: &Request<'_>) -> Option<usize> {
-        let mut buf = [0u8; MAX_HOST];
-        if let Some(host) = lowercase(req.host, &mut buf) {
-            if let Some(group) = find(&self.exact, host) {
-                if let Some(found) = self.in_group(group, req) {
-                    return Some(found);
-                }
-            }
-            if !self.suffix.is_empty() {
-                // Longest suffix first: each '.' after the first label starts one.
-                for (at, _) in host.match_indices('.').filter(|(at, _)| *at > 0) {
-                    if let Some(group) = find(&self.suffix, &host[at..]) {
-                        if let Some(found) = self.in_group(group, req) {
-                            return Some(found);
-                        }
-                    }
-                }
+        // Without host routes the host is not even lower-cased.
+        if !self.exact.is_empty() || !self.suffix.is_empty() {
+            if let Some(found) = self.by_host(req) {
+                return Some(found);
             }
         }
         self.in_group(&self.any, req)
     }
 
+    /// The route from the groups of the request's host: its exact entry, then the
+    /// longest matching suffix.
+    fn by_host(&self, req: &Request<'_>) -> Option<usize> {
+        let mut buf = [0u8; MAX_HOST];
+        let host = lowercase(req.host, &mut buf)?;
+        if let Some(group) = find(&self.exact, host) {
+            if let Some(found) = self.in_group(group, req) {
+                return Some(found);
+            }
+        }
+        if !self.suffix.is_empty() {
+            // Longest suffix first: each '.' after the first label starts one.
+            for (at, _) in host.match_indices('.').filter(|(at, _)| *at > 0) {
+                if let Some(group) = find(&self.suffix, &host[at..]) {
+                    if let Some(found) = self.in_group(group, req) {
+                        return Some(found);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     fn in_group(&self, group: &Group, req: &Request<'_>) -> Option<usize> {
         let path = req.path;
-        if let Some(found) = find(&group.exact, path).and_then(|c| self.first(c, req)) {
-            return Some(found);
+        if !group.exact.is_empty() {
+            if let Some(found) = find(&group.exact, path).and_then(|c| self.first(c, req)) {
+                return Some(found);
+            }
         }
         if let Some(regexes) = &group.regex {
             if let Some(found) = regexes.first(path, |c| self.first(c, req)) {
@@ -180,9 +201,11 @@ impl Table {
     /// The first of `candidates` whose other conditions hold.
     fn first(&self, candidates: &[u32], req: &Request<'_>) -> Option<usize> {
         candidates.iter().map(|&i| i as usize).find(|&i| {
-            self.routes
-                .get(i)
-                .is_some_and(|m| m.rest_match(req.method, req.headers, req.query))
+            self.plain.get(i) == Some(&true)
+                || self
+                    .routes
+                    .get(i)
+                    .is_some_and(|m| m.rest_match(req.method, req.headers, req.query))
         })
     }
 }
