@@ -12,7 +12,9 @@
 #
 # GATEWAY_BINARY defaults to target/release/gateway (build it first:
 # `cargo build --release -p gateway`); SCENARIOS to "h1 tls h2"; N=5000 requests;
-# KEEP=DIR keeps the profiles there (`callgrind_annotate DIR/callgrind.h1.1`).
+# KEEP=DIR keeps the profiles there (`callgrind_annotate DIR/callgrind.h1.1`);
+# ROUTES=N adds N routes of every match kind that the requests do not match
+# (compare.py routes: the growth scenario's table).
 # Needs valgrind, h2load (nghttp2-client), openssl and the hello binary
 # (`cargo build -p e2e --bin hello`). Prints one line per scenario.
 set -eu
@@ -60,6 +62,7 @@ servers = ["127.0.0.1:19101", "127.0.0.1:19102", "127.0.0.1:19103"]
 path_prefix = "/"
 upstream = "hello"
 TOML
+[ "${ROUTES:-0}" -eq 0 ] || python3 e2e/bench/compare.py routes "$ROUTES" >>"$work/gateway.toml"
 for s in $scenarios; do
   case $s in
     h1) url=http://127.0.0.1:18180/ args=(--h1 -c 64) ;;

@@ -44,22 +44,31 @@ def render(template, pairs):
 
 
 def routes(n):
-    """Exact hosts, `*.` suffixes and host-less prefixes, a third each; none matches a
-    request for 127.0.0.1 or localhost at `/`, and each kind makes the router work:
-    the suffix list is scanned in full and every host-less prefix is compared before `/`."""
+    """Routes of every match kind, a sixth each: exact hosts with prefixes, `*.` suffixes
+    with exact paths, host-less prefixes, host-less regexes, host-less prefixes with a
+    header match, host-less exact paths with a method. None matches a request for
+    127.0.0.1 or localhost at `/`, and each kind makes the table work: every host-less
+    regex is searched (one automaton pass) and the prefixes are looked up before `/`."""
     out = []
     for i in range(n):
-        kind = i % 3
-        if kind == 0:
-            host, prefix = f"app{i}.bench.test", f"/api/v{i % 7}/"
-        elif kind == 1:
-            host, prefix = f"*.tenant{i}.bench.test", "/"
-        else:
-            host, prefix = None, f"/svc{i}/"
+        kind = i % 6
         out.append("[[route]]")
-        if host:
-            out.append(f'host = "{host}"')
-        out.append(f'path_prefix = "{prefix}"')
+        if kind == 0:
+            out.append(f'host = "app{i}.bench.test"')
+            out.append(f'path_prefix = "/api/v{i % 7}/"')
+        elif kind == 1:
+            out.append(f'host = "*.tenant{i}.bench.test"')
+            out.append(f'path = {{ exact = "/login{i}" }}')
+        elif kind == 2:
+            out.append(f'path_prefix = "/svc{i}/"')
+        elif kind == 3:
+            out.append(f"path = {{ regex = '^/r{i}/[0-9]+$' }}")
+        elif kind == 4:
+            out.append(f'path_prefix = "/svc{i}/"')
+            out.append(f'headers = [{{ name = "x-canary", value = "v{i}" }}]')
+        else:
+            out.append(f'path = {{ exact = "/health{i}" }}')
+            out.append('method = "POST"')
         out.append('upstream = "hello"\n')
     print("\n".join(out))
 

@@ -19,7 +19,8 @@
 #   4. plain HTTP/1.1 keep-alive                wrk -t1 -c64
 #   5. IDLE_CONNS idle TLS keep-alive connections (compare.py idle): RSS per connection
 #   6. 1 MiB responses                          wrk -t1 -c16, hello ?size=1048576
-#   7. the gateway with 1,000 routes, and with a 100-server upstream, under load 1
+#   7. the gateway with 1,000 routes of every match kind (compare.py routes), and with a
+#      100-server upstream, under load 1
 #   8. the gateway with production features on (access log to a file, admin listener with
 #      /metrics scraped every second, active health checks every second), all and one by
 #      one, under load 1; off is scenario 1's gateway (RUST_LOG=warn, no admin, no checks)

@@ -41,9 +41,9 @@ pub struct Table {
     /// once host and path match).
     plain: Box<[bool]>,
     /// Sorted by host.
-    exact: Box<[(Box<str>, Group)]>,
+    exact: Sorted<Group>,
     /// Sorted by suffix (`.example.com`).
-    suffix: Box<[(Box<str>, Group)]>,
+    suffix: Sorted<Group>,
     any: Group,
 }
 
@@ -51,7 +51,7 @@ pub struct Table {
 #[derive(Debug, Default)]
 struct Group {
     /// Sorted by path; candidates in precedence order.
-    exact: Box<[(Box<str>, Candidates)]>,
+    exact: Sorted<Candidates>,
     regex: Option<Regexes>,
     /// Sorted by prefix (byte order).
     prefix: Box<[Prefix]>,
@@ -114,10 +114,12 @@ impl Table {
             }
         }
         // BTreeMap order is byte order: the slices come out sorted for `find`.
-        let build = |map: BTreeMap<&str, Vec<u32>>| -> Box<[(Box<str>, Group)]> {
-            map.into_iter()
-                .map(|(k, members)| (k.into(), Group::new(&routes, &members)))
-                .collect()
+        let build = |map: BTreeMap<&str, Vec<u32>>| -> Sorted<Group> {
+            Sorted::new(
+                map.into_iter()
+                    .map(|(k, members)| (k.into(), Group::new(&routes, &members)))
+                    .collect(),
+            )
         };
         let (exact, suffix) = (build(exact), build(suffix));
         let any = Group::new(&routes, &any);
@@ -150,7 +152,7 @@ impl Table {
     fn by_host(&self, req: &Request<'_>) -> Option<usize> {
         let mut buf = [0u8; MAX_HOST];
         let host = lowercase(req.host, &mut buf)?;
-        if let Some(group) = find(&self.exact, host) {
+        if let Some(group) = self.exact.get(host) {
             if let Some(found) = self.in_group(group, req) {
                 return Some(found);
             }
@@ -158,7 +160,7 @@ impl Table {
         if !self.suffix.is_empty() {
             // Longest suffix first: each '.' after the first label starts one.
             for (at, _) in host.match_indices('.').filter(|(at, _)| *at > 0) {
-                if let Some(group) = find(&self.suffix, &host[at..]) {
+                if let Some(group) = self.suffix.get(&host[at..]) {
                     if let Some(found) = self.in_group(group, req) {
                         return Some(found);
                     }
@@ -171,7 +173,7 @@ impl Table {
     fn in_group(&self, group: &Group, req: &Request<'_>) -> Option<usize> {
         let path = req.path;
         if !group.exact.is_empty() {
-            if let Some(found) = find(&group.exact, path).and_then(|c| self.first(c, req)) {
+            if let Some(found) = group.exact.get(path).and_then(|c| self.first(c, req)) {
                 return Some(found);
             }
         }
@@ -261,10 +263,12 @@ impl Group {
             }
         });
         Self {
-            exact: exact
-                .into_iter()
-                .map(|(p, c)| (p.into(), order(c)))
-                .collect(),
+            exact: Sorted::new(
+                exact
+                    .into_iter()
+                    .map(|(p, c)| (p.into(), order(c)))
+                    .collect(),
+            ),
             regex,
             prefix: entries.into_boxed_slice(),
         }
@@ -285,9 +289,15 @@ impl Regexes {
                 })
             }
         };
+        let input = Input::new(path);
+        // Most paths match none of them: one search that stops at the first match is
+        // cheaper than collecting every match.
+        if !set.is_match(input.clone()) {
+            return None;
+        }
         let mut search = |found: &mut PatternSet| {
             found.clear();
-            set.which_overlapping_matches(&Input::new(path), found);
+            set.which_overlapping_matches(&input, found);
             found
                 .iter()
                 .find_map(|id| self.routes.get(id.as_usize()).and_then(|c| pick(c)))
@@ -338,13 +348,49 @@ impl Searcher {
     }
 }
 
-/// The value of `key` in a sorted slice of pairs.
-fn find<'a, T>(sorted: &'a [(Box<str>, T)], key: &str) -> Option<&'a T> {
-    sorted
-        .binary_search_by(|(k, _)| (**k).cmp(key))
-        .ok()
-        .and_then(|i| sorted.get(i))
-        .map(|(_, v)| v)
+/// Keys in byte order for binary search, and the set of their lengths (lengths from 255
+/// up count as one): a key of a length none of them has is not searched, as most
+/// lookups of a host or path that no route names end.
+#[derive(Debug, Default)]
+struct Sorted<T> {
+    entries: Box<[(Box<str>, T)]>,
+    lengths: [u64; 4],
+}
+
+impl<T> Sorted<T> {
+    /// `entries` already sorted by key.
+    fn new(entries: Box<[(Box<str>, T)]>) -> Self {
+        let mut lengths = [0u64; 4];
+        for (key, _) in &entries {
+            let n = key.len().min(255);
+            if let Some(word) = lengths.get_mut(n / 64) {
+                *word |= 1 << (n % 64);
+            }
+        }
+        Self { entries, lengths }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The value of `key`.
+    fn get(&self, key: &str) -> Option<&T> {
+        let n = key.len().min(255);
+        if self
+            .lengths
+            .get(n / 64)
+            .is_none_or(|word| word & (1 << (n % 64)) == 0)
+        {
+            return None;
+        }
+        let entries = &self.entries;
+        entries
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .and_then(|i| entries.get(i))
+            .map(|(_, v)| v)
+    }
 }
 
 /// `host` in lower case, copied into `buf` only when it has upper-case letters.
