@@ -7,7 +7,7 @@ use http::HeaderValue;
 
 use crate::config::Edge;
 use crate::routes::filters::weights::Backends;
-use crate::routes::{Request, Table};
+use crate::routes::{Chain, Request, Table};
 use crate::telemetry::RequestSeries;
 use crate::tls::{CertSet, CertSource};
 use crate::upstream::Upstream;
@@ -32,6 +32,8 @@ pub struct RouteState {
     /// The route's upstreams by weight; the picked index is one of `targets`.
     pub weights: Backends,
     pub targets: Box<[Target]>,
+    /// The route's filters; `None` when it has none (nothing runs for it).
+    pub chain: Option<Arc<Chain>>,
     /// Request body limit in bytes (413 past it).
     pub max_body_size: u64,
     /// Whether WebSocket upgrades are passed through.

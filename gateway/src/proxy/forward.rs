@@ -331,11 +331,16 @@ async fn send_head(
     };
     let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
     let host = authority.or_else(|| headers.get(HOST).map(HeaderValue::as_bytes));
-    // HTTP/2 has `:authority` where HTTP/1 has Host.
-    let replace_host = req.version == Version::HTTP_2 && authority.is_some();
+    // HTTP/2 has `:authority` where HTTP/1 has Host; a rewrite may set another one.
+    let forward = ctx.filtered.as_ref().map(|f| &f.forward);
+    let rewritten = forward
+        .and_then(|f| f.host.as_ref())
+        .map(HeaderValue::as_bytes);
+    let replace_host =
+        rewritten.is_some() || (req.version == Version::HTTP_2 && authority.is_some());
     let mut extra = Extras::default();
-    if let (true, Some(authority)) = (replace_host, authority) {
-        extra.push(b"host", authority);
+    if let Some(new_host) = rewritten.or(authority).filter(|_| replace_host) {
+        extra.push(b"host", new_host);
     }
     match (&chain, &ip) {
         (Some(chain), _) => extra.push(b"x-forwarded-for", chain),
@@ -363,7 +368,10 @@ async fn send_head(
             || (!trusted && headers::is_forwarding(name))
             || (peer_known && name == headers::X_FORWARDED_FOR)
     };
-    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = match forward.and_then(|f| f.target.as_ref()) {
+        Some(rewritten) => rewritten.as_str(),
+        None => req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    };
     let out = OutRequest {
         method: &req.method,
         target: target.as_bytes(),
@@ -513,10 +521,17 @@ async fn to_client<D: Downstream>(
     ctx.responded = true;
     let body = head.out_body();
     let reason = head.reason_bytes();
+    let mut headers = head.headers;
+    if let Some(f) = &ctx.filtered {
+        // Compression is not in a running chain yet: no encoder comes back.
+        let _ = f
+            .chain
+            .on_response(&f.forward.exchange, status, &mut headers);
+    }
     let reply = Reply {
         status,
         reason: Some(&reason),
-        headers: head.headers,
+        headers,
         relayed: true,
         extra: &[],
         request_id: &ctx.request_id,

@@ -5,6 +5,7 @@
 mod checks;
 mod downstream;
 mod error;
+mod filters;
 mod forward;
 mod h1;
 mod h2;
@@ -29,6 +30,7 @@ pub(crate) use request::request_host;
 pub(crate) use uri::LineCheck;
 
 use crate::lifecycle::RequestGuard;
+use crate::routes::OnRequest;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
 use crate::telemetry::access::{self, AccessLine};
 use crate::upstream::InFlight;
@@ -106,6 +108,9 @@ struct RequestCtx {
     route: Option<Arc<RouteState>>,
     /// Which of the route's upstreams the request goes to (picked by weight).
     target: usize,
+    /// The route's filters, when it has any, and what their request hook decided
+    /// (boxed: a request on a route without filters carries one pointer for them).
+    filtered: Option<Box<filters::Filtered>>,
     /// The backend of the current attempt (counted in flight for `least_requests`).
     backend: Option<InFlight>,
     /// Backends of earlier attempts (allocated only when a request is retried).
@@ -138,6 +143,7 @@ impl RequestCtx {
             start: Instant::now(),
             route: None,
             target: 0,
+            filtered: None,
             backend: None,
             tried: Vec::new(),
             attempts: 0,
@@ -342,6 +348,22 @@ impl Gateway {
             return Ok(true);
         };
         ctx.target = route.pick();
+        if let Some(chain) = &route.chain {
+            match filters::on_request(chain, req, self.proto == "https") {
+                OnRequest::Forward(forward) => {
+                    ctx.filtered = Some(Box::new(filters::Filtered {
+                        chain: chain.clone(),
+                        forward,
+                    }));
+                }
+                OnRequest::Answer(answer) => {
+                    let hsts = ctx.hsts.as_ref();
+                    let status = filters::answer(down, answer, &ctx.request_id, hsts).await?;
+                    ctx.local_status = Some(status);
+                    return Ok(true);
+                }
+            }
+        }
         ctx.max_body = route.max_body_size;
         ctx.upgrade = route.websocket && is_websocket_upgrade(req);
         if checks::content_length(req).is_some_and(|n| n > ctx.max_body) {
@@ -389,10 +411,10 @@ impl Gateway {
             .unwrap_or(0);
         if status > 0 {
             let elapsed = ctx.start.elapsed();
-            match &ctx.route {
-                Some(route) => {
-                    let target = route.targets.get(ctx.target);
-                    if let Some(series) = target.and_then(|t| t.series.get(self.index)) {
+            // A route that answered itself (a redirect) has no target: unrouted.
+            match ctx.route.as_ref().and_then(|r| r.targets.get(ctx.target)) {
+                Some(target) => {
+                    if let Some(series) = target.series.get(self.index) {
                         series.record(status, elapsed);
                     }
                 }

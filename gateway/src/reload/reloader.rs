@@ -363,9 +363,14 @@ fn build_snapshot(
                     upstream,
                 })
                 .collect();
+            // Compression is not applied by the request path yet (refused when set;
+            // on by default in the validated chain).
+            let mut chain = rule.chain.clone();
+            chain.compression = None;
             Arc::new(RouteState {
                 weights: indexed(&weights),
                 targets,
+                chain: (!chain.is_empty()).then(|| Arc::new(chain)),
                 max_body_size: r.max_body_size,
                 websocket: r.websocket,
             })
