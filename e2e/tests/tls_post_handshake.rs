@@ -88,37 +88,64 @@ fn wait_line(rx: &mpsc::Receiver<String>, parts: &[&str], seen: &mut Vec<String>
     }
 }
 
+/// A TLS 1.2 `s_client` connection to a gateway, its handshake done.
+struct Connected {
+    _hello: Hello,
+    _certs: Certs,
+    _gw: Gateway,
+    openssl: KillOnDrop,
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Connected {
+    fn new() -> Self {
+        let hello = Hello::spawn("h");
+        let certs = Certs::new();
+        let gw = gateway(&hello, &certs);
+        let (openssl, rx) = s_client(&gw, "-tls1_2");
+        let mut seen = Vec::new();
+        wait_line(&rx, &["Verify return code"], &mut seen);
+        Self {
+            _hello: hello,
+            _certs: certs,
+            _gw: gw,
+            openssl,
+            rx,
+            seen,
+        }
+    }
+
+    /// Types `line` into s_client.
+    fn send(&mut self, line: &[u8]) {
+        let stdin = self.openssl.0.stdin.as_mut().unwrap();
+        stdin.write_all(line).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait(&mut self, parts: &[&str]) {
+        wait_line(&self.rx, parts, &mut self.seen);
+    }
+}
+
 #[test]
 fn a_renegotiation_attempt_is_refused_before_any_request() {
-    let hello = Hello::spawn("h");
-    let certs = Certs::new();
-    let gw = gateway(&hello, &certs);
-    let (mut openssl, rx) = s_client(&gw, "-tls1_2");
-    let mut seen = Vec::new();
-    wait_line(&rx, &["Verify return code"], &mut seen);
+    let mut c = Connected::new();
     // `R`: a ClientHello on the established connection; rustls refuses it with a
     // no_renegotiation warning alert.
-    openssl.0.stdin.as_mut().unwrap().write_all(b"R\n").unwrap();
-    wait_line(&rx, &[">>> ", "ClientHello"], &mut seen);
-    wait_line(&rx, &["<<< ", "Alert"], &mut seen);
+    c.send(b"R\n");
+    c.wait(&[">>> ", "ClientHello"]);
+    c.wait(&["<<< ", "Alert"]);
 }
 
 #[test]
 fn a_renegotiation_attempt_inside_a_request_head_is_refused_at_once() {
-    let hello = Hello::spawn("h");
-    let certs = Certs::new();
-    let gw = gateway(&hello, &certs);
-    let (mut openssl, rx) = s_client(&gw, "-tls1_2");
-    let mut seen = Vec::new();
-    wait_line(&rx, &["Verify return code"], &mut seen);
-    let stdin = openssl.0.stdin.as_mut().unwrap();
+    let mut c = Connected::new();
     // The request line only: the head is not complete, the gateway waits for more.
-    stdin.write_all(b"GET / HTTP/1.1\n").unwrap();
-    stdin.flush().unwrap();
+    c.send(b"GET / HTTP/1.1\n");
     // `-msg` shows an application data record as its header's bytes only.
-    wait_line(&rx, &["17 03 03 "], &mut seen);
-    stdin.write_all(b"R\n").unwrap();
-    stdin.flush().unwrap();
-    wait_line(&rx, &[">>> ", "ClientHello"], &mut seen);
-    wait_line(&rx, &["<<< ", "Alert"], &mut seen);
+    c.wait(&["17 03 03 "]);
+    c.send(b"R\n");
+    c.wait(&[">>> ", "ClientHello"]);
+    c.wait(&["<<< ", "Alert"]);
 }
