@@ -38,6 +38,10 @@ pkgs_test=(
   "mount mount"                                 # files of its own bind-mounted (discovery.rs, kubernetes.rs)
   "prometheus promtool"                         # a real Prometheus and promtool (monitoring.rs)
   "python3 python3"                             # the virtualenv's interpreter
+  "curl curl"                                   # curl --compressed (route_compression.rs)
+  "gzip gzip"                                   # the decoders of the compressed bodies
+  "brotli brotli"                               #   (route_compression.rs)
+  "zstd zstd"
 )
 pkgs_venv=(
   "python3-venv py:ensurepip"                   # python3 -m venv (only when the venv is made)

@@ -6,7 +6,9 @@
 //! with the request's headers as `name: value` lines instead (for tests of what the
 //! gateway forwards); `?echo_body=1` answers with the request body as hello read it
 //! (for tests of what reached the backend); `?size=N` answers N bytes of `x` instead
-//! (at most 64 MiB; for the large-response benchmark); `?status=N` answers with status N
+//! (at most 64 MiB; for the large-response benchmark); `?text=N` answers N bytes of
+//! lines of text as `text/plain` (at most 64 MiB; compressible, for the compression
+//! tests); `?status=N` answers with status N
 //! (200 to 599; for health checks that get a redirect or an error). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 //! The request body is read in full before answering, as an application does.
@@ -207,6 +209,8 @@ async fn respond(
         (Bytes::from(text), "text/plain")
     } else if let Some(n) = size(req.uri().query()) {
         (Bytes::from(vec![b'x'; n]), "application/octet-stream")
+    } else if let Some(n) = text_size(req.uri().query()) {
+        (text(n), "text/plain; charset=utf-8")
     } else {
         (Bytes::from_static(BODY), "application/json")
     };
@@ -243,6 +247,29 @@ fn size(query: Option<&str>) -> Option<usize> {
         .find_map(|kv| kv.strip_prefix("size="))
         .and_then(|v| v.parse().ok())
         .filter(|&n| n <= 64 << 20)
+}
+
+/// `?text=N`: the text size asked for, when it is a number up to 64 MiB.
+fn text_size(query: Option<&str>) -> Option<usize> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("text="))
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n <= 64 << 20)
+}
+
+/// `n` bytes of numbered lines of text.
+fn text(n: usize) -> Bytes {
+    let mut out = Vec::with_capacity(n + 64);
+    let mut line = 0u64;
+    while out.len() < n {
+        out.extend_from_slice(
+            format!("line {line} of hello's text, for the compression tests\n").as_bytes(),
+        );
+        line += 1;
+    }
+    out.truncate(n);
+    Bytes::from(out)
 }
 
 /// `?status=N`: the status asked for, when it is one from 200 to 599.

@@ -22,24 +22,6 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/gateway/config/gateway.toml";
 ///
 /// Returns every validation error found, not just the first; a parse error stops at once.
 pub fn from_str(path: &Path, source: &str) -> Result<Config, Vec<ConfigError>> {
-    let raw = parse(path, source)?;
-    // Route fields the request path does not apply yet are refused (see route/unserved.rs).
-    let unserved = route::unserved(path, source, &raw);
-    match (validate::validate(path, source, raw), unserved.is_empty()) {
-        (Ok(config), true) => Ok(config),
-        (Ok(_), false) => Err(unserved),
-        (Err(mut errors), _) => {
-            errors.extend(unserved);
-            errors.sort_by_key(|e| e.location().map(|l| (l.line, l.column)));
-            Err(errors)
-        }
-    }
-}
-
-/// [`from_str`] with every route field accepted, applied or not (for the tests of
-/// their validation and of the route table).
-#[cfg(test)]
-pub(crate) fn from_str_ungated(path: &Path, source: &str) -> Result<Config, Vec<ConfigError>> {
     validate::validate(path, source, parse(path, source)?)
 }
 

@@ -26,6 +26,9 @@ pub(crate) enum ProxyError {
     /// The route's upgrade tunnel broke.
     #[error("upgraded connection failed")]
     Tunnel(#[source] std::io::Error),
+
+    #[error("cannot compress the response")]
+    Compress(#[source] crate::routes::filters::compression::EncodeError),
 }
 
 impl ProxyError {
@@ -36,6 +39,7 @@ impl ProxyError {
             Self::NoBackend | Self::Connect(_) | Self::Backend(..) => 502,
             Self::BackendTimeout(_) => 504,
             Self::Tunnel(_) => 0,
+            Self::Compress(_) => 500,
         }
     }
 

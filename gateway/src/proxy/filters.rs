@@ -3,31 +3,31 @@
 //! and its response hook on the backend's response head. Routes without filters have
 //! no chain and never get here.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::header::HOST;
 use http::HeaderValue;
 
 use super::downstream::{DownError, Downstream, Reply, Request, RequestId};
 use crate::http1::OutBody;
+use crate::routes::filters::compression::{EncodeError, Encoder};
 use crate::routes::filters::redirect::Scheme;
 use crate::routes::{Answer, Chain, Forward, OnRequest, RequestHead};
 
-/// A forwarded request's filters: the route's chain, for the response hook, and what
-/// the request hook decided.
+/// What a forwarded request's chain decided (when it decided anything).
 #[derive(Debug)]
 pub(super) struct Filtered {
-    pub chain: Arc<Chain>,
     pub forward: Forward,
+    /// The response body's encoder, when the response hook chose to compress it.
+    pub encoder: Option<Encoder>,
 }
 
 /// Runs `chain`'s request hook on `req` (its headers are changed in place).
 pub(super) fn on_request(chain: &Chain, req: &mut Request, tls: bool) -> OnRequest {
-    // Cloned (a reference count) so that the headers can be changed meanwhile.
+    // Only a redirect reads it. Cloned (a reference count) so that the headers can be
+    // changed meanwhile.
     let host: Option<HeaderValue> = match req.uri.authority() {
-        Some(_) => None,
-        None => req.headers.get(HOST).cloned(),
+        None if chain.redirect.is_some() => req.headers.get(HOST).cloned(),
+        _ => None,
     };
     let authority = match req.uri.authority() {
         Some(a) => Some(a.as_str()),
@@ -65,4 +65,17 @@ pub(super) async fn answer<D: Downstream>(
     };
     down.write_head(reply, Bytes::new(), true).await?;
     Ok(status.as_u16())
+}
+
+/// A piece of the response body through `encoder` (the stream's end too when `end`):
+/// what the encoder gave out, often nothing until it has a block's worth.
+pub(super) fn encode(encoder: &mut Encoder, data: &[u8], end: bool) -> Result<Bytes, EncodeError> {
+    let mut out = Vec::new();
+    if !data.is_empty() {
+        encoder.write(data, &mut out)?;
+    }
+    if end {
+        encoder.finish(&mut out)?;
+    }
+    Ok(Bytes::from(out))
 }

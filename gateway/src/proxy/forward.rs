@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::downstream::{Downstream, Reply, Request};
 use super::error::ProxyError;
+use super::filters;
 use super::headers::{self, Hops};
 use super::request::hash_key;
 use super::{Client, Gateway, RequestCtx, REQUEST_ID};
@@ -24,6 +25,8 @@ use crate::http1::{
     MAX_HEADER_SLOTS,
 };
 use crate::ip_text::IpText;
+use crate::routes::filters::compression::Encoder;
+use crate::routes::Exchange;
 use crate::upstream::{InFlight, Outcome};
 
 /// Backend connections as the codec drives them.
@@ -507,9 +510,10 @@ async fn to_client<D: Downstream>(
     piece: FromBackend,
     ctx: &mut RequestCtx,
 ) -> Result<Reading, ProxyError> {
+    let encoder = ctx.filtered.as_deref_mut().and_then(|f| f.encoder.as_mut());
     let head = match piece {
-        FromBackend::Body(data) => return body_to_client(down, up, data).await,
-        FromBackend::End => return end_to_client(down, up).await,
+        FromBackend::Body(data) => return body_to_client(down, up, data, encoder).await,
+        FromBackend::End => return end_to_client(down, up, encoder).await,
         FromBackend::Head(head) => head,
     };
     let status = head.status;
@@ -519,14 +523,22 @@ async fn to_client<D: Downstream>(
         return Ok(Reading::Head);
     }
     ctx.responded = true;
-    let body = head.out_body();
+    let mut body = head.out_body();
     let reason = head.reason_bytes();
     let mut headers = head.headers;
-    if let Some(f) = &ctx.filtered {
-        // Compression is not in a running chain yet: no encoder comes back.
-        let _ = f
-            .chain
-            .on_response(&f.forward.exchange, status, &mut headers);
+    if let Some(chain) = &ctx.chain {
+        let none = Exchange::default();
+        let filtered = ctx.filtered.as_deref_mut();
+        let exchange = filtered.as_ref().map_or(&none, |f| &f.forward.exchange);
+        // An encoder only comes back for a request that negotiated a coding, which
+        // has its `filtered` state.
+        if let (Some(encoder), Some(f)) =
+            (chain.on_response(exchange, status, &mut headers), filtered)
+        {
+            f.encoder = Some(encoder);
+            // Chunked on HTTP/1.1 (until close on 1.0), DATA frames on HTTP/2.
+            body = OutBody::Unknown;
+        }
     }
     let reply = Reply {
         status,
@@ -550,6 +562,10 @@ async fn to_client<D: Downstream>(
         Buffered::Data(data) => (data, up.response_done() && up.take_trailers().is_none()),
         Buffered::End | Buffered::Empty => (Bytes::new(), up.response_done()),
     };
+    let first = match ctx.filtered.as_deref_mut().and_then(|f| f.encoder.as_mut()) {
+        Some(encoder) => filters::encode(encoder, &first, end).map_err(ProxyError::Compress)?,
+        None => first,
+    };
     down.write_head(reply, first, end).await?;
     Ok(if end { Reading::Done } else { Reading::Body })
 }
@@ -558,28 +574,44 @@ async fn body_to_client<D: Downstream>(
     down: &mut D,
     up: &mut Backend,
     data: Bytes,
+    encoder: Option<&mut Encoder>,
 ) -> Result<Reading, ProxyError> {
-    if !up.response_done() {
-        down.write_body(data, false).await?;
-        return Ok(Reading::Body);
+    let done = up.response_done();
+    let trailers = if done { up.take_trailers() } else { None };
+    let end = done && trailers.is_none();
+    let data = match encoder {
+        Some(encoder) => filters::encode(encoder, &data, done).map_err(ProxyError::Compress)?,
+        None => data,
+    };
+    // An encoder often gives nothing for a piece: no empty write (a chunk of size 0
+    // would end the body).
+    if !data.is_empty() || end {
+        down.write_body(data, end).await?;
     }
-    match up.take_trailers() {
-        Some(trailers) => {
-            down.write_body(data, false).await?;
-            down.write_trailers(trailers).await?;
-        }
-        None => down.write_body(data, true).await?,
+    if let Some(trailers) = trailers {
+        down.write_trailers(trailers).await?;
     }
-    Ok(Reading::Done)
+    Ok(if done { Reading::Done } else { Reading::Body })
 }
 
 async fn end_to_client<D: Downstream>(
     down: &mut D,
     up: &mut Backend,
+    encoder: Option<&mut Encoder>,
 ) -> Result<Reading, ProxyError> {
-    match up.take_trailers() {
-        Some(trailers) => down.write_trailers(trailers).await?,
-        None => down.write_body(Bytes::new(), true).await?,
+    let trailers = up.take_trailers();
+    let tail = match encoder {
+        Some(encoder) => filters::encode(encoder, &[], true).map_err(ProxyError::Compress)?,
+        None => Bytes::new(),
+    };
+    match trailers {
+        Some(trailers) => {
+            if !tail.is_empty() {
+                down.write_body(tail, false).await?;
+            }
+            down.write_trailers(trailers).await?;
+        }
+        None => down.write_body(tail, true).await?,
     }
     Ok(Reading::Done)
 }

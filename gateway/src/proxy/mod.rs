@@ -108,8 +108,10 @@ struct RequestCtx {
     route: Option<Arc<RouteState>>,
     /// Which of the route's upstreams the request goes to (picked by weight).
     target: usize,
-    /// The route's filters, when it has any, and what their request hook decided
-    /// (boxed: a request on a route without filters carries one pointer for them).
+    /// The route's filters, when it has any, for the response hook.
+    chain: Option<Arc<crate::routes::Chain>>,
+    /// What the request hook decided, when it changed anything or the response hooks
+    /// need something (boxed: most requests carry one pointer for it).
     filtered: Option<Box<filters::Filtered>>,
     /// The backend of the current attempt (counted in flight for `least_requests`).
     backend: Option<InFlight>,
@@ -143,6 +145,7 @@ impl RequestCtx {
             start: Instant::now(),
             route: None,
             target: 0,
+            chain: None,
             filtered: None,
             backend: None,
             tried: Vec::new(),
@@ -351,10 +354,13 @@ impl Gateway {
         if let Some(chain) = &route.chain {
             match filters::on_request(chain, req, self.proto == "https") {
                 OnRequest::Forward(forward) => {
-                    ctx.filtered = Some(Box::new(filters::Filtered {
-                        chain: chain.clone(),
-                        forward,
-                    }));
+                    ctx.chain = Some(chain.clone());
+                    if !forward.is_empty() {
+                        ctx.filtered = Some(Box::new(filters::Filtered {
+                            forward,
+                            encoder: None,
+                        }));
+                    }
                 }
                 OnRequest::Answer(answer) => {
                     let hsts = ctx.hsts.as_ref();

@@ -363,10 +363,7 @@ fn build_snapshot(
                     upstream,
                 })
                 .collect();
-            // Compression is not applied by the request path yet (refused when set;
-            // on by default in the validated chain).
-            let mut chain = rule.chain.clone();
-            chain.compression = None;
+            let chain = rule.chain.clone();
             Arc::new(RouteState {
                 weights: indexed(&weights),
                 targets,

@@ -70,6 +70,21 @@ pub struct Exchange {
     coding: Option<Algorithm>,
 }
 
+impl Exchange {
+    /// Whether the response hooks need nothing from the request.
+    pub fn is_empty(&self) -> bool {
+        self.origin.is_none() && self.coding.is_none()
+    }
+}
+
+impl Forward {
+    /// Whether the request goes upstream as the client sent it (headers aside) and
+    /// the response hooks need nothing from it.
+    pub fn is_empty(&self) -> bool {
+        self.target.is_none() && self.host.is_none() && self.exchange.is_empty()
+    }
+}
+
 /// A response the gateway writes itself (with `Content-Length: 0`).
 #[derive(Debug)]
 pub struct Answer {

@@ -50,6 +50,4 @@ pub enum RouteError {
         field: &'static str,
         range: &'static str,
     },
-    #[error("{field} is not served by this build of the gateway yet (the request path does not apply it)")]
-    NotServedYet { field: &'static str },
 }

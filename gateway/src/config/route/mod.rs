@@ -7,7 +7,6 @@ mod error;
 mod file;
 mod filters;
 mod matches;
-mod unserved;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -17,7 +16,6 @@ use toml::Spanned;
 pub(in crate::config) use compression::compression;
 pub use error::RouteError;
 pub(crate) use file::{CompressionFile, RouteFile};
-pub(in crate::config) use unserved::unserved;
 
 use super::error::ConfigError;
 use super::model::{HostMatch, Route, RouteRule, Upstream};

@@ -158,10 +158,11 @@ impl Compression {
     /// The coding for the response to this request: `None` for `HEAD`, for a request
     /// that says `Cache-Control: no-transform`, or when nothing it accepts is offered.
     pub fn request(&self, method: &Method, headers: &HeaderMap) -> Option<Algorithm> {
-        if method == Method::HEAD || no_transform(headers) {
+        // Cheapest first: most requests that accept nothing say nothing.
+        let fields = headers.get_all(ACCEPT_ENCODING);
+        if method == Method::HEAD || fields.iter().next().is_none() || no_transform(headers) {
             return None;
         }
-        let fields = headers.get_all(ACCEPT_ENCODING);
         negotiate(fields.iter().map(HeaderValue::as_bytes), &self.algorithms)
     }
 
@@ -196,14 +197,15 @@ impl Compression {
 
     fn eligible(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         let code = status.as_u16();
-        if code < 200 || matches!(code, 204 | 206 | 304) || headers.contains_key(CONTENT_RANGE) {
+        if code < 200 || matches!(code, 204 | 206 | 304) {
             return false;
         }
-        let encoded = headers
-            .get_all(CONTENT_ENCODING)
-            .iter()
-            .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
-        if encoded || no_transform(headers) {
+        // The length first: small responses (most API answers) end here.
+        let long_enough = match headers.get(CONTENT_LENGTH) {
+            None => true,
+            Some(len) => digits(len.as_bytes()).is_some_and(|n| n >= self.min_size),
+        };
+        if !long_enough {
             return false;
         }
         let Some(ty) = headers.get(CONTENT_TYPE) else {
@@ -214,14 +216,23 @@ impl Compression {
         if !self.types.iter().any(|r| r.covers(ty)) {
             return false;
         }
-        match headers.get(CONTENT_LENGTH) {
-            None => true,
-            Some(len) => std::str::from_utf8(len.as_bytes())
-                .ok()
-                .and_then(|l| l.parse::<u64>().ok())
-                .is_some_and(|n| n >= self.min_size),
-        }
+        let encoded = headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+        !(encoded || headers.contains_key(CONTENT_RANGE) || no_transform(headers))
     }
+}
+
+/// A `Content-Length` value as a number (`None`: not all digits, empty or too large).
+fn digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 /// Whether `Cache-Control` has `no-transform`.

@@ -6,7 +6,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use super::{Algorithm, Compression, MediaRange};
+use super::{digits, Algorithm, Compression, MediaRange};
 
 fn response(pairs: &[(http::header::HeaderName, &'static str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -155,4 +155,16 @@ fn media_ranges() {
     ] {
         assert!(MediaRange::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn content_length_digits() {
+    assert_eq!(digits(b"0"), Some(0));
+    assert_eq!(digits(b"1024"), Some(1024));
+    assert_eq!(digits(b"18446744073709551615"), Some(u64::MAX));
+    assert_eq!(digits(b"18446744073709551616"), None, "overflow");
+    assert_eq!(digits(b""), None);
+    assert_eq!(digits(b"12a"), None);
+    assert_eq!(digits(b"+1"), None);
+    assert_eq!(digits(b" 1"), None);
 }
