@@ -14,7 +14,9 @@
 # `cargo build --release -p gateway`); SCENARIOS to "h1 tls h2"; N=5000 requests;
 # KEEP=DIR keeps the profiles there (`callgrind_annotate DIR/callgrind.h1.1`);
 # ROUTES=N adds N routes of every match kind that the requests do not match
-# (compare.py routes: the growth scenario's table).
+# (compare.py routes: the growth scenario's table); ROUTE='...' adds TOML lines to the
+# route the requests take (its filters: `request_headers = { set = { "x-a" = "1" } }`);
+# HEADER='Name: value' is sent with every request (an `Origin` for a CORS route).
 # Needs valgrind, h2load (nghttp2-client), openssl and the hello binary
 # (`cargo build -p e2e --bin hello`). Prints one line per scenario.
 set -eu
@@ -61,6 +63,7 @@ servers = ["127.0.0.1:19101", "127.0.0.1:19102", "127.0.0.1:19103"]
 [[route]]
 path_prefix = "/"
 upstream = "hello"
+${ROUTE:-}
 TOML
 [ "${ROUTES:-0}" -eq 0 ] || python3 e2e/bench/compare.py routes "$ROUTES" >>"$work/gateway.toml"
 for s in $scenarios; do
@@ -70,6 +73,7 @@ for s in $scenarios; do
     h2) url=https://127.0.0.1:18543/ args=(-c 16 -m 10) ;;
     *) echo "unknown scenario $s" >&2; exit 2 ;;
   esac
+  [ -z "${HEADER:-}" ] || args+=(-H "$HEADER")
   out="$work/callgrind.$s"
   RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     "$bin" run --config "$work/gateway.toml" 2>"$work/gateway.$s.log" &

@@ -253,6 +253,7 @@ SCENARIOS = [
     ("s5", "5. idle TLS keep-alive connections", None),
     ("s6", "6. 1 MiB responses, HTTPS/1.1, 16 conns", "MiB"),
     ("s9", "9. two workers each, scenario 1's load (report only)", "req"),
+    ("s10", "10. gzip of a 64 KiB JSON response, 16 conns", "MiB"),
 ]
 VARIANTS = [
     ("7. growth (scenario 1 load)", [("gw-routes1000", "1,000 routes"), ("gw-servers100", "100-server upstream")]),

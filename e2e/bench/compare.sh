@@ -10,7 +10,7 @@
 #
 # Environment: ROUNDS=2, S1_ROUNDS=3 (scenario 1 carries the gateway variants of 7 and 8,
 # whose differences are small next to the gateway's ±8% run-to-run spread), DURATION=8
-# seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6 s9"
+# seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6 s9 s10"
 # (scenarios to run).
 #
 #   1. HTTPS HTTP/1.1 keep-alive, small GET     wrk -t1 -c64
@@ -26,6 +26,8 @@
 #      one, under load 1; off is scenario 1's gateway (RUST_LOG=warn, no admin, no checks)
 #   9. two workers each (gateway threads = 2, nginx worker_processes 2, HAProxy nbthread 2),
 #      under load 1: reported, no target (wrk shares the 2 CPUs with them)
+#  10. gzip of a 64 KiB JSON response, gateway and nginx  wrk -t1 -c16 -H 'Accept-Encoding: gzip'
+#      (CPU per MiB of JSON compressed; the compressed sizes are printed under the table)
 #
 # CPU µs per request is the proxy's utime+stime over a run (/proc/PID/stat; nginx: master
 # + worker) divided by the requests completed. The load generator shares the CPUs with the
@@ -39,7 +41,8 @@ ROUNDS=${ROUNDS:-2}
 S1_ROUNDS=${S1_ROUNDS:-$((ROUNDS + 1))}
 DURATION=${DURATION:-8}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9} # scenarios to run (7 and 8 are variants in s1)
+ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9 s10} # scenarios to run (7 and 8 are variants in s1)
+nginx_gzip="gzip off;"
 HTTPS_PORT=18443
 HTTP_PORT=18080
 ADMIN_PORT=19090
@@ -135,7 +138,7 @@ start_proxy() {
     nginx)
       for port in "${HELLO_PORTS[@]}"; do servers+="server 127.0.0.1:$port; "; done
       py render "$bench/nginx.conf.tmpl" WORKERS=$workers WORK="$work" NOFILE="$nofile" HTTPS_PORT=$HTTPS_PORT \
-        HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" NGINX_SERVERS="$servers" >"$work/nginx.conf"
+        HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" NGINX_SERVERS="$servers" GZIP="$nginx_gzip" >"$work/nginx.conf"
       nginx -p "$work/" -c "$work/nginx.conf" -e "$work/nginx.error.log" -g 'daemon off;' \
         2>"$work/nginx.log" &
       proxy_pid=$! ;;
@@ -203,6 +206,7 @@ measure() {
   local -a record=(record "$results" --scenario "$scenario" --proxy "$proxy" --round "$round")
   case $scenario in # warm-up: pools filled, first-use allocations done
     s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "$https" >/dev/null ;;
+    s10) timeout 10 wrk -t1 -c16 -d1s -H "Accept-Encoding: gzip" "$https?json=65536" >/dev/null ;;
     s2) timeout 10 h2load -t1 -c16 -m10 -n 5000 "$https" >/dev/null ;;
     s4) timeout 10 wrk -t1 -c64 -d1s "http://127.0.0.1:$HTTP_PORT/" >/dev/null ;;
   esac
@@ -222,6 +226,8 @@ measure() {
       wait $! ;;
     s4) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$HTTP_PORT/" >"$out.txt" ;;
     s6) timeout $cap wrk -t1 -c16 -d"${DURATION}s" --latency "$https?size=1048576" >"$out.txt" ;;
+    s10) timeout $cap wrk -t1 -c16 -d"${DURATION}s" --latency -H "Accept-Encoding: gzip" "$https?json=65536" \
+      >"$out.txt" ;;
   esac
   t1=$(cpu_ticks)
   proxy_pids
@@ -229,6 +235,14 @@ measure() {
     s2) py "${record[@]}" --tool h2load --out "$out.txt" "$out.log" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
     s3*) py "${record[@]}" --tool s_time --out "$out.1.txt" "$out.2.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
     s6) py "${record[@]}" --tool wrk --out "$out.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" --mib-per-request 1 ;;
+    s10)
+      # MiB of JSON in (what the proxy compresses), and the compressed size out.
+      local bytes_in bytes_out
+      bytes_in=$(curl -sk "$https?json=65536" | wc -c)
+      bytes_out=$(curl -sk -H "Accept-Encoding: gzip" "$https?json=65536" | wc -c)
+      echo "$proxy round $round: $bytes_in bytes of JSON -> $bytes_out gzip" >>"$work/s10-sizes"
+      py "${record[@]}" --tool wrk --out "$out.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" \
+        --mib-per-request "$(python3 -c "print($bytes_in / 1048576)")" ;;
     *) py "${record[@]}" --tool wrk --out "$out.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
   esac
   rm -f "$out".*
@@ -271,6 +285,11 @@ scenario s6 "$ROUNDS" "$work/ecdsa" "${both[@]}"
 workers=2
 scenario s9 "$ROUNDS" "$work/ecdsa" "${both[@]}"
 workers=1
+# gzip of a 64 KiB JSON response: the gateway's [compression] defaults (gzip level 2 of
+# zlib-ng, about the size of zlib's level 1) against nginx's gzip at its default level 1.
+nginx_gzip="gzip on; gzip_types application/json; gzip_comp_level 1; gzip_min_length 1024; gzip_vary on; gzip_proxied any;"
+scenario s10 "$ROUNDS" "$work/ecdsa" gateway nginx
+nginx_gzip="gzip off;"
 
 # The TLS parameters each proxy negotiates with the clients (OpenSSL 3 defaults).
 tls_params=""
@@ -298,3 +317,7 @@ echo "runs: one proxy at a time, one worker thread each (scenario 9: two), alter
   "values are means over the rounds, ± half the round-to-round range"
 echo
 py table "$results"
+if [ -s "$work/s10-sizes" ]; then
+  echo
+  echo "scenario 10 sizes: $(sort -u "$work/s10-sizes" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+fi

@@ -8,7 +8,8 @@
 //! (for tests of what reached the backend); `?size=N` answers N bytes of `x` instead
 //! (at most 64 MiB; for the large-response benchmark); `?text=N` answers N bytes of
 //! lines of text as `text/plain` (at most 64 MiB; compressible, for the compression
-//! tests); `?status=N` answers with status N
+//! tests); `?json=N` answers a JSON array of about N bytes (at most 64 MiB; for the
+//! compression benchmark); `?status=N` answers with status N
 //! (200 to 599; for health checks that get a redirect or an error). `--delay-ms N` delays every answer (a slow replica);
 //! `--fail-health` makes `/healthz` answer 503 (every other path still 200).
 //! The request body is read in full before answering, as an application does.
@@ -211,6 +212,8 @@ async fn respond(
         (Bytes::from(vec![b'x'; n]), "application/octet-stream")
     } else if let Some(n) = text_size(req.uri().query()) {
         (text(n), "text/plain; charset=utf-8")
+    } else if let Some(n) = json_size(req.uri().query()) {
+        (json(n), "application/json")
     } else {
         (Bytes::from_static(BODY), "application/json")
     };
@@ -256,6 +259,36 @@ fn text_size(query: Option<&str>) -> Option<usize> {
         .find_map(|kv| kv.strip_prefix("text="))
         .and_then(|v| v.parse().ok())
         .filter(|&n| n <= 64 << 20)
+}
+
+/// `?json=N`: the JSON size asked for, when it is a number up to 64 MiB.
+fn json_size(query: Option<&str>) -> Option<usize> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("json="))
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n <= 64 << 20)
+}
+
+/// A JSON array of API-like objects, about `n` bytes (the last object may pass it).
+fn json(n: usize) -> Bytes {
+    let mut out = String::with_capacity(n + 128);
+    out.push('[');
+    let mut i = 0u64;
+    while out.len() + 1 < n {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!(
+            r#"{{"id":{i},"name":"item {i}","price":{}.{:02},"tags":["hello","gateway"],"in_stock":{}}}"#,
+            i * 7 % 1000,
+            i % 100,
+            i % 3 != 0
+        ));
+        i += 1;
+    }
+    out.push(']');
+    Bytes::from(out)
 }
 
 /// `n` bytes of numbered lines of text.
