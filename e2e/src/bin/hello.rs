@@ -283,7 +283,7 @@ fn json(n: usize) -> Bytes {
             r#"{{"id":{i},"name":"item {i}","price":{}.{:02},"tags":["hello","gateway"],"in_stock":{}}}"#,
             i * 7 % 1000,
             i % 100,
-            i % 3 != 0
+            !i.is_multiple_of(3)
         ));
         i += 1;
     }
