@@ -2,7 +2,7 @@
 //! decoders (Debian's `gzip`, `brotli` and `zstd` commands, and curl `--compressed`)
 //! and compared byte for byte with hello's body: the coding negotiated from
 //! `Accept-Encoding` with q-values, `Vary`, no `Content-Length` on a compressed body,
-//! a 10 MiB body streamed, and the responses that are never compressed (a client that
+//! a 10 MiB body streamed (the gateway's peak memory does not grow by its size), and the responses that are never compressed (a client that
 //! accepts nothing, `q=0`, `HEAD`, a small body, a type not listed, a route with
 //! `compression = false`).
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
@@ -218,6 +218,7 @@ async fn a_10_mib_body_is_streamed_compressed() {
     let target = format!("/t?text={SIZE}");
     let plain = send(&s, Proto::H1, Method::GET, &target, None).await;
     assert_eq!(plain.body.len(), SIZE);
+    let before = peak_rss_kib(s.gw.pid());
     for proto in [Proto::H1, Proto::H2] {
         let resp = send(&s, proto, Method::GET, &target, Some("gzip")).await;
         assert_eq!(resp.header("content-encoding"), "gzip", "{proto:?}");
@@ -226,6 +227,19 @@ async fn a_10_mib_body_is_streamed_compressed() {
         }
         assert!(decode("gzip", &resp.body) == plain.body, "{proto:?}");
     }
+    // Held whole, the body alone would add 10 MiB to the gateway's peak.
+    let grown = peak_rss_kib(s.gw.pid()) - before;
+    assert!(grown < 7 * 1024, "the gateway's peak RSS grew {grown} KiB");
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 #[test]
