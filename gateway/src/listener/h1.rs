@@ -21,9 +21,10 @@ use super::{EdgeApp, Timers};
 /// `max_header_size` is checked on the parsed head (431).
 const MAX_HEAD: usize = 1 << 20;
 
-/// Fields the request path adds to a request's map at most (an HTTP/1 request is
-/// written from its map with slices added, so none today; kept small).
-const RESERVE: usize = 0;
+/// Room for fields a route's `request_headers` adds, so that a few set or add do not
+/// grow (reallocate and rehash) the request's map; the gateway's own fields are
+/// written as slices, not added to it.
+const RESERVE: usize = 4;
 
 impl EdgeApp {
     /// Serves an HTTP/1 connection that started at `started` until it closes.

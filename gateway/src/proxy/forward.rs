@@ -33,12 +33,13 @@ use crate::upstream::{InFlight, Outcome};
 type Backend = ClientConn<Stream>;
 
 /// Limits on a backend's response heads: pingora's (1 MiB, 256 fields), with room for
-/// the fields the gateway adds (request id, HSTS).
+/// the fields the gateway adds (request id, HSTS) and a few of the route's
+/// (`response_headers`, CORS, `Vary`), so that they do not grow the map.
 const RESPONSE_LIMITS: HeadLimits = HeadLimits {
     max_head: 1 << 20,
     max_headers: MAX_HEADER_SLOTS,
     max_target: 0,
-    reserve: 2,
+    reserve: 6,
 };
 
 /// Request body bytes kept for a retry at most (pingora's retry buffer was as large): a
