@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Version};
+use http::{HeaderMap, Method, Request, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
@@ -250,4 +250,28 @@ pub async fn h2_connect(
         .expect("TLS handshake");
     let (send, conn) = h2::client::handshake(tls).await.expect("HTTP/2 handshake");
     (send, tokio::spawn(conn))
+}
+
+/// A bodiless `method` request for `target` to `host` with `headers`: `host` as Host on
+/// HTTP/1.1, in the URL (`:authority`) on HTTP/2.
+pub fn request_to(
+    proto: Proto,
+    method: &Method,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Request<Empty<Bytes>> {
+    let mut req = match proto {
+        Proto::H1 => Request::builder()
+            .uri(target)
+            .header(http::header::HOST, host),
+        Proto::H2 => Request::builder()
+            .uri(format!("https://{host}{target}"))
+            .version(Version::HTTP_2),
+    }
+    .method(method.clone());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(Empty::new()).expect("a valid request")
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 pub use blackhole::Blackhole;
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
-pub use client::{h2_connect, tls_config, Client, Proto, Response};
+pub use client::{h2_connect, request_to, tls_config, Client, Proto, Response};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, python3, with_mounts, wrapped, Gateway, Outcome, Ports};
@@ -43,6 +43,15 @@ pub use raw::{
     connect, exchange, read_reply, read_until_close, Reply, Transport, Wire, READ_TIMEOUT,
 };
 pub use ws::{websocket, AsyncWire, WebSocket, WS_STEP};
+
+/// A `[[listener]]` named `https` on `{{port:https}}` serving the certificates in
+/// `cert_dir` (a config template's first table).
+pub fn https_listener(cert_dir: &std::path::Path) -> String {
+    format!(
+        "[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n",
+        cert_dir.display()
+    )
+}
 
 /// A config template: one HTTPS listener (`{{port:https}}`) with the certificates in
 /// `cert_dirs`, in front of one upstream `hello` of `servers`, routed by `route`

@@ -10,10 +10,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use bytes::Bytes;
-use e2e::{Certs, Client, Gateway, Hello, Proto, Response};
-use http::{Method, Request, Version};
-use http_body_util::Empty;
+use e2e::{request_to, Certs, Client, Gateway, Hello, Proto, Response};
+use http::Method;
 
 const ROUTES: &str = r#"
 [[route]]
@@ -35,10 +33,9 @@ struct Setup {
 fn setup() -> Setup {
     let certs = Certs::new();
     let hello = Hello::spawn("app");
-    let tls = certs.server("compression", &["localhost"]);
     let gw = Gateway::start(&format!(
-        "[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n[upstream.app]\nservers = [\"{}\"]\n{ROUTES}",
-        tls.display(),
+        "{}[upstream.app]\nservers = [\"{}\"]\n{ROUTES}",
+        e2e::https_listener(&certs.server("compression", &["localhost"])),
         hello.addr
     ));
     let client = Client::new(&certs.ca());
@@ -62,17 +59,8 @@ async fn send(
         .connect(s.gw.addr("https"), Some("localhost"), proto)
         .await
         .unwrap();
-    let mut req = match proto {
-        Proto::H1 => Request::builder().uri(target).header("host", "localhost"),
-        Proto::H2 => Request::builder()
-            .uri(format!("https://localhost{target}"))
-            .version(Version::HTTP_2),
-    }
-    .method(method);
-    if let Some(accept) = accept {
-        req = req.header("accept-encoding", accept);
-    }
-    conn.send(req.body(Empty::<Bytes>::new()).unwrap())
+    let accept: Vec<(&str, &str)> = accept.map(|a| ("accept-encoding", a)).into_iter().collect();
+    conn.send(request_to(proto, &method, "localhost", target, &accept))
         .await
         .unwrap()
 }

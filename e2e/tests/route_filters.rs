@@ -6,10 +6,8 @@
 //! or ran on the wrong side, shows there.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use bytes::Bytes;
-use e2e::{Certs, Client, Gateway, Hello, Proto, Response};
-use http::{Method, Request, Version};
-use http_body_util::Empty;
+use e2e::{request_to, Certs, Client, Gateway, Hello, Proto, Response};
+use http::Method;
 
 const ROUTES: &str = r#"
 [[route]]
@@ -55,10 +53,9 @@ struct Setup {
 fn setup() -> Setup {
     let certs = Certs::new();
     let hello = Hello::spawn("app");
-    let tls = certs.server("filters", &["localhost"]);
     let gw = Gateway::start(&format!(
-        "[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n[upstream.app]\nservers = [\"{}\"]\n{ROUTES}",
-        tls.display(),
+        "{}[upstream.app]\nservers = [\"{}\"]\n{ROUTES}",
+        e2e::https_listener(&certs.server("filters", &["localhost"])),
         hello.addr
     ));
     let client = Client::new(&certs.ca());
@@ -82,18 +79,7 @@ async fn send(
         .connect(s.gw.addr("https"), Some("localhost"), proto)
         .await
         .unwrap();
-    let host = "shop.test";
-    let mut req = match proto {
-        Proto::H1 => Request::builder().uri(target).header("host", host),
-        Proto::H2 => Request::builder()
-            .uri(format!("https://{host}{target}"))
-            .version(Version::HTTP_2),
-    }
-    .method(method);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    conn.send(req.body(Empty::<Bytes>::new()).unwrap())
+    conn.send(request_to(proto, &method, "shop.test", target, headers))
         .await
         .unwrap()
 }

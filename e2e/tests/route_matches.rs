@@ -10,10 +10,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use e2e::{Certs, Client, Gateway, Hello, Proto};
-use http::{Method, Request, Version};
-use http_body_util::Empty;
+use e2e::{request_to, Certs, Client, Gateway, Hello, Proto};
+use http::Method;
 
 const NAMES: [&str; 10] = [
     "exact", "regex1", "regex2", "prefix", "longer", "post", "canary", "env", "debug", "any",
@@ -82,11 +80,7 @@ fn upstreams(replicas: &[Hello]) -> String {
 }
 
 fn listener(certs: &Certs) -> String {
-    let tls = certs.server("routes", &["localhost"]);
-    format!(
-        "[[listener]]\nname = \"https\"\nlisten = \"127.0.0.1:{{{{port:https}}}}\"\ntls = {{ certs = [\"{}\"] }}\n",
-        tls.display()
-    )
+    e2e::https_listener(&certs.server("routes", &["localhost"]))
 }
 
 /// (method, host, target, headers, the upstream that answers)
@@ -97,27 +91,6 @@ type Case<'a> = (
     &'a [(&'a str, &'a str)],
     &'a str,
 );
-
-/// A request for `target` to `host` with `method` and `headers`, on either protocol.
-fn request(
-    proto: Proto,
-    method: &Method,
-    host: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> Request<Empty<Bytes>> {
-    let mut req = match proto {
-        Proto::H1 => Request::builder().uri(target).header("host", host),
-        Proto::H2 => Request::builder()
-            .uri(format!("https://{host}{target}"))
-            .version(Version::HTTP_2),
-    }
-    .method(method.clone());
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    req.body(Empty::new()).unwrap()
-}
 
 #[tokio::test]
 async fn each_match_kind_and_the_precedence_between_them() {
@@ -192,7 +165,7 @@ async fn each_match_kind_and_the_precedence_between_them() {
             .unwrap();
         for &(method, host, target, headers, want) in cases {
             let resp = conn
-                .send(request(proto, method, host, target, headers))
+                .send(request_to(proto, method, host, target, headers))
                 .await
                 .unwrap();
             let what = format!("{proto:?} {method} {host}{target} {headers:?}");

@@ -208,11 +208,11 @@ async fn respond(
             text.push('\n');
         }
         (Bytes::from(text), "text/plain")
-    } else if let Some(n) = size(req.uri().query()) {
+    } else if let Some(n) = body_size(req.uri().query(), "size=") {
         (Bytes::from(vec![b'x'; n]), "application/octet-stream")
-    } else if let Some(n) = text_size(req.uri().query()) {
+    } else if let Some(n) = body_size(req.uri().query(), "text=") {
         (text(n), "text/plain; charset=utf-8")
-    } else if let Some(n) = json_size(req.uri().query()) {
+    } else if let Some(n) = body_size(req.uri().query(), "json=") {
         (json(n), "application/json")
     } else {
         (Bytes::from_static(BODY), "application/json")
@@ -243,29 +243,12 @@ fn delay_ms(query: Option<&str>) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// `?size=N`: the body size asked for, when it is a number up to 64 MiB.
-fn size(query: Option<&str>) -> Option<usize> {
+/// `?NAME=N` (`name` is `"size="`, `"text="` or `"json="`): a body size asked for, when
+/// it is a number up to 64 MiB.
+fn body_size(query: Option<&str>, name: &str) -> Option<usize> {
     query?
         .split('&')
-        .find_map(|kv| kv.strip_prefix("size="))
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n <= 64 << 20)
-}
-
-/// `?text=N`: the text size asked for, when it is a number up to 64 MiB.
-fn text_size(query: Option<&str>) -> Option<usize> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("text="))
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n <= 64 << 20)
-}
-
-/// `?json=N`: the JSON size asked for, when it is a number up to 64 MiB.
-fn json_size(query: Option<&str>) -> Option<usize> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("json="))
+        .find_map(|kv| kv.strip_prefix(name))
         .and_then(|v| v.parse().ok())
         .filter(|&n| n <= 64 << 20)
 }
@@ -388,11 +371,14 @@ where
 mod tests {
     #[test]
     fn size_is_read_from_the_query() {
-        assert_eq!(super::size(Some("size=1048576")), Some(1 << 20));
-        assert_eq!(super::size(Some("a=1&size=0")), Some(0));
-        assert_eq!(super::size(Some("size=x")), None);
-        assert_eq!(super::size(Some("size=67108865")), None);
-        assert_eq!(super::size(None), None);
+        assert_eq!(
+            super::body_size(Some("size=1048576"), "size="),
+            Some(1 << 20)
+        );
+        assert_eq!(super::body_size(Some("a=1&size=0"), "size="), Some(0));
+        assert_eq!(super::body_size(Some("size=x"), "size="), None);
+        assert_eq!(super::body_size(Some("size=67108865"), "size="), None);
+        assert_eq!(super::body_size(None, "size="), None);
     }
 
     #[test]
