@@ -13,8 +13,8 @@ fuzz_target!(|data: &[u8]| {
     match gateway::config::from_str(Path::new("fuzz.toml"), text) {
         Ok(config) => {
             // Route labels are rendered into metrics: exercise them too.
-            for route in &config.routes {
-                let _ = route.label();
+            for rule in &config.rules {
+                let _ = rule.label();
             }
         }
         Err(errors) => {

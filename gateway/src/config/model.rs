@@ -445,17 +445,6 @@ impl RouteRule {
     }
 }
 
-impl Route {
-    /// The route as a metrics label: `[host]path_prefix`, e.g. `*.example.com/api` or `/`.
-    pub fn label(&self) -> String {
-        match &self.host {
-            None => self.path_prefix.clone(),
-            Some(HostMatch::Exact(h)) => format!("{h}{}", self.path_prefix),
-            Some(HostMatch::Suffix(s)) => format!("*{s}{}", self.path_prefix),
-        }
-    }
-}
-
 /// How a route matches the request's host (lower case, without port).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostMatch {
