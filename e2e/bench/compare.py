@@ -255,14 +255,28 @@ SCENARIOS = [
     ("s9", "9. two workers each, scenario 1's load (report only)", "req"),
     ("s10", "10. gzip of a 64 KiB JSON response, 16 conns", "MiB"),
 ]
+# (row label, scenario, base proxy, [(variant proxy, what it is)]): gateway variants, each
+# against the base proxy's run of the same scenario.
 VARIANTS = [
-    ("7. growth (scenario 1 load)", [("gw-routes1000", "1,000 routes"), ("gw-servers100", "100-server upstream")]),
-    ("8. production features (scenario 1 load)", [
+    ("7. growth (scenario 1 load)", "s1", "gateway",
+     [("gw-routes1000", "1,000 routes"), ("gw-servers100", "100-server upstream")]),
+    ("8. production features (scenario 1 load)", "s1", "gateway", [
         ("gw-prod", "all on: access log + admin/metrics + health checks"),
         ("gw-accesslog", "access log only (RUST_LOG=info, JSON, to a file)"),
         ("gw-accesslog-text", "access log only, text format"),
         ("gw-admin", "admin listener + /metrics scraped every 1 s only"),
         ("gw-health", "active health checks (1 s) only"),
+    ]),
+    ("10. br and zstd (scenario 10 load, the gateway's defaults)", "s10", "gateway", [
+        ("gw-br", "br"),
+        ("gw-zstd", "zstd"),
+    ]),
+    ("11. route filters (scenario 1 load)", "s1", "gateway", [
+        ("gw-headers", "request_headers (set, add, remove) + response_headers (set, remove)"),
+    ]),
+    ("", "s1", "gw-origin", [
+        ("gw-origin", "requests with an Origin header, route without CORS"),
+        ("gw-cors", "the same requests on a CORS route allowing that Origin"),
     ]),
 ]
 
@@ -326,17 +340,23 @@ def table(path):
         row("", f"**CPU µs per {unit}**", "cpu_us", f1, scenario, with_spread=True)
         row("", "peak RSS, MiB", "hwm_kib", f1, scenario, scale=1 / 1024)
 
-    base = mean("cpu_us", "s1", "gateway")
-    for label, variants in VARIANTS:
+    for label, scenario, base_proxy, variants in VARIANTS:
+        base = mean("cpu_us", scenario, base_proxy)
+        unit = "MiB" if scenario == "s10" else "req"
         for i, (proxy, name) in enumerate(variants):
-            cpu = mean("cpu_us", "s1", proxy)
+            cpu = mean("cpu_us", scenario, proxy)
             if cpu is None:
                 continue
-            rate = mean("rate", "s1", proxy)
-            hwm = mean("hwm_kib", "s1", proxy)
-            delta = f" ({(cpu / base - 1) * 100:+.1f}% vs scenario 1's {base:.1f})" if base else ""
-            print(f"| {label if i == 0 else ''} | {name}: CPU µs/req | {cpu:.1f}{spread('cpu_us', 's1', proxy)}{delta}; "
-                  f"{rate:,.0f} req/s; peak RSS {hwm / 1024:.1f} MiB | | |")
+            rate = mean("rate", scenario, proxy)
+            hwm = mean("hwm_kib", scenario, proxy)
+            delta = ""
+            if base and proxy != base_proxy:
+                of = "the row above's"
+                if base_proxy == "gateway":
+                    of = "gzip's" if scenario == "s10" else f"scenario {scenario[1:]}'s"
+                delta = f" ({(cpu / base - 1) * 100:+.1f}% vs {of} {base:,.1f})"
+            print(f"| {label if i == 0 else ''} | {name}: CPU µs/{unit} | {cpu:,.1f}{spread('cpu_us', scenario, proxy)}"
+                  f"{delta}; {rate:,.0f} {unit}/s; peak RSS {hwm / 1024:.1f} MiB | | |")
 
     bad = [r for r in runs if r.get("errors")]
     if bad:

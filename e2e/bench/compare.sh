@@ -4,14 +4,14 @@
 # TLS 1.2 + 1.3, keep-alive upstream pools, no access logs, one worker thread each, two
 # in scenario 9) in front of three hello replicas, all on loopback. One proxy runs at a time; the proxies
 # alternate run by run, for ROUNDS rounds. Installs its tools if missing (Debian), builds
-# in release mode, prints one Markdown table. About 14 minutes on 2 CPUs.
+# in release mode, prints one Markdown table. About 22 minutes on 2 CPUs.
 #
 #   e2e/bench/compare.sh
 #
 # Environment: ROUNDS=2, S1_ROUNDS=3 (scenario 1 carries the gateway variants of 7 and 8,
 # whose differences are small next to the gateway's ±8% run-to-run spread), DURATION=8
 # seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6 s9 s10"
-# (scenarios to run).
+# (scenarios to run; 7, 8 and 11 are gateway variants in s1).
 #
 #   1. HTTPS HTTP/1.1 keep-alive, small GET     wrk -t1 -c64
 #   2. HTTPS HTTP/2                             h2load -t1 -c16 -m10
@@ -27,7 +27,11 @@
 #   9. two workers each (gateway threads = 2, nginx worker_processes 2, HAProxy nbthread 2),
 #      under load 1: reported, no target (wrk shares the 2 CPUs with them)
 #  10. gzip of a 64 KiB JSON response, gateway and nginx  wrk -t1 -c16 -H 'Accept-Encoding: gzip'
-#      (CPU per MiB of JSON compressed; the compressed sizes are printed under the table)
+#      (CPU per MiB of JSON compressed; the compressed sizes are printed under the table),
+#      and the gateway's br and zstd at their defaults (Debian's nginx has neither)
+#  11. the gateway with route filters under load 1: request_headers + response_headers,
+#      and a CORS route with requests from an allowed Origin (the same Origin sent to
+#      scenario 1's route, which has no CORS, is the variant it is measured against)
 #
 # CPU µs per request is the proxy's utime+stime over a run (/proc/PID/stat; nginx: master
 # + worker) divided by the requests completed. The load generator shares the CPUs with the
@@ -41,7 +45,7 @@ ROUNDS=${ROUNDS:-2}
 S1_ROUNDS=${S1_ROUNDS:-$((ROUNDS + 1))}
 DURATION=${DURATION:-8}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9 s10} # scenarios to run (7 and 8 are variants in s1)
+ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9 s10} # scenarios to run (7, 8 and 11 are variants in s1)
 nginx_gzip="gzip off;"
 HTTPS_PORT=18443
 HTTP_PORT=18080
@@ -114,7 +118,7 @@ done
 
 # gateway_config VARIANT CERT_DIR: gateway.toml for the baseline or one of the variants.
 gateway_config() {
-  local variant=$1 cert=$2 admin="" health="" routes="" servers
+  local variant=$1 cert=$2 admin="" health="" routes="" fields="" servers
   servers=$(printf '"127.0.0.1:%s", ' "${HELLO_PORTS[@]}")
   case $variant in
     gw-routes1000)
@@ -124,11 +128,16 @@ gateway_config() {
       servers=$(for i in $(seq 34); do for port in "${HELLO_PORTS[@]}"; do
         printf '"127.0.0.%s:%s", ' "$i" "$port"; done; done | cut -d' ' -f1-100) ;;
   esac
+  case $variant in
+    gw-headers) fields='request_headers = { set = { "x-env" = "prod" }, add = { "x-tag" = "a" }, remove = ["x-debug"] }
+response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-powered-by"] }' ;;
+    gw-cors) fields='cors = { allow_origins = ["https://app.example.com"], allow_methods = ["GET", "POST"], expose_headers = ["x-request-id"] }' ;;
+  esac
   case $variant in gw-prod | gw-admin) admin="[admin]
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
   case $variant in gw-prod | gw-health) health='health = { path = "/healthz", interval = "1s" }' ;; esac
   py render "$bench/gateway.toml.tmpl" WORKERS=$workers HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
-    SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes"
+    SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields"
 }
 
 # start PROXY CERT_DIR: starts it and waits until both listeners answer.
@@ -204,9 +213,13 @@ https="https://localhost:$HTTPS_PORT/"
 measure() {
   local scenario=$1 proxy=$2 round=$3 out="$work/$1-$2-$3" t0 t1 cap=$((DURATION + 20))
   local -a record=(record "$results" --scenario "$scenario" --proxy "$proxy" --round "$round")
+  local enc=gzip
+  case $proxy in gw-br) enc=br ;; gw-zstd) enc=zstd ;; esac
+  local -a hdr=()
+  case $proxy in gw-cors | gw-origin) hdr=(-H "Origin: https://app.example.com") ;; esac
   case $scenario in # warm-up: pools filled, first-use allocations done
-    s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "$https" >/dev/null ;;
-    s10) timeout 10 wrk -t1 -c16 -d1s -H "Accept-Encoding: gzip" "$https?json=65536" >/dev/null ;;
+    s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "${hdr[@]}" "$https" >/dev/null ;;
+    s10) timeout 10 wrk -t1 -c16 -d1s -H "Accept-Encoding: $enc" "$https?json=65536" >/dev/null ;;
     s2) timeout 10 h2load -t1 -c16 -m10 -n 5000 "$https" >/dev/null ;;
     s4) timeout 10 wrk -t1 -c64 -d1s "http://127.0.0.1:$HTTP_PORT/" >/dev/null ;;
   esac
@@ -218,7 +231,7 @@ measure() {
   fi
   t0=$(cpu_ticks)
   case $scenario in
-    s1 | s9) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "$https" >"$out.txt" ;;
+    s1 | s9) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "${hdr[@]}" "$https" >"$out.txt" ;;
     s2) timeout $cap h2load -t1 -c16 -m10 -D "$DURATION" --log-file="$out.log" "$https" >"$out.txt" ;;
     s3*)
       timeout $cap openssl s_time -connect "127.0.0.1:$HTTPS_PORT" -new -www / -time "$DURATION" >"$out.1.txt" 2>&1 &
@@ -226,7 +239,7 @@ measure() {
       wait $! ;;
     s4) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$HTTP_PORT/" >"$out.txt" ;;
     s6) timeout $cap wrk -t1 -c16 -d"${DURATION}s" --latency "$https?size=1048576" >"$out.txt" ;;
-    s10) timeout $cap wrk -t1 -c16 -d"${DURATION}s" --latency -H "Accept-Encoding: gzip" "$https?json=65536" \
+    s10) timeout $cap wrk -t1 -c16 -d"${DURATION}s" --latency -H "Accept-Encoding: $enc" "$https?json=65536" \
       >"$out.txt" ;;
   esac
   t1=$(cpu_ticks)
@@ -239,8 +252,8 @@ measure() {
       # MiB of JSON in (what the proxy compresses), and the compressed size out.
       local bytes_in bytes_out
       bytes_in=$(curl -sk "$https?json=65536" | wc -c)
-      bytes_out=$(curl -sk -H "Accept-Encoding: gzip" "$https?json=65536" | wc -c)
-      echo "$proxy round $round: $bytes_in bytes of JSON -> $bytes_out gzip" >>"$work/s10-sizes"
+      bytes_out=$(curl -sk -H "Accept-Encoding: $enc" "$https?json=65536" | wc -c)
+      echo "$proxy round $round: $bytes_in bytes of JSON -> $bytes_out $enc" >>"$work/s10-sizes"
       py "${record[@]}" --tool wrk --out "$out.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" \
         --mib-per-request "$(python3 -c "print($bytes_in / 1048576)")" ;;
     *) py "${record[@]}" --tool wrk --out "$out.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
@@ -275,7 +288,7 @@ echo "compare.sh: $ROUNDS rounds ($S1_ROUNDS for scenario 1) of ${DURATION}s run
 
 both=(gateway nginx haproxy)
 scenario s1 "$S1_ROUNDS" "$work/ecdsa" "${both[@]}" gw-routes1000 gw-servers100 \
-  gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health
+  gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health gw-headers gw-origin gw-cors
 scenario s2 "$ROUNDS" "$work/ecdsa" "${both[@]}"
 scenario s3e "$ROUNDS" "$work/ecdsa" "${both[@]}"
 scenario s3r "$ROUNDS" "$work/rsa" "${both[@]}"
@@ -288,7 +301,7 @@ workers=1
 # gzip of a 64 KiB JSON response: the gateway's [compression] defaults (gzip level 2 of
 # zlib-ng, about the size of zlib's level 1) against nginx's gzip at its default level 1.
 nginx_gzip="gzip on; gzip_types application/json; gzip_comp_level 1; gzip_min_length 1024; gzip_vary on; gzip_proxied any;"
-scenario s10 "$ROUNDS" "$work/ecdsa" gateway nginx
+scenario s10 "$ROUNDS" "$work/ecdsa" gateway nginx gw-br gw-zstd
 nginx_gzip="gzip off;"
 
 # The TLS parameters each proxy negotiates with the clients (OpenSSL 3 defaults).
