@@ -199,9 +199,10 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
-    #[error("{at}: trusted_proxies entry {value:?} {reason}")]
+    #[error("{at}: {field} entry {value:?} {reason}")]
     BadNetwork {
         at: Location,
+        field: &'static str,
         value: String,
         reason: &'static str,
     },

@@ -121,7 +121,7 @@ pub struct Edge {
     pub tls_handshake_timeout: Duration,
     pub h2_max_concurrent_streams: u32,
     /// Peers whose `X-Forwarded-*`/`Forwarded` headers are kept and appended to.
-    pub trusted_proxies: Vec<Cidr>,
+    pub trusted_proxies: CidrSet,
     /// `Strict-Transport-Security` value added to HTTPS responses.
     pub hsts: Option<String>,
     /// Answer 421 when the Host is not covered by the certificate the connection got.
@@ -141,7 +141,7 @@ impl Default for Edge {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: CidrSet::default(),
             hsts: None,
             strict_sni: false,
             merge_slashes: DEFAULT_MERGE_SLASHES,
@@ -163,80 +163,7 @@ pub const DEFAULT_MERGE_SLASHES: bool = true;
 /// nginx's `client_max_body_size` default.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024;
 
-/// An IP network such as `10.0.0.0/8` or `fd00::/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: std::net::IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = &'static str;
-
-    /// `ADDR/PREFIX`, or a bare address (a /32 or /128); host bits must be zero.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        use std::net::IpAddr;
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            "is not a network: expected an address or ADDR/PREFIX such as \"10.0.0.0/8\""
-        })?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or("has a prefix length out of range (0-32 for IPv4, 0-128 for IPv6)")?,
-            None => max,
-        };
-        let cidr = Self { addr, prefix };
-        if !cidr.contains(addr) || (prefix < max && !host_bits_zero(addr, prefix)) {
-            return Err("has host bits set after the prefix (write the network address)");
-        }
-        Ok(cidr)
-    }
-}
-
-fn host_bits_zero(addr: std::net::IpAddr, prefix: u8) -> bool {
-    use std::net::IpAddr;
-    match addr {
-        IpAddr::V4(a) => {
-            u32::from(a) & !u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0) == 0
-        }
-        IpAddr::V6(a) => {
-            u128::from(a) & !u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0) == 0
-        }
-    }
-}
+pub use crate::cidr::{AccessList, Cidr, CidrSet};
 
 /// What a listener serves.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use http::header::{
 };
 use http::{HeaderMap, StatusCode};
 
-use crate::config::Cidr;
+use crate::cidr::CidrSet;
 
 // Names as `HeaderName`s: comparisons and map operations on them parse nothing.
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -141,8 +141,8 @@ pub(crate) fn is_forwarding(name: &HeaderName) -> bool {
 }
 
 /// Whether `peer` is one of the `trusted` proxies.
-pub(crate) fn is_trusted(trusted: &[Cidr], peer: Option<IpAddr>) -> bool {
-    !trusted.is_empty() && peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
+pub(crate) fn is_trusted(trusted: &CidrSet, peer: Option<IpAddr>) -> bool {
+    peer.is_some_and(|ip| trusted.contains(ip))
 }
 
 /// `X-Forwarded-For` of a request from a trusted proxy: the chain it sent, then the
@@ -232,10 +232,13 @@ mod tests {
 
     #[test]
     fn trust_needs_a_matching_network() {
-        let nets: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let nets: CidrSet = ["10.0.0.0/8".parse().unwrap()].into_iter().collect();
         assert!(is_trusted(&nets, Some("10.1.2.3".parse().unwrap())));
         assert!(is_trusted(&nets, Some("::ffff:10.1.2.3".parse().unwrap())));
         assert!(!is_trusted(&nets, Some("11.0.0.1".parse().unwrap())));
-        assert!(!is_trusted(&[], Some("10.1.2.3".parse().unwrap())));
+        assert!(!is_trusted(
+            &CidrSet::default(),
+            Some("10.1.2.3".parse().unwrap())
+        ));
     }
 }
