@@ -42,6 +42,7 @@ pkgs_test=(
   "gzip gzip"                                   # the decoders of the compressed bodies
   "brotli brotli"                               #   (route_compression.rs)
   "zstd zstd"
+  "haproxy haproxy"                             # the PROXY protocol sender (edge_policy.rs)
 )
 pkgs_venv=(
   "python3-venv py:ensurepip"                   # python3 -m venv (only when the venv is made)

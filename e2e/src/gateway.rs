@@ -189,6 +189,11 @@ impl Ports {
     pub fn get(&self, name: &str) -> Option<u16> {
         self.0.get(name).copied()
     }
+
+    /// Every reserved port.
+    pub fn all(&self) -> Vec<u16> {
+        self.0.values().copied().collect()
+    }
 }
 
 /// A config file written into its own temporary directory.

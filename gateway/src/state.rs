@@ -5,7 +5,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 
-use crate::config::Edge;
+use crate::config::{AccessList, Edge};
+use crate::routes::filters::in_flight::InFlightLimit;
 use crate::routes::filters::weights::Backends;
 use crate::routes::{Chain, Request, Table};
 use crate::telemetry::RequestSeries;
@@ -38,6 +39,10 @@ pub struct RouteState {
     pub max_body_size: u64,
     /// Whether WebSocket upgrades are passed through.
     pub websocket: bool,
+    /// `allow`/`deny`; `None` when every client is admitted.
+    pub access: Option<Arc<AccessList>>,
+    /// `max_in_flight`, with the route's count.
+    pub in_flight: Option<InFlightLimit>,
 }
 
 /// One upstream of a route.

@@ -1,10 +1,12 @@
 //! Validation of the client-facing settings: listener limits, timeouts, TLS policy and route limits.
 
+use std::sync::Arc;
+
 use toml::Spanned;
 
 use super::error::ConfigError;
 use super::file::{ListenerFile, RouteFile};
-use super::model::{Cidr, CidrSet, Edge, DEFAULT_MAX_BODY_SIZE};
+use super::model::{AccessList, Cidr, CidrSet, Edge, DEFAULT_MAX_BODY_SIZE};
 use super::validate::{opt_duration, positive, Checker};
 
 /// The largest size any setting takes (pingora never reads a request head past 1 MiB,
@@ -33,8 +35,23 @@ pub(super) fn listener(c: &mut Checker<'_>, l: &ListenerFile, tls: bool) -> Edge
         strict_sni: l.strict_sni.as_ref().is_some_and(|v| *v.get_ref()),
         // A `[server]` setting: set on every listener once they are all read.
         merge_slashes: d.merge_slashes,
+        proxy_protocol: None,
+        access: d.access,
     };
     edge.trusted_proxies = networks(c, l.trusted_proxies.iter().flatten(), "trusted_proxies");
+    if let Some(pp) = &l.proxy_protocol {
+        let trusted = networks(c, &pp.get_ref().trusted, "proxy_protocol.trusted");
+        if pp.get_ref().trusted.is_empty() {
+            bad_value(
+                c,
+                pp,
+                "proxy_protocol",
+                "needs trusted = [...]: the load balancers' addresses, the only peers admitted",
+            );
+        }
+        edge.proxy_protocol = Some(Arc::new(trusted));
+    }
+    edge.access = Arc::new(access_list(c, &l.allow, &l.deny));
     if let Some(hsts) = &l.hsts {
         if !tls {
             bad_value(
@@ -88,10 +105,50 @@ pub(super) fn networks<'a>(
     CidrSet::new(nets)
 }
 
-/// A route's `max_body_size` and `websocket`.
-pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> (u64, bool) {
-    let max_body = opt_size(c, &r.max_body_size, (0, ""), DEFAULT_MAX_BODY_SIZE);
-    (max_body, r.websocket.unwrap_or(false))
+/// The `allow` and `deny` lists of a listener or a route.
+pub(super) fn access_list(
+    c: &mut Checker<'_>,
+    allow: &Option<Spanned<Vec<Spanned<String>>>>,
+    deny: &Option<Vec<Spanned<String>>>,
+) -> AccessList {
+    let allow = allow.as_ref().map(|list| {
+        if list.get_ref().is_empty() {
+            bad_value(
+                c,
+                list,
+                "allow",
+                "is empty, which admits no one: leave it out to admit every address",
+            );
+        }
+        networks(c, list.get_ref(), "allow")
+    });
+    AccessList {
+        allow,
+        deny: networks(c, deny.iter().flatten(), "deny"),
+    }
+}
+
+/// A route's client-facing settings.
+pub(super) struct RouteEdge {
+    pub(super) max_body_size: u64,
+    pub(super) websocket: bool,
+    /// `None` when the route admits every client.
+    pub(super) access: Option<Arc<AccessList>>,
+    pub(super) max_in_flight: Option<u32>,
+}
+
+/// A route's `max_body_size`, `websocket`, `allow`/`deny` and `max_in_flight`.
+pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> RouteEdge {
+    let access = access_list(c, &r.allow, &r.deny);
+    RouteEdge {
+        max_body_size: opt_size(c, &r.max_body_size, (0, ""), DEFAULT_MAX_BODY_SIZE),
+        websocket: r.websocket.unwrap_or(false),
+        access: (!access.admits_all()).then(|| Arc::new(access)),
+        max_in_flight: r
+            .max_in_flight
+            .is_some()
+            .then(|| positive(c, &r.max_in_flight, "max_in_flight", 1)),
+    }
 }
 
 fn bad_value<T>(c: &mut Checker<'_>, v: &Spanned<T>, field: &'static str, reason: &'static str) {
@@ -205,6 +262,48 @@ mod tests {
         assert!(b.strict_sni);
         assert_eq!(cfg.routes[0].max_body_size, 1 << 20);
         assert!(!cfg.routes[0].websocket);
+    }
+
+    #[test]
+    fn edge_policy_fields() {
+        let src = format!(
+            "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nproxy_protocol = {{ trusted = [\"10.0.0.0/8\"] }}\nallow = [\"0.0.0.0/0\"]\ndeny = [\"203.0.113.0/24\"]\n{ROUTE}allow = [\"10.1.0.0/16\"]\nmax_in_flight = 7\n\n[[route]]\npath_prefix = \"/b\"\nupstream = \"u\"\n"
+        );
+        let cfg = from_str(Path::new("/gw.toml"), &src).unwrap();
+        let edge = &cfg.listeners[0].edge;
+        let trusted = edge.proxy_protocol.as_ref().expect("proxy_protocol");
+        assert!(trusted.contains("10.2.3.4".parse().unwrap()));
+        assert!(edge.access.admits("198.51.100.1".parse().unwrap()));
+        assert!(!edge.access.admits("203.0.113.1".parse().unwrap()));
+        let route = &cfg.routes[0];
+        let access = route.access.as_ref().expect("route access");
+        assert!(access.admits("10.1.2.3".parse().unwrap()));
+        assert!(!access.admits("10.2.2.3".parse().unwrap()));
+        assert_eq!(route.max_in_flight, Some(7));
+        // Without the fields: nothing to check.
+        assert!(cfg.routes[1].access.is_none() && cfg.routes[1].max_in_flight.is_none());
+        assert_eq!(Edge::default().proxy_protocol, None);
+        assert!(Edge::default().access.admits_all());
+    }
+
+    #[test]
+    fn bad_edge_policy_fields_are_located() {
+        let errs = errors(&format!(
+            "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nproxy_protocol = {{ trusted = [] }}\nallow = []\ndeny = [\"10.0.0.0/33\"]\n\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:2\"\nproxy_protocol = {{ trusted = [\"ten\"] }}\n{ROUTE}allow = [\"10.0.0.1/8\"]\ndeny = [\"x\"]\nmax_in_flight = 0\n"
+        ));
+        let expect = [
+            ":4:18: proxy_protocol needs trusted = [...]",
+            ":5:9: allow is empty, which admits no one",
+            ":6:9: deny entry \"10.0.0.0/33\" has a prefix length out of range",
+            ":11:31: proxy_protocol.trusted entry \"ten\" is not a network",
+            ":18:10: allow entry \"10.0.0.1/8\" has host bits set",
+            ":19:9: deny entry \"x\" is not a network",
+            ":20:17: max_in_flight must be at least 1",
+        ];
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+        for (err, want) in errs.iter().zip(expect) {
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
     }
 
     #[test]

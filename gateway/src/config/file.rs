@@ -83,6 +83,16 @@ pub(crate) struct ListenerFile {
     pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
     pub(crate) hsts: Option<Spanned<String>>,
     pub(crate) strict_sni: Option<Spanned<bool>>,
+    pub(crate) proxy_protocol: Option<Spanned<ProxyProtocolFile>>,
+    pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) deny: Option<Vec<Spanned<String>>>,
+}
+
+/// A listener's `proxy_protocol = { trusted = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxyProtocolFile {
+    pub(crate) trusted: Vec<Spanned<String>>,
 }
 
 /// A listener's `tls = { certs = [...] }`.

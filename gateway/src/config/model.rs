@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::Location;
@@ -129,6 +130,11 @@ pub struct Edge {
     /// Whether repeated slashes in a path are merged before routing (`[server]
     /// merge_slashes`, the same on every listener).
     pub merge_slashes: bool,
+    /// `proxy_protocol`: the peers that must send a PROXY protocol header (every other
+    /// peer is refused); `None`: no header is read.
+    pub proxy_protocol: Option<Arc<CidrSet>>,
+    /// `allow`/`deny`: the client addresses admitted, checked before TLS.
+    pub access: Arc<AccessList>,
 }
 
 impl Default for Edge {
@@ -145,6 +151,8 @@ impl Default for Edge {
             hsts: None,
             strict_sni: false,
             merge_slashes: DEFAULT_MERGE_SLASHES,
+            proxy_protocol: None,
+            access: Arc::default(),
         }
     }
 }
@@ -316,6 +324,10 @@ pub struct Route {
     pub max_body_size: u64,
     /// Whether WebSocket upgrades are proxied (otherwise `Upgrade` is dropped).
     pub websocket: bool,
+    /// `allow`/`deny`: the clients admitted (others get 403); `None`: every client.
+    pub access: Option<Arc<AccessList>>,
+    /// Requests in flight on the route past which it answers 503.
+    pub max_in_flight: Option<u32>,
 }
 
 /// A route's whole definition: what it matches, where it sends requests, and the

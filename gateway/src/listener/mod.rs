@@ -6,8 +6,10 @@
 mod flushing;
 mod h1;
 mod h2;
+mod proxy_protocol;
 mod service;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,12 +73,32 @@ struct Timers {
 }
 
 impl EdgeApp {
-    /// Serves one accepted connection until it closes (`None` ends it early).
-    pub async fn serve(&self, tcp: L4Stream, shutdown: &ShutdownWatch) -> Option<()> {
-        let edge = {
+    /// Serves one accepted connection from `peer` until it closes (`None` ends it early).
+    pub async fn serve(
+        &self,
+        mut tcp: L4Stream,
+        peer: SocketAddr,
+        shutdown: &ShutdownWatch,
+    ) -> Option<()> {
+        let (edge, proxy_header) = {
             let snapshot = self.snapshot.load();
             let e = &snapshot.listeners.get(self.index)?.edge;
-            Timers {
+            // Without a PROXY header to read, the peer is the client: admitted or not now.
+            let proxy_header = match &e.proxy_protocol {
+                None if e.access.admits(peer.ip()) => None,
+                None => {
+                    self.stats.dropped(Dropped::Denied);
+                    tracing::debug!(%peer, "client address denied");
+                    return None;
+                }
+                Some(trusted) if trusted.contains(peer.ip()) => Some(e.access.clone()),
+                Some(_) => {
+                    self.stats.dropped(Dropped::ProxyProtocolUntrusted);
+                    tracing::debug!(%peer, "PROXY protocol from an untrusted peer");
+                    return None;
+                }
+            };
+            let timers = Timers {
                 max_connections: e.max_connections,
                 tls_handshake_timeout: e.tls_handshake_timeout,
                 header_timeout: e.header_timeout,
@@ -84,13 +106,29 @@ impl EdgeApp {
                 max_header_size: e.max_header_size,
                 max_uri_length: e.max_uri_length,
                 h2_max_concurrent_streams: e.h2_max_concurrent_streams,
-            }
+            };
+            (timers, proxy_header)
         };
-        // The first request head is due within `header_timeout` of this, the TLS
-        // handshake included.
+        // The first request head is due within `header_timeout` of this, the PROXY
+        // header and the TLS handshake included.
         let started = tokio::time::Instant::now();
         // Dropping the stream closes a connection over the limit.
         let _open = self.stats.open(edge.max_connections)?;
+        let client = match proxy_header {
+            None => peer,
+            Some(access) => {
+                let client = self
+                    .proxy_header(&mut tcp, peer, edge.header_timeout)
+                    .await?;
+                if !access.admits(client.ip()) {
+                    self.stats.dropped(Dropped::Denied);
+                    tracing::debug!(%client, %peer, "client address denied");
+                    return None;
+                }
+                client
+            }
+        };
+        service::set_client(&mut tcp, client);
         let stream: Stream = match &self.tls {
             None => Box::new(tcp),
             Some(acceptor) => {
@@ -127,6 +165,36 @@ impl EdgeApp {
         }
         self.serve_h1(stream, started, &edge, &mut shutdown).await;
         Some(())
+    }
+}
+
+impl EdgeApp {
+    /// The client a trusted peer's PROXY protocol header names (the peer itself for a
+    /// `LOCAL` header); `None` when the header is missing, malformed or late.
+    async fn proxy_header(
+        &self,
+        tcp: &mut L4Stream,
+        peer: SocketAddr,
+        within: Duration,
+    ) -> Option<SocketAddr> {
+        match tokio::time::timeout(within, proxy_protocol::read(tcp)).await {
+            Ok(Ok(proxy_protocol::Origin::Client(client))) => Some(client),
+            Ok(Ok(proxy_protocol::Origin::Peer)) => Some(peer),
+            Ok(Err(proxy_protocol::Malformed::Silent)) => {
+                tracing::debug!(%peer, "closed before its PROXY protocol header");
+                None
+            }
+            Ok(Err(error)) => {
+                self.stats.dropped(Dropped::ProxyProtocolInvalid);
+                tracing::debug!(%peer, %error, "bad PROXY protocol header");
+                None
+            }
+            Err(_) => {
+                self.stats.dropped(Dropped::ProxyProtocolTimeout);
+                tracing::debug!(%peer, "no PROXY protocol header within header_timeout");
+                None
+            }
+        }
     }
 }
 

@@ -130,20 +130,17 @@ impl EdgeService {
 
 /// Serves one accepted connection until it closes.
 async fn serve(app: Arc<EdgeApp>, tcp: TcpStream, peer: SocketAddr, shutdown: ShutdownWatch) {
-    if let Some(stream) = l4_stream(tcp, peer) {
-        app.serve(stream, &shutdown).await;
-    }
-}
-
-/// A pingora stream over an accepted connection, as pingora's listener makes one.
-fn l4_stream(tcp: TcpStream, peer: SocketAddr) -> Option<L4Stream> {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY; closing");
-        return None;
+        return;
     }
-    let mut stream = L4Stream::from(tcp);
+    app.serve(L4Stream::from(tcp), peer, &shutdown).await;
+}
+
+/// Gives `stream` the socket digest pingora's listener gives one, with `client` as its
+/// peer address: the TCP peer's, or the PROXY protocol header's.
+pub(super) fn set_client(stream: &mut L4Stream, client: SocketAddr) {
     let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-    let _ = digest.peer_addr.set(Some(peer.into()));
+    let _ = digest.peer_addr.set(Some(client.into()));
     stream.set_socket_digest(digest);
-    Some(stream)
 }

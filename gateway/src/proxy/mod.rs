@@ -137,6 +137,8 @@ struct RequestCtx {
     max_body: u64,
     /// Whether the request was refused before routing.
     refused: bool,
+    /// The request's place under the route's `max_in_flight`.
+    slot: Option<crate::routes::filters::in_flight::Slot>,
 }
 
 impl RequestCtx {
@@ -159,6 +161,7 @@ impl RequestCtx {
             upgrade: false,
             max_body: u64::MAX,
             refused: false,
+            slot: None,
         }
     }
 }
@@ -350,6 +353,24 @@ impl Gateway {
             ctx.local_status = Some(404);
             return Ok(true);
         };
+        // Route policy: answered like a 404 (the connection stays open).
+        let admitted = route
+            .access
+            .as_ref()
+            .is_none_or(|access| client.ip.is_some_and(|ip| access.admits(ip)));
+        if let (true, Some(limit)) = (admitted, &route.in_flight) {
+            ctx.slot = limit.enter();
+        }
+        let status = match (admitted, &route.in_flight) {
+            (false, _) => 403,
+            (true, Some(_)) if ctx.slot.is_none() => 503,
+            _ => 0,
+        };
+        if status != 0 {
+            respond::json_error(down, status, &ctx.request_id, ctx.hsts.as_ref()).await?;
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
         ctx.target = route.pick();
         if let Some(chain) = &route.chain {
             match filters::on_request(chain, req, self.proto == "https") {

@@ -11,6 +11,7 @@ use crate::http1::OutBody;
 pub(crate) fn error_body(status: u16) -> &'static str {
     match status {
         400 => r#"{"error":"bad request"}"#,
+        403 => r#"{"error":"forbidden"}"#,
         405 => r#"{"error":"method not allowed"}"#,
         404 => r#"{"error":"no route"}"#,
         413 => r#"{"error":"request body too large"}"#,
@@ -18,6 +19,7 @@ pub(crate) fn error_body(status: u16) -> &'static str {
         421 => r#"{"error":"misdirected request"}"#,
         431 => r#"{"error":"request headers too large"}"#,
         502 => r#"{"error":"bad gateway"}"#,
+        503 => r#"{"error":"service unavailable"}"#,
         504 => r#"{"error":"gateway timeout"}"#,
         _ => r#"{"error":"internal error"}"#,
     }

@@ -370,6 +370,10 @@ fn build_snapshot(
                 chain: (!chain.is_empty()).then(|| Arc::new(chain)),
                 max_body_size: r.max_body_size,
                 websocket: r.websocket,
+                access: r.access.clone(),
+                in_flight: r
+                    .max_in_flight
+                    .map(crate::routes::filters::in_flight::InFlightLimit::new),
             })
         })
         .collect();

@@ -17,14 +17,26 @@ pub enum Dropped {
     TlsHandshakeFailed,
     /// A request head did not arrive within `header_timeout`.
     HeaderTimeout,
+    /// The client's address is not admitted by the listener's `allow`/`deny`.
+    Denied,
+    /// A peer outside `proxy_protocol.trusted` on a PROXY protocol listener.
+    ProxyProtocolUntrusted,
+    /// A PROXY protocol header missing or malformed.
+    ProxyProtocolInvalid,
+    /// No whole PROXY protocol header within `header_timeout`.
+    ProxyProtocolTimeout,
 }
 
 impl Dropped {
-    const ALL: [Dropped; 4] = [
+    const ALL: [Dropped; 8] = [
         Dropped::MaxConnections,
         Dropped::TlsHandshakeTimeout,
         Dropped::TlsHandshakeFailed,
         Dropped::HeaderTimeout,
+        Dropped::Denied,
+        Dropped::ProxyProtocolUntrusted,
+        Dropped::ProxyProtocolInvalid,
+        Dropped::ProxyProtocolTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -33,6 +45,10 @@ impl Dropped {
             Dropped::TlsHandshakeTimeout => "tls_handshake_timeout",
             Dropped::TlsHandshakeFailed => "tls_handshake_failed",
             Dropped::HeaderTimeout => "header_timeout",
+            Dropped::Denied => "denied",
+            Dropped::ProxyProtocolUntrusted => "proxy_protocol_untrusted",
+            Dropped::ProxyProtocolInvalid => "proxy_protocol_invalid",
+            Dropped::ProxyProtocolTimeout => "proxy_protocol_timeout",
         }
     }
 }
@@ -42,7 +58,7 @@ impl Dropped {
 pub struct ConnectionStats {
     handshakes: [AtomicU64; 3],
     active: AtomicU64,
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
 impl ConnectionStats {

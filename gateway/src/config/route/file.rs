@@ -27,6 +27,9 @@ pub(crate) struct RouteFile {
     pub(crate) cors: Option<Spanned<CorsFile>>,
     pub(crate) max_body_size: Option<Spanned<String>>,
     pub(crate) websocket: Option<bool>,
+    pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) deny: Option<Vec<Spanned<String>>>,
+    pub(crate) max_in_flight: Option<Spanned<u32>>,
 }
 
 /// `host = "a.example.com"` or `host = ["a.example.com", "*.b.example.com"]`.

@@ -82,7 +82,7 @@ pub(in crate::config) fn routes(
         let rewrite = filters::rewrite(c, &r.rewrite, &route_path);
         let redirect = filters::redirect(c, &r.redirect, &route_path);
         let cors = cors::cors(c, &r.cors);
-        let (max_body_size, websocket) = super::edge::route(c, &r);
+        let edge = super::edge::route(c, &r);
         let (
             Some(hosts),
             Some(path),
@@ -137,8 +137,10 @@ pub(in crate::config) fn routes(
                 _ => "/".to_owned(),
             },
             upstream: backends.as_ref().map_or(0, |b| b.entries()[0].0),
-            max_body_size,
-            websocket,
+            max_body_size: edge.max_body_size,
+            websocket: edge.websocket,
+            access: edge.access,
+            max_in_flight: edge.max_in_flight,
         });
         rules.push(RouteRule {
             matches,

@@ -5,6 +5,7 @@
 pub mod compression;
 pub mod cors;
 pub mod headers;
+pub mod in_flight;
 pub mod redirect;
 pub mod rewrite;
 pub mod weights;
