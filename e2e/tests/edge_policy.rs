@@ -58,6 +58,15 @@ fn dropped(gw: &Gateway, listener: &str, reason: &str) -> f64 {
     gw.metric(&name).unwrap_or(-1.0)
 }
 
+/// A config with an admin listener, a plain listener `web` and upstream `hello` of
+/// `hello`, then `routes` (each `[[route]]` with its `upstream = "hello"`).
+fn web_config(hello: &Hello, routes: &str) -> String {
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:{{{{port:web}}}}\"\n\n[upstream.hello]\nservers = [\"{}\"]\n\n{routes}",
+        hello.addr
+    )
+}
+
 #[test]
 fn proxy_protocol_from_haproxy_and_curl_names_the_client() {
     let certs = Certs::new();
@@ -293,24 +302,9 @@ upstream = "hello"
 #[test]
 fn max_in_flight_answers_503_at_once_past_the_bound() {
     let hello = Hello::spawn("a");
-    let gw = Gateway::start(&format!(
-        r#"
-[[listener]]
-name = "web"
-listen = "127.0.0.1:{{{{port:web}}}}"
-
-[upstream.hello]
-servers = ["{hello}"]
-
-[[route]]
-path_prefix = "/slow"
-max_in_flight = 2
-upstream = "hello"
-
-[[route]]
-upstream = "hello"
-"#,
-        hello = hello.addr,
+    let gw = Gateway::start(&web_config(
+        &hello,
+        "[[route]]\npath_prefix = \"/slow\"\nmax_in_flight = 2\nupstream = \"hello\"\n\n[[route]]\nupstream = \"hello\"\n",
     ));
     let base = format!("http://127.0.0.1:{}", gw.port("web"));
     let slow = format!("{base}/slow?delay_ms=3000");
@@ -340,5 +334,83 @@ upstream = "hello"
     assert_eq!(
         curl("127.0.0.1", &format!("{base}/slow"), &[]).status,
         "200"
+    );
+}
+
+#[test]
+fn a_rate_limit_holds_its_rate_answers_429_and_survives_a_reload() {
+    use std::io::Write;
+    let hello = Hello::spawn("a");
+    let gw = Gateway::start(&web_config(
+        &hello,
+        r#"[[route]]
+path_prefix = "/limited"
+rate_limit = { requests = 20, per = "1s" }
+upstream = "hello"
+
+[[route]]
+path_prefix = "/keyed"
+rate_limit = { requests = 1, per = "1m", key = "header:x-api-key" }
+upstream = "hello"
+
+[[route]]
+upstream = "hello"
+"#,
+    ));
+    let port = gw.port("web");
+    let no_ca = std::path::Path::new("/nonexistent");
+    // One client as fast as it goes for 5 s, on one keep-alive connection.
+    let mut wire = e2e::connect(port, e2e::Transport::Tcp, no_ca);
+    let (mut ok, mut refused) = (0u32, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut sent = 0u32;
+    while std::time::Instant::now() < deadline {
+        wire.write_all(b"GET /limited HTTP/1.1\r\nHost: hello\r\n\r\n")
+            .unwrap();
+        let reply = e2e::read_reply(&mut *wire);
+        sent += 1;
+        match reply.status {
+            Some(200) => ok += 1,
+            Some(429) => refused = Some(reply),
+            other => panic!("{other:?}: {}", reply.text),
+        }
+    }
+    // 20 per second for 5 s, and the first: 101, within ±10%.
+    assert!((91..=111).contains(&ok), "{ok} of {sent} admitted");
+    let refused = refused.expect("a 429");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"default\";q=20;w=1")
+    );
+    assert_eq!(refused.header("ratelimit"), Some("\"default\";r=0;t=1"));
+    assert!(refused.text.ends_with(r#"{"error":"too many requests"}"#));
+    // Counted by route.
+    let series = |code: u16| {
+        format!("gateway_requests_total{{listener=\"web\",route=\"/limited\",upstream=\"hello\",code=\"{code}\"}}")
+    };
+    wait_until(Duration::from_secs(10), "the 429s counted", || {
+        let n = gw.metric(&series(429))?;
+        let admitted = gw.metric(&series(200))?;
+        (n + admitted == f64::from(sent)).then_some(())
+    });
+
+    // Counted per key; the count outlives a reload that leaves the route as it is.
+    let keyed =
+        |key: &str| e2e::raw_get(port, "hello", "/keyed", &format!("x-api-key: {key}\r\n")).0;
+    assert_eq!(keyed("a"), 200);
+    assert_eq!(keyed("a"), 429);
+    assert_eq!(keyed("b"), 200);
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let added =
+        "[[route]]\npath = { exact = \"/added\" }\nredirect = { host = \"elsewhere.test\" }\n";
+    std::fs::write(gw.config_path(), format!("{text}\n{added}")).unwrap();
+    wait_until(Duration::from_secs(10), "the reloaded config", || {
+        (e2e::raw_get(port, "hello", "/added", "").0 == 302).then_some(())
+    });
+    assert_eq!(
+        keyed("a"),
+        429,
+        "the key's count was kept across the reload"
     );
 }

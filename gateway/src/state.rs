@@ -7,6 +7,7 @@ use http::HeaderValue;
 
 use crate::config::{AccessList, Edge};
 use crate::routes::filters::in_flight::InFlightLimit;
+use crate::routes::filters::rate_limit::Limiter;
 use crate::routes::filters::weights::Backends;
 use crate::routes::{Chain, Request, Table};
 use crate::telemetry::RequestSeries;
@@ -42,7 +43,9 @@ pub struct RouteState {
     /// `allow`/`deny`; `None` when every client is admitted.
     pub access: Option<Arc<AccessList>>,
     /// `max_in_flight`, with the route's count.
-    pub in_flight: Option<InFlightLimit>,
+    pub in_flight: Option<Arc<InFlightLimit>>,
+    /// `rate_limit`, with the route's counts.
+    pub rate_limit: Option<Arc<Limiter>>,
 }
 
 /// One upstream of a route.

@@ -328,6 +328,8 @@ pub struct Route {
     pub access: Option<Arc<AccessList>>,
     /// Requests in flight on the route past which it answers 503.
     pub max_in_flight: Option<u32>,
+    /// `rate_limit`: past it, 429.
+    pub rate_limit: Option<crate::routes::filters::rate_limit::RateLimit>,
 }
 
 /// A route's whole definition: what it matches, where it sends requests, and the

@@ -30,6 +30,7 @@ pub(crate) use request::request_host;
 pub(crate) use uri::LineCheck;
 
 use crate::lifecycle::RequestGuard;
+use crate::routes::filters::rate_limit::Decision;
 use crate::routes::OnRequest;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
 use crate::telemetry::access::{self, AccessLine};
@@ -353,25 +354,34 @@ impl Gateway {
             ctx.local_status = Some(404);
             return Ok(true);
         };
+        // Counted against the upstream it would have gone to.
+        ctx.target = route.pick();
         // Route policy: answered like a 404 (the connection stays open).
         let admitted = route
             .access
             .as_ref()
             .is_none_or(|access| client.ip.is_some_and(|ip| access.admits(ip)));
-        if let (true, Some(limit)) = (admitted, &route.in_flight) {
-            ctx.slot = limit.enter();
-        }
-        let status = match (admitted, &route.in_flight) {
-            (false, _) => 403,
-            (true, Some(_)) if ctx.slot.is_none() => 503,
-            _ => 0,
-        };
-        if status != 0 {
-            respond::json_error(down, status, &ctx.request_id, ctx.hsts.as_ref()).await?;
-            ctx.local_status = Some(status);
+        if !admitted {
+            respond::json_error(down, 403, &ctx.request_id, ctx.hsts.as_ref()).await?;
+            ctx.local_status = Some(403);
             return Ok(true);
         }
-        ctx.target = route.pick();
+        if let Some(limiter) = &route.rate_limit {
+            if let Decision::Limited { retry_after } = limiter.check(client.ip, &req.headers) {
+                let (id, hsts) = (&ctx.request_id, ctx.hsts.as_ref());
+                respond::rate_limited(down, limiter.policy(), retry_after, id, hsts).await?;
+                ctx.local_status = Some(429);
+                return Ok(true);
+            }
+        }
+        if let Some(limit) = &route.in_flight {
+            ctx.slot = limit.enter();
+            if ctx.slot.is_none() {
+                respond::json_error(down, 503, &ctx.request_id, ctx.hsts.as_ref()).await?;
+                ctx.local_status = Some(503);
+                return Ok(true);
+            }
+        }
         if let Some(chain) = &route.chain {
             match filters::on_request(chain, req, self.proto == "https") {
                 OnRequest::Forward(forward) => {

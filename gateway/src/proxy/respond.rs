@@ -1,11 +1,14 @@
 //! Answers the gateway writes itself: JSON errors and the HTTPS redirect.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 
 use super::downstream::{DownError, Downstream, Reply, Request, RequestId};
 use crate::http1::OutBody;
+use crate::routes::filters::rate_limit::RateLimit;
 
 /// A short JSON error body for `status`; never carries internal error text.
 pub(crate) fn error_body(status: u16) -> &'static str {
@@ -17,6 +20,7 @@ pub(crate) fn error_body(status: u16) -> &'static str {
         413 => r#"{"error":"request body too large"}"#,
         414 => r#"{"error":"request target too long"}"#,
         421 => r#"{"error":"misdirected request"}"#,
+        429 => r#"{"error":"too many requests"}"#,
         431 => r#"{"error":"request headers too large"}"#,
         502 => r#"{"error":"bad gateway"}"#,
         503 => r#"{"error":"service unavailable"}"#,
@@ -36,14 +40,25 @@ pub(crate) async fn json_error<D: Downstream>(
     request_id: &RequestId,
     hsts: Option<&HeaderValue>,
 ) -> Result<(), DownError> {
-    let body = error_body(status);
     let extra = [(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    json_reply(down, status, &extra, request_id, hsts).await
+}
+
+/// [`json_error`] with the gateway's own fields `extra` (the content type among them).
+async fn json_reply<D: Downstream>(
+    down: &mut D,
+    status: u16,
+    extra: &[(HeaderName, HeaderValue)],
+    request_id: &RequestId,
+    hsts: Option<&HeaderValue>,
+) -> Result<(), DownError> {
+    let body = error_body(status);
     let reply = Reply {
         status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         reason: None,
         headers: HeaderMap::new(),
         relayed: false,
-        extra: &extra,
+        extra,
         request_id,
         hsts,
         body: OutBody::Length(body.len() as u64),
@@ -51,6 +66,37 @@ pub(crate) async fn json_error<D: Downstream>(
     down.write_head(reply, Bytes::from_static(body.as_bytes()), true)
         .await
 }
+
+/// Writes `429 {"error":"too many requests"}` with `Retry-After` (whole seconds, at
+/// least 1) and the IETF draft's `RateLimit-Policy` and `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers: quota `q` per window `w`; remaining `r`, and
+/// `t` seconds until it is worth retrying).
+pub(crate) async fn rate_limited<D: Downstream>(
+    down: &mut D,
+    policy: &RateLimit,
+    retry_after: Duration,
+    request_id: &RequestId,
+    hsts: Option<&HeaderValue>,
+) -> Result<(), DownError> {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let window = policy.per.as_secs().max(1);
+    let values = [
+        secs.to_string(),
+        format!("\"default\";q={};w={window}", policy.requests),
+        format!("\"default\";r=0;t={secs}"),
+    ];
+    let [retry, quota, state] = values.map(|v| HeaderValue::try_from(v).ok());
+    let mut extra = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    let names = [RETRY_AFTER, RATELIMIT_POLICY, RATELIMIT];
+    for (name, value) in names.into_iter().zip([retry, quota, state]) {
+        extra.extend(value.map(|v| (name, v)));
+    }
+    json_reply(down, 429, &extra, request_id, hsts).await
+}
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Writes a 308 to the `https://` URL of the request; `port` is put in the URL
 /// when set (the request's own port never is: it is the plain listener's).

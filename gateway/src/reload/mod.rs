@@ -2,6 +2,7 @@
 //! only a restart applies (`restart`), and the background service that reloads on file
 //! changes, a periodic re-read and SIGHUP.
 
+mod counters;
 mod load;
 mod reloader;
 mod restart;

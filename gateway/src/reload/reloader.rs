@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::counters::RouteCounters;
 use super::load::{load, unix_now, Failed, LoadError, Loaded};
 use super::restart::{needs_restart, NeedsRestart};
 use crate::config::{Config, Edge, ListenerKind, Location};
@@ -55,6 +56,8 @@ pub struct Reloader {
     watch_dirs: BTreeSet<PathBuf>,
     /// Upstreams serving now, by name.
     upstreams: HashMap<String, Arc<Upstream>>,
+    /// The routes' rate-limit and in-flight counts, kept across reloads.
+    counters: RouteCounters,
     /// Resolves server names for every DNS task; replaced when `[dns]` changes and on
     /// SIGHUP, which makes each task resolve its names again at once.
     resolver: tokio::sync::watch::Sender<Option<Arc<Resolver>>>,
@@ -87,12 +90,14 @@ impl Reloader {
             })
             .collect();
         let mut upstreams = HashMap::new();
+        let mut counters = RouteCounters::default();
         let listeners = listener_states(&loaded, &running, &[], &metrics);
         let snapshot = build_snapshot(
             &loaded.config,
             listeners,
             &running,
             &mut upstreams,
+            &mut counters,
             None,
             &metrics,
         );
@@ -107,6 +112,7 @@ impl Reloader {
             applied: loaded.config,
             last_read: loaded.fingerprint,
             upstreams,
+            counters,
             resolver,
             runtime: None,
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -226,6 +232,7 @@ impl Reloader {
             listeners,
             &self.running,
             &mut self.upstreams,
+            &mut self.counters,
             started,
             &self.metrics,
         );
@@ -314,9 +321,11 @@ fn build_snapshot(
     listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
     upstreams: &mut HashMap<String, Arc<Upstream>>,
+    counters: &mut RouteCounters,
     started: Option<(&ResolverWatch, &tokio::runtime::Handle)>,
     metrics: &Metrics,
 ) -> Snapshot {
+    let mut next_counters = RouteCounters::default();
     let mut next = HashMap::with_capacity(config.upstreams.len());
     let built: Vec<Arc<Upstream>> = config
         .upstreams
@@ -373,10 +382,15 @@ fn build_snapshot(
                 access: r.access.clone(),
                 in_flight: r
                     .max_in_flight
-                    .map(crate::routes::filters::in_flight::InFlightLimit::new),
+                    .map(|max| next_counters.in_flight(counters, &label, max)),
+                rate_limit: r
+                    .rate_limit
+                    .as_ref()
+                    .map(|rl| next_counters.limiter(counters, &label, rl)),
             })
         })
         .collect();
+    *counters = next_counters;
     Snapshot {
         table: Table::new(config.rules.iter().map(|r| &r.matches)),
         routes,

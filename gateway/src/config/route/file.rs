@@ -30,6 +30,17 @@ pub(crate) struct RouteFile {
     pub(crate) allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) deny: Option<Vec<Spanned<String>>>,
     pub(crate) max_in_flight: Option<Spanned<u32>>,
+    pub(crate) rate_limit: Option<Spanned<RateLimitFile>>,
+}
+
+/// `rate_limit = { requests = 100, per = "1s", burst = 50, key = "client_ip" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitFile {
+    pub(crate) requests: Option<Spanned<u32>>,
+    pub(crate) per: Option<Spanned<String>>,
+    pub(crate) burst: Option<Spanned<u32>>,
+    pub(crate) key: Option<Spanned<String>>,
 }
 
 /// `host = "a.example.com"` or `host = ["a.example.com", "*.b.example.com"]`.

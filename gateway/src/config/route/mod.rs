@@ -15,7 +15,7 @@ use toml::Spanned;
 
 pub(in crate::config) use compression::compression;
 pub use error::RouteError;
-pub(crate) use file::{CompressionFile, RouteFile};
+pub(crate) use file::{CompressionFile, RateLimitFile, RouteFile};
 
 use super::error::ConfigError;
 use super::model::{HostMatch, Route, RouteRule, Upstream};
@@ -141,6 +141,7 @@ pub(in crate::config) fn routes(
             websocket: edge.websocket,
             access: edge.access,
             max_in_flight: edge.max_in_flight,
+            rate_limit: edge.rate_limit,
         });
         rules.push(RouteRule {
             matches,

@@ -6,6 +6,7 @@ pub mod compression;
 pub mod cors;
 pub mod headers;
 pub mod in_flight;
+pub mod rate_limit;
 pub mod redirect;
 pub mod rewrite;
 pub mod weights;

@@ -1,0 +1,151 @@
+use super::*;
+
+const MS: u64 = 1_000_000;
+
+fn limiter(requests: u32, per_ms: u64, burst: u32, key: RateKey) -> Limiter {
+    Limiter::new(RateLimit {
+        requests,
+        per: Duration::from_millis(per_ms),
+        burst,
+        key,
+    })
+}
+
+fn ip(s: &str) -> Option<IpAddr> {
+    Some(s.parse().unwrap())
+}
+
+/// Admitted requests of a client sending one every `gap` ns from 0 to `until`.
+fn admitted(l: &Limiter, client: Option<IpAddr>, gap: u64, until: u64) -> u64 {
+    let h = HeaderMap::new();
+    (0..=until / gap)
+        .filter(|i| l.check_at(client, &h, i * gap) == Decision::Pass)
+        .count() as u64
+}
+
+#[test]
+fn a_flood_gets_the_rate_plus_the_burst() {
+    // 20 per second, burst 5, a request every millisecond for 5 seconds.
+    let l = limiter(20, 1000, 5, RateKey::ClientIp);
+    let n = admitted(&l, ip("192.0.2.1"), MS, 5000 * MS);
+    assert_eq!(n, 1 + 5 + 100, "the first, the burst, then one per 50 ms");
+    // Without burst: one per interval exactly.
+    let l = limiter(20, 1000, 0, RateKey::ClientIp);
+    assert_eq!(admitted(&l, ip("192.0.2.1"), MS, 5000 * MS), 101);
+}
+
+#[test]
+fn a_client_under_the_rate_is_never_limited() {
+    let l = limiter(20, 1000, 0, RateKey::ClientIp);
+    let n = admitted(&l, ip("192.0.2.1"), 50 * MS, 10_000 * MS);
+    assert_eq!(n, 201, "every one of them");
+}
+
+#[test]
+fn refusals_say_when_to_come_back_and_cost_nothing() {
+    let l = limiter(2, 1000, 1, RateKey::ClientIp);
+    let (h, c) = (HeaderMap::new(), ip("192.0.2.1"));
+    assert_eq!(l.check_at(c, &h, 0), Decision::Pass);
+    assert_eq!(l.check_at(c, &h, 0), Decision::Pass);
+    let Decision::Limited { retry_after } = l.check_at(c, &h, 0) else {
+        panic!("the third at once is over rate 2/s with burst 1");
+    };
+    assert_eq!(retry_after, Duration::from_millis(500));
+    // Refused requests do not push the time further.
+    assert_eq!(
+        l.check_at(c, &h, 400 * MS),
+        Decision::Limited {
+            retry_after: Duration::from_millis(100)
+        }
+    );
+    assert_eq!(l.check_at(c, &h, 500 * MS), Decision::Pass);
+}
+
+#[test]
+fn keys_are_counted_apart() {
+    let l = limiter(1, 1000, 0, RateKey::ClientIp);
+    let h = HeaderMap::new();
+    assert_eq!(l.check_at(ip("192.0.2.1"), &h, 0), Decision::Pass);
+    assert_eq!(l.check_at(ip("192.0.2.2"), &h, 0), Decision::Pass);
+    assert_ne!(l.check_at(ip("192.0.2.1"), &h, 0), Decision::Pass);
+    assert_ne!(
+        l.check_at(ip("::ffff:192.0.2.1"), &h, 0),
+        Decision::Pass,
+        "an IPv4-mapped address is the IPv4 client"
+    );
+
+    let l = limiter(
+        1,
+        1000,
+        0,
+        RateKey::Header(HeaderName::from_static("x-api-key")),
+    );
+    let key = |v: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", v.parse().unwrap());
+        h
+    };
+    assert_eq!(l.check_at(None, &key("a"), 0), Decision::Pass);
+    assert_eq!(l.check_at(None, &key("b"), 0), Decision::Pass);
+    assert_ne!(l.check_at(None, &key("a"), 0), Decision::Pass);
+    // Requests without the header share one count.
+    assert_eq!(l.check_at(None, &HeaderMap::new(), 0), Decision::Pass);
+    assert_ne!(l.check_at(None, &HeaderMap::new(), 0), Decision::Pass);
+
+    let l = limiter(1, 1000, 0, RateKey::Global);
+    assert_eq!(l.check_at(ip("192.0.2.1"), &h, 0), Decision::Pass);
+    assert_ne!(l.check_at(ip("192.0.2.2"), &h, 0), Decision::Pass);
+    assert_eq!(l.check_at(ip("192.0.2.2"), &h, 1000 * MS), Decision::Pass);
+    assert_eq!(l.keys(), 0, "global keeps no map");
+}
+
+#[test]
+fn a_million_clients_stay_within_the_bound() {
+    let l = limiter(10, 1000, 0, RateKey::ClientIp);
+    let h = HeaderMap::new();
+    // 1,000,000 distinct addresses within one second: none is idle yet.
+    for i in 0..1_000_000u32 {
+        let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        assert_eq!(l.check_at(Some(addr), &h, u64::from(i)), Decision::Pass);
+    }
+    assert!(l.keys() <= MAX_KEYS, "{} keys", l.keys());
+    // Each entry is a u128 key and a u64 time (hashbrown: plus one control byte, at
+    // most 8/7 of the slots used): the tables' capacity bounds the memory.
+    let slots: usize = l.shards.iter().map(|s| s.lock().unwrap().capacity()).sum();
+    let bytes = slots * (16 + 8 + 1) * 8 / 7;
+    assert!(bytes <= 64 << 20, "{bytes} bytes");
+    // Later, the idle ones go first when a shard fills up again.
+    let later = 10_000 * MS;
+    for i in 0..200_000u32 {
+        let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+        assert_eq!(l.check_at(Some(addr), &h, later), Decision::Pass);
+    }
+    assert!(l.keys() <= MAX_KEYS);
+}
+
+#[test]
+fn global_is_exact_across_threads() {
+    let l = std::sync::Arc::new(limiter(1000, 1000, 99, RateKey::Global));
+    let passed = std::sync::Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (l, passed) = (l.clone(), passed.clone());
+            std::thread::spawn(move || {
+                let h = HeaderMap::new();
+                for _ in 0..1000 {
+                    if l.check_at(None, &h, 0) == Decision::Pass {
+                        passed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        passed.load(Ordering::Relaxed),
+        100,
+        "the first and 99 of burst at one instant"
+    );
+}
