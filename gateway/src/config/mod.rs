@@ -4,8 +4,10 @@
 mod edge;
 mod error;
 mod file;
+mod listener;
 mod model;
 mod route;
+mod upstream;
 mod validate;
 
 use std::path::Path;

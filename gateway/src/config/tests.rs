@@ -260,7 +260,7 @@ fn path_prefixes_that_can_never_match_are_refused() {
 
 #[test]
 fn server_entries() {
-    use validate::parse_server;
+    use upstream::parse_server;
     assert_eq!(
         parse_server("Hello.NS.svc:80"),
         Ok(ServerAddr::Name {
