@@ -17,6 +17,7 @@
 mod blackhole;
 mod certs;
 mod client;
+mod curl;
 mod dns;
 mod fake_kube;
 mod gateway;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 pub use blackhole::Blackhole;
 pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
 pub use client::{h2_connect, request_to, tls_config, Client, Proto, Response};
+pub use curl::{curl, curl_command, curled, Curled};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, python3, with_mounts, wrapped, Gateway, Outcome, Ports};

@@ -5,51 +5,14 @@
 //! addresses (`curl --interface 127.0.0.N`) so that the client address the gateway
 //! uses can be told from the TCP peer's.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use e2e::{wait_until, Certs, Gateway, Haproxy, Hello};
-
-/// What curl got: the status ("000" when no response) and the body.
-struct Got {
-    status: String,
-    body: String,
-}
-
-fn curl_command(from: &str, url: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new("curl");
-    c.args(["-sk", "--max-time", "10", "--interface", from])
-        .args(["-w", "\n%{http_code}"])
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    c
-}
-
-fn got(out: std::process::Output) -> Got {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Got {
-        status: status.to_owned(),
-        body: body.to_owned(),
-    }
-}
-
-/// One request with curl from source address `from`.
-fn curl(from: &str, url: &str, extra: &[&str]) -> Got {
-    got(curl_command(from, url, extra)
-        .output()
-        .expect("run curl (e2e/setup.sh installs it)"))
-}
+use e2e::{curl, curl_command, curled, wait_until, Certs, Curled, Gateway, Haproxy, Hello};
 
 /// The `x-forwarded-for` hello saw (it echoes the request's headers).
-fn forwarded_for(g: &Got) -> &str {
-    g.body
-        .lines()
-        .find_map(|l| l.strip_prefix("x-forwarded-for: "))
-        .unwrap_or("")
+fn forwarded_for(g: &Curled) -> &str {
+    g.echoed("x-forwarded-for").unwrap_or("")
 }
 
 fn dropped(gw: &Gateway, listener: &str, reason: &str) -> f64 {
@@ -328,7 +291,7 @@ fn max_in_flight_answers_503_at_once_past_the_bound() {
     // Other routes are not limited.
     assert_eq!(curl("127.0.0.1", &format!("{base}/"), &[]).status, "200");
     for child in running {
-        let g = got(child.wait_with_output().expect("curl"));
+        let g = curled(child.wait_with_output().expect("curl"));
         assert_eq!(g.status, "200", "the two admitted requests complete");
     }
     assert_eq!(

@@ -120,14 +120,18 @@ pub fn build(path: &Path, loaded: Loaded) -> Result<App, LoadError> {
         );
         let stats = metrics.connections.listener(&listener.name);
         let acceptor = if listener.tls {
-            let resolver = Arc::new(SniResolver::new(LiveCerts {
+            let live = || LiveCerts {
                 snapshot: snapshot.clone(),
                 listener: index,
-            }));
+            };
+            let resolver = Arc::new(SniResolver::new(live()));
+            let client_auth = Arc::new(tls::LiveClientAuth::new(live()));
             let acceptor =
-                tls::acceptor(resolver, stats.clone()).map_err(|source| LoadError::Tls {
-                    name: listener.name.clone(),
-                    source,
+                tls::acceptor(resolver, client_auth, stats.clone()).map_err(|source| {
+                    LoadError::Tls {
+                        name: listener.name.clone(),
+                        source,
+                    }
                 })?;
             Some(acceptor)
         } else {

@@ -100,6 +100,8 @@ pub(crate) struct ProxyProtocolFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsFile {
     pub(crate) certs: Vec<Spanned<String>>,
+    pub(crate) client_ca: Option<Spanned<String>>,
+    pub(crate) client_auth: Option<Spanned<String>>,
 }
 
 /// One `[upstream.NAME]`.

@@ -177,11 +177,26 @@ pub use crate::cidr::{AccessList, Cidr, CidrSet};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ListenerKind {
     /// TLS with certificates chosen by SNI; the first directory is the default.
-    Https { certs: Vec<CertDir> },
+    Https {
+        certs: Vec<CertDir>,
+        /// `client_ca`/`client_auth`: client certificates asked for and verified.
+        client: Option<ClientAuth>,
+    },
     /// Plain HTTP serving the routes.
     Http,
     /// Plain HTTP answering every request with a 308 to `https://`.
     RedirectToHttps { port: Option<u16> },
+}
+
+/// Client certificates on an HTTPS listener: verified against the CA certificates in
+/// `ca`'s `ca.crt` at the handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientAuth {
+    pub ca: CertDir,
+    /// `client_auth = "required"` (the default): no valid certificate, no connection;
+    /// `"optional"`: a connection without one is served as without client auth (one
+    /// that presents an invalid certificate is still refused).
+    pub required: bool,
 }
 
 /// A directory laid out like a mounted TLS Secret (`tls.crt`, `tls.key`).

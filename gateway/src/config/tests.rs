@@ -47,7 +47,7 @@ fn parses_the_contract_example() {
     assert_eq!(admin.addr, "127.0.0.1:9090".parse().unwrap());
     assert_eq!((admin.at.line, admin.at.column), (3, 10));
     assert_eq!(cfg.listeners.len(), 2);
-    let ListenerKind::Https { certs } = &cfg.listeners[0].kind else {
+    let ListenerKind::Https { certs, .. } = &cfg.listeners[0].kind else {
         panic!("first listener is https");
     };
     assert_eq!(

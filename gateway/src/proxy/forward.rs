@@ -27,6 +27,7 @@ use crate::http1::{
 use crate::ip_text::IpText;
 use crate::routes::filters::compression::Encoder;
 use crate::routes::Exchange;
+use crate::tls::Handshake;
 use crate::upstream::{InFlight, Outcome};
 
 /// Backend connections as the codec drives them.
@@ -360,6 +361,15 @@ async fn send_head(
         }
     }
     extra.push(b"x-request-id", ctx.request_id.as_bytes());
+    // A verified client certificate (the client's own field goes on only from a
+    // trusted proxy, as the other forwarding fields).
+    let handshake = client
+        .ssl
+        .as_ref()
+        .and_then(|s| s.extension.get::<Handshake>());
+    if let Some(cert) = handshake.and_then(|h| h.client_cert.as_ref()) {
+        extra.push(b"x-forwarded-client-cert", cert.as_bytes());
+    }
     if ctx.upgrade {
         extra.push(b"connection", b"upgrade");
     }

@@ -6,7 +6,7 @@ use http::header::HOST;
 use super::downstream::Request;
 use super::Client;
 use crate::config::HashKey;
-use crate::tls::Served;
+use crate::tls::Handshake;
 use crate::upstream::hash_of;
 
 /// Whether the certificate this TLS connection was served covers `host`; true on
@@ -15,8 +15,8 @@ pub(super) fn served_covers(client: &Client, host: &str) -> bool {
     let served = client
         .ssl
         .as_ref()
-        .and_then(|ssl| ssl.extension.get::<Served>());
-    served.is_none_or(|s| s.covers(host))
+        .and_then(|ssl| ssl.extension.get::<Handshake>());
+    served.is_none_or(|h| h.served.covers(host))
 }
 
 /// A request to switch to the WebSocket protocol.

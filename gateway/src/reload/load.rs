@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError, ListenerKind, Location};
 use crate::tls::{self, LoadedCert, NotValid, TlsError};
@@ -17,6 +18,12 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error("{at}: bad certificate directory")]
     Cert {
+        at: Location,
+        #[source]
+        source: Box<TlsError>,
+    },
+    #[error("{at}: bad client CA directory")]
+    ClientCa {
         at: Location,
         #[source]
         source: Box<TlsError>,
@@ -43,6 +50,8 @@ pub struct Loaded {
     pub config: Config,
     /// Per listener (same order as `config.listeners`): its certificates, empty for plain HTTP.
     pub certs: Vec<Vec<LoadedCert>>,
+    /// Per listener: its client certificate policy (`client_ca`), if any.
+    pub client_auth: Vec<Option<Arc<tls::ClientAuth>>>,
     /// Located problems that do not stop the load (an expired or not-yet-valid
     /// certificate); logged when the load is applied.
     pub warnings: Vec<CertWarning>,
@@ -102,9 +111,27 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut certs = Vec::with_capacity(config.listeners.len());
+    let mut client_auth = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
         let mut loaded = Vec::new();
-        if let ListenerKind::Https { certs: dirs } = &listener.kind {
+        let mut client = None;
+        if let ListenerKind::Https {
+            certs: dirs,
+            client: auth,
+        } = &listener.kind
+        {
+            if let Some(auth) = auth {
+                match tls::client_auth(&auth.ca.path, auth.required) {
+                    Ok((policy, pem)) => {
+                        pem.hash(&mut hasher);
+                        client = Some(Arc::new(policy));
+                    }
+                    Err(source) => errors.push(LoadError::ClientCa {
+                        at: auth.ca.at.clone(),
+                        source: Box::new(source),
+                    }),
+                }
+            }
             for dir in dirs {
                 let result = tls::read_files(&dir.path).and_then(|files| {
                     files.cert_pem.hash(&mut hasher);
@@ -130,11 +157,13 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
             }
         }
         certs.push(loaded);
+        client_auth.push(client);
     }
     if errors.is_empty() {
         Ok(Loaded {
             config,
             certs,
+            client_auth,
             warnings,
             fingerprint: hasher.finish(),
         })

@@ -289,7 +289,9 @@ fn listener_states(
                     let certs = loaded.certs.get(j).map(Vec::as_slice).unwrap_or_default();
                     let (mode, certs) = match loaded.config.listeners[j].kind {
                         ListenerKind::Https { .. } => {
-                            (ListenerMode::Serve, CertSet::new(certs).map(Arc::new))
+                            let client = loaded.client_auth.get(j).cloned().flatten();
+                            let set = CertSet::new(certs).map(|s| s.with_client_auth(client));
+                            (ListenerMode::Serve, set.map(Arc::new))
                         }
                         ListenerKind::Http => (ListenerMode::Serve, None),
                         ListenerKind::RedirectToHttps { port } => {
@@ -424,13 +426,14 @@ fn new_resolver(config: &Config) -> Option<Arc<Resolver>> {
     }
 }
 
-/// The config file's directory and every certificate directory.
+/// The config file's directory and every certificate and client CA directory.
 fn watch_dirs(path: &Path, config: &Config) -> BTreeSet<PathBuf> {
     let mut dirs = BTreeSet::new();
     dirs.insert(path.parent().unwrap_or(Path::new(".")).to_path_buf());
     for l in &config.listeners {
-        if let ListenerKind::Https { certs } = &l.kind {
+        if let ListenerKind::Https { certs, client } = &l.kind {
             dirs.extend(certs.iter().map(|c| c.path.clone()));
+            dirs.extend(client.iter().map(|c| c.ca.path.clone()));
         }
     }
     dirs

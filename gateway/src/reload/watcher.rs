@@ -13,7 +13,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::tls::{CERT_FILE, KEY_FILE};
+use crate::tls::{CA_FILE, CERT_FILE, KEY_FILE};
 
 /// The kubelet's symlink to the current generation of a volume.
 const DATA_LINK: &str = "..data";
@@ -26,7 +26,8 @@ pub(super) struct DirWatcher {
 
 impl DirWatcher {
     /// Starts a watcher that signals on `changed` when `config_file_name`, a
-    /// certificate file or `..data` is created, written, renamed or removed.
+    /// certificate file (a client CA's `ca.crt` too) or `..data` is created, written,
+    /// renamed or removed.
     pub(super) fn new(
         changed: UnboundedSender<()>,
         config_file_name: OsString,
@@ -35,6 +36,7 @@ impl DirWatcher {
             config_file_name,
             CERT_FILE.into(),
             KEY_FILE.into(),
+            CA_FILE.into(),
             DATA_LINK.into(),
         ];
         let watcher =

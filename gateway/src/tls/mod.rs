@@ -1,6 +1,7 @@
 //! TLS: certificate loading (`certs`), SNI selection (`resolver`) and the listener's acceptor settings.
 
 mod certs;
+mod client;
 mod resolver;
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use pingora::listeners::tls::{Acceptor, TlsSettings};
 use crate::telemetry::ConnectionStats;
 
 pub use certs::{parse, read_files, CertFiles, LoadedCert, NotValid, CERT_FILE, KEY_FILE};
+pub use client::{client_auth, forwarded_client_cert, ClientAuth, LiveClientAuth, CA_FILE};
 pub use resolver::{recording_served, CertSet, CertSource, Served, SniResolver};
 
 /// What can be wrong with a certificate directory.
@@ -50,6 +52,18 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    #[error("{}: not a CA certificate rustls accepts", path.display())]
+    BadCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{}: cannot build a client certificate verifier", path.display())]
+    Verifier {
+        path: PathBuf,
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
     #[error("cannot set up TLS session tickets")]
     Ticketer(#[source] rustls::Error),
     #[error("cannot set up the TLS listener")]
@@ -73,13 +87,14 @@ pub fn install_crypto_provider() {
 /// files; the rustls config it builds is then replaced by ours.
 pub fn acceptor(
     resolver: Arc<SniResolver>,
+    client_auth: Arc<LiveClientAuth>,
     stats: Arc<ConnectionStats>,
 ) -> Result<Acceptor, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[
         &rustls::version::TLS13,
         &rustls::version::TLS12,
     ])
-    .with_no_client_auth()
+    .with_client_cert_verifier(client_auth)
     .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The server picks the suite from its own order (scanners flag client-chosen order).
@@ -129,9 +144,22 @@ impl pingora::listeners::TlsAccept for Handshakes {
         // Not recorded (a handshake run outside `recording_served`): the certificate
         // its server name selects now.
         let served = resolver::take_served().or_else(|| self.resolver.served(tls.server_name()));
-        let served: Arc<dyn std::any::Any + Send + Sync> = served?;
-        Some(served)
+        let facts = Handshake {
+            served: served?,
+            client_cert: tls.peer_certificate_der().and_then(forwarded_client_cert),
+        };
+        let facts: Arc<dyn std::any::Any + Send + Sync> = Arc::new(facts);
+        Some(facts)
     }
+}
+
+/// What a completed handshake leaves in the connection's TLS digest for its requests.
+#[derive(Debug)]
+pub struct Handshake {
+    /// The certificate served (for `strict_sni`).
+    pub served: Arc<Served>,
+    /// The verified client certificate as `X-Forwarded-Client-Cert` (with `client_ca`).
+    pub client_cert: Option<http::HeaderValue>,
 }
 
 #[cfg(test)]

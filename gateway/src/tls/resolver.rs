@@ -19,6 +19,8 @@ pub struct CertSet {
     exact: HashMap<String, Arc<Served>>,
     /// `*.example.com` certificates, keyed by `example.com`.
     wildcard: HashMap<String, Arc<Served>>,
+    /// The listener's client certificate policy, when it has a `client_ca`.
+    client_auth: Option<Arc<super::ClientAuth>>,
 }
 
 /// A certificate as served: its key and the names it covers.
@@ -72,7 +74,19 @@ impl CertSet {
             default,
             exact,
             wildcard,
+            client_auth: None,
         })
+    }
+
+    /// The set with `client_auth` as its client certificate policy.
+    pub fn with_client_auth(mut self, client_auth: Option<Arc<super::ClientAuth>>) -> Self {
+        self.client_auth = client_auth;
+        self
+    }
+
+    /// The client certificate policy, if the listener asks for certificates.
+    pub fn client_auth(&self) -> Option<&Arc<super::ClientAuth>> {
+        self.client_auth.as_ref()
     }
 
     /// The certificate for `server_name` (any case), or the default.
