@@ -43,6 +43,7 @@ pkgs_test=(
   "brotli brotli"                               #   (route_compression.rs)
   "zstd zstd"
   "haproxy haproxy"                             # the PROXY protocol sender (edge_policy.rs)
+  "redis-server redis-server"                   # the shared rate limits (shared_limits.rs)
 )
 pkgs_venv=(
   "python3-venv py:ensurepip"                   # python3 -m venv (only when the venv is made)

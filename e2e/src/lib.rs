@@ -27,6 +27,7 @@ mod kubelet;
 mod load;
 mod prometheus;
 mod raw;
+mod redis;
 mod ws;
 
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ pub use prometheus::{promtool, selectors, Prometheus};
 pub use raw::{
     connect, exchange, read_reply, read_until_close, Reply, Transport, Wire, READ_TIMEOUT,
 };
+pub use redis::Redis;
 pub use ws::{websocket, AsyncWire, WebSocket, WS_STEP};
 
 /// A `[[listener]]` named `https` on `{{port:https}}` serving the certificates in

@@ -13,6 +13,7 @@ pub mod ip_text;
 pub mod lifecycle;
 pub mod listener;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod routes;
 pub mod state;

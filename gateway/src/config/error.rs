@@ -91,6 +91,7 @@ impl ConfigError {
             | Self::BadUpstreamName { at, .. }
             | Self::BadSize { at, .. }
             | Self::BadNetwork { at, .. }
+            | Self::BadRedisUrl { at, .. }
             | Self::Route { at, .. } => Some(at),
         }
     }
@@ -198,6 +199,14 @@ pub enum ConfigError {
         at: Location,
         value: String,
         reason: &'static str,
+    },
+    #[error(
+        "{at}: {value:?} is not a Redis URL (redis://[user:password@]host:port[/db]): {reason}"
+    )]
+    BadRedisUrl {
+        at: Location,
+        value: String,
+        reason: String,
     },
     #[error("{at}: {field} entry {value:?} {reason}")]
     BadNetwork {

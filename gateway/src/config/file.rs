@@ -29,6 +29,7 @@ pub(crate) struct FileConfig {
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<Spanned<RouteFile>>,
     pub(crate) compression: Option<Spanned<CompressionFile>>,
+    pub(crate) rate_limit: Option<super::rate_limit::RateLimitFile>,
 }
 
 /// `[admin]`: health, readiness and metrics endpoints.

@@ -6,6 +6,7 @@ mod error;
 mod file;
 mod listener;
 mod model;
+mod rate_limit;
 mod route;
 mod upstream;
 mod validate;

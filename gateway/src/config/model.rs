@@ -59,6 +59,8 @@ pub struct Config {
     pub rules: Vec<RouteRule>,
     /// `[compression]`: what routes that compress do (a copy is in each one's chain).
     pub compression: crate::routes::filters::compression::Compression,
+    /// `[rate_limit] shared`: the routes' limits shared through Redis.
+    pub rate_limit: Option<crate::ratelimit::Shared>,
 }
 
 /// The admin endpoint (`/healthz`, `/readyz`).

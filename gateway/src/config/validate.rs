@@ -92,6 +92,10 @@ pub(crate) fn validate(
     };
     let (routes, rules) =
         super::route::routes(&mut c, raw.routes, &upstreams, merge_slashes, &compression);
+    let rate_limit = raw
+        .rate_limit
+        .as_ref()
+        .and_then(|r| super::rate_limit::rate_limit(&mut c, r));
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -109,6 +113,7 @@ pub(crate) fn validate(
             routes,
             rules,
             compression,
+            rate_limit,
         })
     } else {
         let mut errors = c.errors;

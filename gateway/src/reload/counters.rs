@@ -6,18 +6,35 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ratelimit::SharedLink;
 use crate::routes::filters::in_flight::InFlightLimit;
 use crate::routes::filters::rate_limit::{Limiter, RateLimit};
 
 #[derive(Debug, Default)]
 pub(super) struct RouteCounters {
     limiters: HashMap<(String, RateLimit), Arc<Limiter>>,
+    /// The link the limiters share through (`[rate_limit] shared`), if any.
+    link: Option<Arc<SharedLink>>,
     in_flight: HashMap<(String, u32), Arc<InFlightLimit>>,
 }
 
 impl RouteCounters {
+    /// The link of this build's limiters.
+    pub(super) fn link(&self) -> Option<&Arc<SharedLink>> {
+        self.link.as_ref()
+    }
+
+    /// Counters for a build whose limiters share through `link`.
+    pub(super) fn with_link(link: Option<Arc<SharedLink>>) -> Self {
+        Self {
+            link,
+            ..Self::default()
+        }
+    }
+
     /// The limiter of route `label` with `policy` in the snapshot being built (`self`):
-    /// the one `old` had, unless another route of this build took it already.
+    /// the one `old` had, unless another route of this build took it already or the
+    /// link it shares through changed.
     pub(super) fn limiter(
         &mut self,
         old: &mut Self,
@@ -25,13 +42,23 @@ impl RouteCounters {
         policy: &RateLimit,
     ) -> Arc<Limiter> {
         let key = (label.to_owned(), policy.clone());
+        let fresh = || match &self.link {
+            Some(link) => Limiter::shared(policy.clone(), label, link),
+            None => Arc::new(Limiter::new(policy.clone())),
+        };
         if self.limiters.contains_key(&key) {
-            return Arc::new(Limiter::new(policy.clone()));
+            return fresh();
         }
+        let same_link = |l: &Arc<Limiter>| match (l.link(), &self.link) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
         let limiter = old
             .limiters
             .remove(&key)
-            .unwrap_or_else(|| Arc::new(Limiter::new(policy.clone())));
+            .filter(same_link)
+            .unwrap_or_else(fresh);
         self.limiters.insert(key, limiter.clone());
         limiter
     }

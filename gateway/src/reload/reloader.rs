@@ -128,6 +128,9 @@ impl Reloader {
         for upstream in self.upstreams.values() {
             start_tasks(upstream, &resolver, &runtime);
         }
+        if let Some(link) = self.counters.link() {
+            crate::ratelimit::start(link, &runtime);
+        }
         self.runtime = Some(runtime);
     }
 
@@ -327,7 +330,8 @@ fn build_snapshot(
     started: Option<(&ResolverWatch, &tokio::runtime::Handle)>,
     metrics: &Metrics,
 ) -> Snapshot {
-    let mut next_counters = RouteCounters::default();
+    let link = shared_link(counters.link(), config, started.map(|(_, rt)| rt), metrics);
+    let mut next_counters = RouteCounters::with_link(link);
     let mut next = HashMap::with_capacity(config.upstreams.len());
     let built: Vec<Arc<Upstream>> = config
         .upstreams
@@ -398,6 +402,35 @@ fn build_snapshot(
         routes,
         upstreams: built,
         listeners,
+    }
+}
+
+/// The link to Redis for `config`'s `[rate_limit] shared`: the current one when the
+/// setting stays, else a new one (its task started on `runtime` when running).
+fn shared_link(
+    current: Option<&Arc<crate::ratelimit::SharedLink>>,
+    config: &Config,
+    runtime: Option<&tokio::runtime::Handle>,
+    metrics: &Metrics,
+) -> Option<Arc<crate::ratelimit::SharedLink>> {
+    let Some(settings) = &config.rate_limit else {
+        metrics.rate_limits.set_configured(false);
+        return None;
+    };
+    if let Some(link) = current.filter(|l| l.settings == *settings) {
+        return Some(link.clone());
+    }
+    match crate::ratelimit::SharedLink::new(settings.clone(), metrics.rate_limits.clone()) {
+        Ok(link) => {
+            if let Some(runtime) = runtime {
+                crate::ratelimit::start(&link, runtime);
+            }
+            Some(link)
+        }
+        Err(error) => {
+            tracing::error!(%error, "shared rate limits: cannot use the Redis URL; limits stay per replica");
+            None
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
@@ -20,6 +21,8 @@ pub struct Metrics {
     pub connections: super::ConnectionRegistry,
     /// When the process started, in seconds since the epoch.
     start_time: AtomicI64,
+    /// The shared rate limits' link to Redis.
+    pub rate_limits: Arc<crate::ratelimit::SharedStats>,
 }
 
 impl Metrics {
@@ -82,6 +85,7 @@ impl Metrics {
         }
         self.requests.render(out);
         self.connections.render(out);
+        self.rate_limits.render(out);
         render_process(self.start_time.load(Ordering::Relaxed), out);
     }
 }

@@ -2,17 +2,21 @@
 //! route) held to `requests` per `per` with `burst` extra, as nginx's `limit_req` with
 //! `burst` and `nodelay`: past it `429` at once. The bucket is GCRA's (one "theoretical
 //! arrival time" per key, no timer): lock-free for `global`, sharded maps for the
-//! others, bounded in size (idle keys are the first to go; they hold nothing).
+//! others, bounded in size (idle keys are the first to go; they hold nothing). With
+//! `[rate_limit] shared`, the same GCRA runs on each key's time as Redis holds it for
+//! every replica (`crate::ratelimit`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::header::HeaderName;
 use http::HeaderMap;
+
+use crate::ratelimit::{stable_hash, OnError, SharedLink};
 
 /// What a route's requests are counted by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +65,46 @@ pub struct Limiter {
     global: AtomicU64,
     shards: Box<[Mutex<HashMap<u128, u64>>]>,
     hasher: RandomState,
+    /// The shared counts, with `[rate_limit] shared`.
+    shared: Option<SharedPart>,
+}
+
+/// A route limiter's view of the shared counts.
+#[derive(Debug)]
+struct SharedPart {
+    link: Arc<SharedLink>,
+    /// This route's keys in Redis start with it: the same on every replica with the
+    /// same route and policy.
+    prefix: String,
+    shards: Box<[Mutex<SharedShard>]>,
+}
+
+#[derive(Debug, Default)]
+struct SharedShard {
+    entries: HashMap<u128, Entry>,
+    /// Keys with admitted requests not yet sent.
+    dirty: Vec<u128>,
+}
+
+/// One key as this replica knows it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    /// The key's shared time as Redis last told it (nanoseconds since `epoch`).
+    shared_tat: u64,
+    /// Admitted here and not yet sent.
+    pending: u32,
+    /// Sent, the answer not yet back.
+    in_flight: u32,
+    dirty: bool,
+}
+
+/// What one tick sends for a route: its keys' counts admitted since the last one.
+#[derive(Debug)]
+pub struct Batch {
+    pub prefix: String,
+    /// The route's interval between two requests, in microseconds.
+    pub interval_us: u64,
+    pub keys: Vec<(u128, u32)>,
 }
 
 impl Limiter {
@@ -79,7 +123,28 @@ impl Limiter {
             global: AtomicU64::new(0),
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            shared: None,
         }
+    }
+
+    /// A limiter whose counts are shared through `link` by every replica with route
+    /// `label` and this policy.
+    pub fn shared(policy: RateLimit, label: &str, link: &Arc<SharedLink>) -> Arc<Self> {
+        let identity = format!("{label}\n{policy:?}");
+        let mut limiter = Self::new(policy);
+        limiter.shared = Some(SharedPart {
+            link: link.clone(),
+            prefix: format!("gw:rl:{:016x}:", stable_hash(identity.as_bytes())),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        });
+        let limiter = Arc::new(limiter);
+        link.register(&limiter);
+        limiter
+    }
+
+    /// The link this limiter shares through, if any.
+    pub fn link(&self) -> Option<&Arc<SharedLink>> {
+        self.shared.as_ref().map(|s| &s.link)
     }
 
     pub fn policy(&self) -> &RateLimit {
@@ -93,13 +158,121 @@ impl Limiter {
     }
 
     fn check_at(&self, client: Option<IpAddr>, headers: &HeaderMap, now: u64) -> Decision {
+        let Some(shared) = &self.shared else {
+            return self.check_local(client, headers, now);
+        };
+        let on_error = shared.link.settings.on_error;
+        // With on_error = "local" the local counts are kept warm for the fallback.
+        let local = (on_error == OnError::Local).then(|| self.check_local(client, headers, now));
+        if shared.link.is_up() {
+            return self.check_shared(shared, self.stable_key(client, headers), now);
+        }
+        match (on_error, local) {
+            (OnError::Allow, _) => Decision::Pass,
+            (OnError::Deny, _) => Decision::Limited {
+                retry_after: self.policy.per,
+            },
+            (OnError::Local, local) => local.unwrap_or(Decision::Pass),
+        }
+    }
+
+    /// The key as every replica names it.
+    fn stable_key(&self, client: Option<IpAddr>, headers: &HeaderMap) -> u128 {
+        match &self.policy.key {
+            RateKey::Global => 0,
+            RateKey::ClientIp => address_key(client),
+            RateKey::Header(name) => {
+                let value = headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+                u128::from(stable_hash(value)) | (1 << 127)
+            }
+        }
+    }
+
+    /// GCRA on the key's shared time plus what this replica admitted since it heard it.
+    fn check_shared(&self, shared: &SharedPart, key: u128, now: u64) -> Decision {
+        let i = self.hasher.hash_one(key) as usize % shared.shards.len().max(1);
+        let Some(shard) = shared.shards.get(i) else {
+            return Decision::Pass;
+        };
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if shard.entries.len() >= MAX_KEYS / SHARDS && !shard.entries.contains_key(&key) {
+            shard
+                .entries
+                .retain(|_, e| e.dirty || e.in_flight > 0 || e.shared_tat > now);
+            if shard.entries.len() >= MAX_KEYS / SHARDS * 3 / 4 {
+                shard.entries.retain(|_, e| e.dirty || e.in_flight > 0);
+            }
+        }
+        let entry = shard.entries.entry(key).or_default();
+        let unsent = u64::from(entry.pending) + u64::from(entry.in_flight);
+        let tat = entry
+            .shared_tat
+            .max(now)
+            .saturating_add(unsent.saturating_mul(self.interval));
+        let (decision, _) = self.step(tat, now);
+        if decision == Decision::Pass {
+            entry.pending = entry.pending.saturating_add(1);
+            if !entry.dirty {
+                entry.dirty = true;
+                shard.dirty.push(key);
+            }
+        }
+        decision
+    }
+
+    /// Takes the counts to send (`None`: nothing admitted since the last tick).
+    pub fn take_batch(&self) -> Option<Batch> {
+        let shared = self.shared.as_ref()?;
+        let mut keys = Vec::new();
+        for shard in shared.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let dirty = std::mem::take(&mut shard.dirty);
+            for key in dirty {
+                if let Some(e) = shard.entries.get_mut(&key) {
+                    keys.push((key, e.pending));
+                    e.in_flight = e.in_flight.saturating_add(e.pending);
+                    e.pending = 0;
+                    e.dirty = false;
+                }
+            }
+        }
+        (!keys.is_empty()).then(|| Batch {
+            prefix: shared.prefix.clone(),
+            interval_us: (self.interval / 1000).max(1),
+            keys,
+        })
+    }
+
+    /// Applies Redis's answer to a batch: each key's shared time, as microseconds ahead
+    /// of Redis's clock when it answered (`None`: the call failed; the counts are
+    /// dropped, as the fallback counted them).
+    pub fn apply(&self, batch: &Batch, ahead_us: Option<&[i64]>) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        for (i, &(key, sent)) in batch.keys.iter().enumerate() {
+            let s = self.hasher.hash_one(key) as usize % shared.shards.len().max(1);
+            let Some(shard) = shared.shards.get(s) else {
+                continue;
+            };
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = shard.entries.get_mut(&key) {
+                e.in_flight = e.in_flight.saturating_sub(sent);
+                if let Some(&ahead) = ahead_us.and_then(|a| a.get(i)) {
+                    let ahead = u64::try_from(ahead.max(0))
+                        .unwrap_or(0)
+                        .saturating_mul(1000);
+                    e.shared_tat = now.saturating_add(ahead);
+                }
+            }
+        }
+    }
+
+    fn check_local(&self, client: Option<IpAddr>, headers: &HeaderMap, now: u64) -> Decision {
         let key = match &self.policy.key {
             RateKey::Global => return self.check_global(now),
-            RateKey::ClientIp => match client.map(crate::cidr::canonical) {
-                Some(IpAddr::V4(v4)) => u128::from(u32::from(v4)),
-                Some(IpAddr::V6(v6)) => u128::from(v6),
-                None => 0,
-            },
+            RateKey::ClientIp => address_key(client),
             RateKey::Header(name) => {
                 let value = headers.get(name).map_or(&b""[..], |v| v.as_bytes());
                 // Keys apart from addresses: the top bit set.
@@ -147,12 +320,21 @@ impl Limiter {
         (Decision::Pass, start.saturating_add(self.interval))
     }
 
-    /// Keys tracked now (for tests and bounds).
+    /// Keys tracked now, locally (for tests and bounds).
     pub fn keys(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
             .sum()
+    }
+}
+
+/// A client address as a key (an IPv4-mapped IPv6 address is the IPv4 one).
+fn address_key(client: Option<IpAddr>) -> u128 {
+    match client.map(crate::cidr::canonical) {
+        Some(IpAddr::V4(v4)) => u128::from(u32::from(v4)),
+        Some(IpAddr::V6(v6)) => u128::from(v6),
+        None => 0,
     }
 }
 

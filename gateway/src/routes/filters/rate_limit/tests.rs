@@ -149,3 +149,78 @@ fn global_is_exact_across_threads() {
         "the first and 99 of burst at one instant"
     );
 }
+
+#[test]
+fn without_redis_on_error_decides() {
+    use crate::ratelimit::{OnError, Shared, SharedLink};
+    let policy = RateLimit {
+        requests: 1,
+        per: Duration::from_secs(1),
+        burst: 0,
+        key: RateKey::ClientIp,
+    };
+    let h = HeaderMap::new();
+    let decide = |on_error| {
+        let settings = Shared {
+            url: "redis://127.0.0.1:1".into(),
+            timeout: Duration::from_millis(5),
+            on_error,
+        };
+        let link = SharedLink::new(settings, std::sync::Arc::default()).unwrap();
+        let l = Limiter::shared(policy.clone(), "/a", &link);
+        link.record(false);
+        (0..3)
+            .map(|_| l.check_at(ip("192.0.2.1"), &h, 0) == Decision::Pass)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        decide(OnError::Local),
+        [true, false, false],
+        "the replica's own limit"
+    );
+    assert_eq!(decide(OnError::Allow), [true, true, true]);
+    assert_eq!(decide(OnError::Deny), [false, false, false]);
+}
+
+#[test]
+fn shared_counts_wait_for_redis_and_follow_its_answer() {
+    use crate::ratelimit::{OnError, Shared, SharedLink};
+    let settings = Shared {
+        url: "redis://127.0.0.1:1".into(),
+        timeout: Duration::from_millis(5),
+        on_error: OnError::Local,
+    };
+    let link = SharedLink::new(settings, std::sync::Arc::default()).unwrap();
+    let l = Limiter::shared(
+        RateLimit {
+            requests: 10,
+            per: Duration::from_secs(1),
+            burst: 1,
+            key: RateKey::Global,
+        },
+        "/a",
+        &link,
+    );
+    let h = HeaderMap::new();
+    // Two at once pass (1 + burst), the third waits for time or Redis.
+    assert_eq!(l.check_at(None, &h, 0), Decision::Pass);
+    assert_eq!(l.check_at(None, &h, 0), Decision::Pass);
+    assert_ne!(l.check_at(None, &h, 0), Decision::Pass);
+    let batch = l.take_batch().expect("counts to send");
+    assert_eq!(batch.keys, [(0, 2)]);
+    assert_eq!(batch.interval_us, 100_000);
+    assert!(batch.prefix.starts_with("gw:rl:"));
+    assert!(l.take_batch().is_none(), "sent once");
+    // Redis says the key is 2 s ahead (the other replicas were busy): refused for
+    // now, whatever this replica counted.
+    l.apply(&batch, Some(&[2_000_000]));
+    let now = u64::try_from(l.epoch.elapsed().as_nanos()).unwrap();
+    assert!(matches!(
+        l.check_at(None, &h, now),
+        Decision::Limited { retry_after } if retry_after > Duration::from_millis(1800)
+    ));
+    // The same route and policy on another replica uses the same Redis keys.
+    let other = Limiter::shared(l.policy().clone(), "/a", &link);
+    assert_eq!(other.check_at(None, &h, 0), Decision::Pass);
+    assert_eq!(other.take_batch().unwrap().prefix, batch.prefix);
+}
