@@ -278,6 +278,10 @@ VARIANTS = [
         ("gw-origin", "requests with an Origin header, route without CORS"),
         ("gw-cors", "the same requests on a CORS route allowing that Origin"),
     ]),
+    ("12. rate limits that never trip (scenario 1 load)", "s1", "gateway", [
+        ("gw-ratelimit", "rate_limit per replica (client_ip)"),
+        ("gw-ratelimit-shared", "rate_limit shared through Redis on loopback"),
+    ]),
 ]
 
 
@@ -349,6 +353,7 @@ def table(path):
                 continue
             rate = mean("rate", scenario, proxy)
             hwm = mean("hwm_kib", scenario, proxy)
+            p99 = mean("p99", scenario, proxy)
             delta = ""
             if base and proxy != base_proxy:
                 of = "the row above's"
@@ -356,7 +361,7 @@ def table(path):
                     of = "gzip's" if scenario == "s10" else f"scenario {scenario[1:]}'s"
                 delta = f" ({(cpu / base - 1) * 100:+.1f}% vs {of} {base:,.1f})"
             print(f"| {label if i == 0 else ''} | {name}: CPU µs/{unit} | {cpu:,.1f}{spread('cpu_us', scenario, proxy)}"
-                  f"{delta}; {rate:,.0f} {unit}/s; peak RSS {hwm / 1024:.1f} MiB | | |")
+                  f"{delta}; {rate:,.0f} {unit}/s; p99 {p99:.2f} ms; peak RSS {hwm / 1024:.1f} MiB | | |")
 
     bad = [r for r in runs if r.get("errors")]
     if bad:

@@ -32,6 +32,10 @@
 #  11. the gateway with route filters under load 1: request_headers + response_headers,
 #      and a CORS route with requests from an allowed Origin (the same Origin sent to
 #      scenario 1's route, which has no CORS, is the variant it is measured against)
+#  12. the gateway with a rate limit on the route that never trips, under load 1: per
+#      replica, and shared through a redis-server on loopback ([rate_limit] shared)
+#
+# S1_VARIANTS="gw-..." runs only those gateway variants in scenario 1 (default: all).
 #
 # CPU µs per request is the proxy's utime+stime over a run (/proc/PID/stat; nginx: master
 # + worker) divided by the requests completed. The load generator shares the CPUs with the
@@ -51,11 +55,12 @@ HTTPS_PORT=18443
 HTTP_PORT=18080
 ADMIN_PORT=19090
 HELLO_PORTS=(19001 19002 19003)
+REDIS_PORT=19379
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 for tool in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client openssl:openssl \
-  curl:curl python3:python3 cmake:cmake top:procps; do
+  curl:curl python3:python3 cmake:cmake top:procps redis-server:redis-server; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -113,12 +118,15 @@ done
 for port in "${HELLO_PORTS[@]}"; do
   for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
 done
+# The shared rate limit's Redis (scenario 12), no persistence.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+pids+=($!)
 
 # --- the proxies ------------------------------------------------------------------------
 
 # gateway_config VARIANT CERT_DIR: gateway.toml for the baseline or one of the variants.
 gateway_config() {
-  local variant=$1 cert=$2 admin="" health="" routes="" fields="" servers
+  local variant=$1 cert=$2 admin="" health="" routes="" fields="" servers shared=""
   servers=$(printf '"127.0.0.1:%s", ' "${HELLO_PORTS[@]}")
   case $variant in
     gw-routes1000)
@@ -132,9 +140,15 @@ gateway_config() {
     gw-headers) fields='request_headers = { set = { "x-env" = "prod" }, add = { "x-tag" = "a" }, remove = ["x-debug"] }
 response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-powered-by"] }' ;;
     gw-cors) fields='cors = { allow_origins = ["https://app.example.com"], allow_methods = ["GET", "POST"], expose_headers = ["x-request-id"] }' ;;
+    gw-ratelimit) fields='rate_limit = { requests = 10000000 }' ;;
+    gw-ratelimit-shared) fields='rate_limit = { requests = 10000000 }'
+      shared="[rate_limit]
+shared = { redis = \"redis://127.0.0.1:$REDIS_PORT\" }" ;;
   esac
   case $variant in gw-prod | gw-admin) admin="[admin]
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
+  admin+="
+$shared"
   case $variant in gw-prod | gw-health) health='health = { path = "/healthz", interval = "1s" }' ;; esac
   py render "$bench/gateway.toml.tmpl" WORKERS=$workers HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
     SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields"
@@ -287,8 +301,10 @@ busy_before=$(top -b -n 2 -d 1 -w 200 | awk '/^top -/ { n++; p = 0 } p && $9 + 0
 echo "compare.sh: $ROUNDS rounds ($S1_ROUNDS for scenario 1) of ${DURATION}s runs, results in $results" >&2
 
 both=(gateway nginx haproxy)
-scenario s1 "$S1_ROUNDS" "$work/ecdsa" "${both[@]}" gw-routes1000 gw-servers100 \
-  gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health gw-headers gw-origin gw-cors
+s1_variants=(gw-routes1000 gw-servers100 gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health
+  gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared)
+[ -z "${S1_VARIANTS:-}" ] || read -r -a s1_variants <<<"$S1_VARIANTS"
+scenario s1 "$S1_ROUNDS" "$work/ecdsa" "${both[@]}" "${s1_variants[@]}"
 scenario s2 "$ROUNDS" "$work/ecdsa" "${both[@]}"
 scenario s3e "$ROUNDS" "$work/ecdsa" "${both[@]}"
 scenario s3r "$ROUNDS" "$work/rsa" "${both[@]}"

@@ -11,20 +11,22 @@ use crate::routes::filters::rate_limit::Batch;
 /// Most keys in one script call (a pipeline carries several when more are busy).
 const KEYS_PER_CALL: usize = 512;
 
-/// Adds each key's admitted count to its GCRA time (Redis's clock, so no replica's
-/// clock matters) and answers how far ahead of now each time is, in microseconds.
-/// ARGV: the interval in microseconds, then one count per key.
+/// Adds each key's admitted count to its GCRA time, as requests spread over the span
+/// before the call in which the replica admitted them (Redis's clock, so no replica's
+/// clock matters), and answers how far ahead of now each time is, in microseconds.
+/// ARGV: the interval in microseconds, then per key its count and span in microseconds.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local out = {}
 for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[2 * i])
+  local span = tonumber(ARGV[2 * i + 1])
   local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local n = tonumber(ARGV[i + 1])
-  if n > 0 then
-    tat = tat + n * interval
+  if tat < now - span then tat = now - span end
+  tat = tat + n * interval
+  if tat > now then
     redis.call('SET', key, tat, 'PX', math.floor((tat - now) / 1000) + 1000)
   end
   out[i] = tat - now
@@ -101,12 +103,12 @@ async fn call(
         calls_per_batch.push(chunks.len());
         for chunk in batch.keys.chunks(KEYS_PER_CALL) {
             let cmd = pipe.cmd("EVAL").arg(SCRIPT).arg(chunk.len());
-            for (key, _) in chunk {
+            for (key, _, _) in chunk {
                 cmd.arg(format!("{}{key:032x}", batch.prefix));
             }
             cmd.arg(batch.interval_us);
-            for (_, n) in chunk {
-                cmd.arg(*n);
+            for (_, n, span_us) in chunk {
+                cmd.arg(*n).arg(*span_us);
             }
         }
     }

@@ -89,12 +89,13 @@ struct SharedShard {
 /// One key as this replica knows it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
-    /// The key's shared time as Redis last told it (nanoseconds since `epoch`).
-    shared_tat: u64,
+    /// The key's GCRA time (nanoseconds since `epoch`): Redis's at its last answer,
+    /// moved on by every request admitted here since.
+    tat: u64,
     /// Admitted here and not yet sent.
     pending: u32,
-    /// Sent, the answer not yet back.
-    in_flight: u32,
+    /// When the first of them was admitted (they were spread from then to the send).
+    first_at: u64,
     dirty: bool,
 }
 
@@ -104,7 +105,8 @@ pub struct Batch {
     pub prefix: String,
     /// The route's interval between two requests, in microseconds.
     pub interval_us: u64,
-    pub keys: Vec<(u128, u32)>,
+    /// Per key: the count admitted and over how many microseconds before the send.
+    pub keys: Vec<(u128, u32, u64)>,
 }
 
 impl Limiter {
@@ -196,21 +198,18 @@ impl Limiter {
         };
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         if shard.entries.len() >= MAX_KEYS / SHARDS && !shard.entries.contains_key(&key) {
-            shard
-                .entries
-                .retain(|_, e| e.dirty || e.in_flight > 0 || e.shared_tat > now);
+            shard.entries.retain(|_, e| e.dirty || e.tat > now);
             if shard.entries.len() >= MAX_KEYS / SHARDS * 3 / 4 {
-                shard.entries.retain(|_, e| e.dirty || e.in_flight > 0);
+                shard.entries.retain(|_, e| e.dirty);
             }
         }
         let entry = shard.entries.entry(key).or_default();
-        let unsent = u64::from(entry.pending) + u64::from(entry.in_flight);
-        let tat = entry
-            .shared_tat
-            .max(now)
-            .saturating_add(unsent.saturating_mul(self.interval));
-        let (decision, _) = self.step(tat, now);
+        let (decision, next) = self.step(entry.tat, now);
         if decision == Decision::Pass {
+            entry.tat = next;
+            if entry.pending == 0 {
+                entry.first_at = now;
+            }
             entry.pending = entry.pending.saturating_add(1);
             if !entry.dirty {
                 entry.dirty = true;
@@ -223,14 +222,15 @@ impl Limiter {
     /// Takes the counts to send (`None`: nothing admitted since the last tick).
     pub fn take_batch(&self) -> Option<Batch> {
         let shared = self.shared.as_ref()?;
+        let now = self.now();
         let mut keys = Vec::new();
         for shard in shared.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let dirty = std::mem::take(&mut shard.dirty);
             for key in dirty {
                 if let Some(e) = shard.entries.get_mut(&key) {
-                    keys.push((key, e.pending));
-                    e.in_flight = e.in_flight.saturating_add(e.pending);
+                    let span_us = now.saturating_sub(e.first_at) / 1000;
+                    keys.push((key, e.pending, span_us));
                     e.pending = 0;
                     e.dirty = false;
                 }
@@ -245,28 +245,32 @@ impl Limiter {
 
     /// Applies Redis's answer to a batch: each key's shared time, as microseconds ahead
     /// of Redis's clock when it answered (`None`: the call failed; the counts are
-    /// dropped, as the fallback counted them).
+    /// dropped, as the fallback counted them). The key's time becomes the later of
+    /// this replica's and Redis's plus what was admitted here since the send.
     pub fn apply(&self, batch: &Batch, ahead_us: Option<&[i64]>) {
-        let Some(shared) = &self.shared else {
+        let (Some(shared), Some(ahead_us)) = (&self.shared, ahead_us) else {
             return;
         };
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        for (i, &(key, sent)) in batch.keys.iter().enumerate() {
+        let now = self.now();
+        for (&(key, _, _), &ahead) in batch.keys.iter().zip(ahead_us) {
             let s = self.hasher.hash_one(key) as usize % shared.shards.len().max(1);
             let Some(shard) = shared.shards.get(s) else {
                 continue;
             };
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = shard.entries.get_mut(&key) {
-                e.in_flight = e.in_flight.saturating_sub(sent);
-                if let Some(&ahead) = ahead_us.and_then(|a| a.get(i)) {
-                    let ahead = u64::try_from(ahead.max(0))
-                        .unwrap_or(0)
-                        .saturating_mul(1000);
-                    e.shared_tat = now.saturating_add(ahead);
-                }
+                let ahead = u64::try_from(ahead.max(0))
+                    .unwrap_or(0)
+                    .saturating_mul(1000);
+                let since = u64::from(e.pending).saturating_mul(self.interval);
+                let shared_tat = now.saturating_add(ahead).saturating_add(since);
+                e.tat = e.tat.max(shared_tat);
             }
         }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn check_local(&self, client: Option<IpAddr>, headers: &HeaderMap, now: u64) -> Decision {

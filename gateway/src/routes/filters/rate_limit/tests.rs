@@ -207,7 +207,12 @@ fn shared_counts_wait_for_redis_and_follow_its_answer() {
     assert_eq!(l.check_at(None, &h, 0), Decision::Pass);
     assert_ne!(l.check_at(None, &h, 0), Decision::Pass);
     let batch = l.take_batch().expect("counts to send");
-    assert_eq!(batch.keys, [(0, 2)]);
+    assert_eq!(batch.keys.len(), 1);
+    assert_eq!(
+        (batch.keys[0].0, batch.keys[0].1),
+        (0, 2),
+        "global's key, two admitted"
+    );
     assert_eq!(batch.interval_us, 100_000);
     assert!(batch.prefix.starts_with("gw:rl:"));
     assert!(l.take_batch().is_none(), "sent once");
@@ -223,4 +228,34 @@ fn shared_counts_wait_for_redis_and_follow_its_answer() {
     let other = Limiter::shared(l.policy().clone(), "/a", &link);
     assert_eq!(other.check_at(None, &h, 0), Decision::Pass);
     assert_eq!(other.take_batch().unwrap().prefix, batch.prefix);
+}
+
+#[test]
+fn a_busy_shared_key_far_under_its_rate_is_never_refused() {
+    use crate::ratelimit::{OnError, Shared, SharedLink};
+    let settings = Shared {
+        url: "redis://127.0.0.1:1".into(),
+        timeout: Duration::from_millis(5),
+        on_error: OnError::Local,
+    };
+    let link = SharedLink::new(settings, std::sync::Arc::default()).unwrap();
+    let policy = RateLimit {
+        requests: 10_000_000,
+        per: Duration::from_secs(1),
+        burst: 0,
+        key: RateKey::ClientIp,
+    };
+    let l = Limiter::shared(policy, "/a", &link);
+    let h = HeaderMap::new();
+    // 25,000 requests a second against 10,000,000: the admitted ones waiting to be
+    // sent are spread over time, not counted as if at once.
+    for i in 0..1000u64 {
+        assert_eq!(
+            l.check_at(ip("192.0.2.1"), &h, i * 40_000),
+            Decision::Pass,
+            "{i}"
+        );
+    }
+    let batch = l.take_batch().unwrap();
+    assert_eq!(batch.keys[0].1, 1000);
 }
