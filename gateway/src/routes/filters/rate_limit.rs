@@ -246,12 +246,15 @@ impl Limiter {
     /// Applies Redis's answer to a batch: each key's shared time, as microseconds ahead
     /// of Redis's clock when it answered (`None`: the call failed; the counts are
     /// dropped, as the fallback counted them). The key's time becomes the later of
-    /// this replica's and Redis's plus what was admitted here since the send.
+    /// this replica's and Redis's with what was admitted here since the send on top.
     pub fn apply(&self, batch: &Batch, ahead_us: Option<&[i64]>) {
+        self.apply_at(batch, ahead_us, self.now());
+    }
+
+    fn apply_at(&self, batch: &Batch, ahead_us: Option<&[i64]>, now: u64) {
         let (Some(shared), Some(ahead_us)) = (&self.shared, ahead_us) else {
             return;
         };
-        let now = self.now();
         for (&(key, _, _), &ahead) in batch.keys.iter().zip(ahead_us) {
             let s = self.hasher.hash_one(key) as usize % shared.shards.len().max(1);
             let Some(shard) = shared.shards.get(s) else {
@@ -259,12 +262,13 @@ impl Limiter {
             };
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = shard.entries.get_mut(&key) {
-                let ahead = u64::try_from(ahead.max(0))
-                    .unwrap_or(0)
-                    .saturating_mul(1000);
-                let since = u64::from(e.pending).saturating_mul(self.interval);
-                let shared_tat = now.saturating_add(ahead).saturating_add(since);
-                e.tat = e.tat.max(shared_tat);
+                // Redis's time may be behind now (the key is idle there): then this
+                // replica's own count stands.
+                let since = u128::from(e.pending) * u128::from(self.interval);
+                let shared = i128::from(now) + i128::from(ahead) * 1000 + since as i128;
+                if let Ok(shared) = u64::try_from(shared) {
+                    e.tat = e.tat.max(shared);
+                }
             }
         }
     }

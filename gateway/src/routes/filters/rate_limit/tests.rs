@@ -258,4 +258,28 @@ fn a_busy_shared_key_far_under_its_rate_is_never_refused() {
     }
     let batch = l.take_batch().unwrap();
     assert_eq!(batch.keys[0].1, 1000);
+    // 100 more admitted while the call was out; then Redis answers that the key's time
+    // is behind its clock (it spreads a batch over its span): this replica's own
+    // time stands, and the next requests pass.
+    for i in 1000..1100u64 {
+        assert_eq!(l.check_at(ip("192.0.2.1"), &h, i * 40_000), Decision::Pass);
+    }
+    let tat = |l: &Limiter| {
+        let shared = l.shared.as_ref().unwrap();
+        shared
+            .shards
+            .iter()
+            .find_map(|s| s.lock().unwrap().entries.values().next().map(|e| e.tat))
+    };
+    let before = tat(&l);
+    l.apply_at(&batch, Some(&[-39_900]), 1100 * 40_000);
+    assert_eq!(tat(&l), before);
+    for i in 1100..1200u64 {
+        let at = i * 40_000;
+        assert_eq!(
+            l.check_at(ip("192.0.2.1"), &h, at),
+            Decision::Pass,
+            "{i} after the answer"
+        );
+    }
 }
