@@ -6,7 +6,7 @@
 mod flushing;
 mod h1;
 mod h2;
-mod proxy_protocol;
+pub mod proxy_protocol;
 mod service;
 
 use std::net::SocketAddr;

@@ -17,7 +17,7 @@ const READ_BUF: usize = 256;
 
 /// What a header says of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
+pub enum Origin {
     /// The client's address and port as the sender saw them.
     Client(SocketAddr),
     /// `LOCAL` (the sender's own health check), `UNKNOWN`, or an address family other
@@ -27,7 +27,7 @@ pub(crate) enum Origin {
 
 /// A header that is not one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Malformed {
+pub enum Malformed {
     #[error("the connection does not start with a PROXY protocol header")]
     NotProxy,
     #[error("the version 1 header has no CRLF within 107 bytes")]
@@ -49,8 +49,8 @@ pub(crate) enum Malformed {
 }
 
 /// How far the bytes so far go.
-#[derive(Debug, PartialEq, Eq)]
-enum Parsed {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
     /// Not enough bytes to decide.
     Incomplete,
     /// A whole header's meaning: it is `len` bytes long (version 2: possibly more than
@@ -58,8 +58,9 @@ enum Parsed {
     Done { len: usize, origin: Origin },
 }
 
-/// Parses the start of a connection.
-fn parse(buf: &[u8]) -> Result<Parsed, Malformed> {
+/// Parses the start of a connection (at least one byte of it: the reader never asks
+/// about none).
+pub fn parse(buf: &[u8]) -> Result<Parsed, Malformed> {
     let v2_prefix = buf.len().min(V2_SIGNATURE.len());
     if buf.get(..v2_prefix) == V2_SIGNATURE.get(..v2_prefix) && !buf.is_empty() {
         return parse_v2(buf);
