@@ -46,6 +46,7 @@ name = "pp"
 listen = "127.0.0.1:{{{{port:pp}}}}"
 proxy_protocol = {{ trusted = ["127.0.0.1/32"] }}
 deny = ["127.0.0.4"]
+header_timeout = "1s"
 
 [[listener]]
 name = "pps"
@@ -138,6 +139,20 @@ upstream = "hello"
     );
     assert_eq!(g.status, "000", "TLS from an untrusted peer");
     assert_eq!(dropped(&gw, "pps", "proxy_protocol_untrusted"), 1.0);
+
+    // Half a header, then nothing: closed after header_timeout (1 s here), counted.
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", pp)).unwrap();
+    slow.write_all(b"PROXY TCP4 192.0.2.9").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        slow.read(&mut byte).unwrap_or(0),
+        0,
+        "closed without an answer"
+    );
+    assert_eq!(dropped(&gw, "pp", "proxy_protocol_timeout"), 1.0);
 }
 
 #[test]
