@@ -4,7 +4,7 @@
 # TLS 1.2 + 1.3, keep-alive upstream pools, no access logs, one worker thread each, two
 # in scenario 9) in front of three hello replicas, all on loopback. One proxy runs at a time; the proxies
 # alternate run by run, for ROUNDS rounds. Installs its tools if missing (Debian), builds
-# in release mode, prints one Markdown table. About 22 minutes on 2 CPUs.
+# in release mode, prints one Markdown table. About 25 minutes on 2 CPUs.
 #
 #   e2e/bench/compare.sh
 #
