@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub(crate) use super::route::{CompressionFile, RateLimitFile, RouteFile};
+pub(crate) use super::route::{CompressionFile, RouteFile};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]

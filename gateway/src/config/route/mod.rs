@@ -7,6 +7,7 @@ mod error;
 mod file;
 mod filters;
 mod matches;
+mod policy;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -15,7 +16,7 @@ use toml::Spanned;
 
 pub(in crate::config) use compression::compression;
 pub use error::RouteError;
-pub(crate) use file::{CompressionFile, RateLimitFile, RouteFile};
+pub(crate) use file::{CompressionFile, RouteFile};
 
 use super::error::ConfigError;
 use super::model::{HostMatch, Route, RouteRule, Upstream};
@@ -82,7 +83,7 @@ pub(in crate::config) fn routes(
         let rewrite = filters::rewrite(c, &r.rewrite, &route_path);
         let redirect = filters::redirect(c, &r.redirect, &route_path);
         let cors = cors::cors(c, &r.cors);
-        let edge = super::edge::route(c, &r);
+        let edge = policy::route(c, &r);
         let (
             Some(hosts),
             Some(path),
