@@ -202,7 +202,6 @@ mod tests {
     use super::parse_size;
     use crate::config::tests::errors;
     use crate::config::{from_str, Edge};
-    use crate::routes::filters::rate_limit::RateKey;
 
     const ROUTE: &str =
         "\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n[[route]]\nupstream = \"u\"\n";
