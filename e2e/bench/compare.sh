@@ -147,11 +147,9 @@ shared = { redis = \"redis://127.0.0.1:$REDIS_PORT\" }" ;;
   esac
   case $variant in gw-prod | gw-admin) admin="[admin]
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
-  admin+="
-$shared"
   case $variant in gw-prod | gw-health) health='health = { path = "/healthz", interval = "1s" }' ;; esac
   py render "$bench/gateway.toml.tmpl" WORKERS=$workers HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
-    SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields"
+    SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields" RATE_LIMIT="$shared"
 }
 
 # start PROXY CERT_DIR: starts it and waits until both listeners answer.

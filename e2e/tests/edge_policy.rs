@@ -392,3 +392,72 @@ upstream = "hello"
         "the key's count was kept across the reload"
     );
 }
+
+#[test]
+fn rate_limits_and_max_in_flight_refuse_over_https_on_http1_and_http2() {
+    let certs = Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let hello = Hello::spawn("a");
+    let gw = Gateway::start(&format!(
+        r#"
+[[listener]]
+name = "https"
+listen = "127.0.0.1:{{{{port:https}}}}"
+tls = {{ certs = ["{tls}"] }}
+
+[upstream.hello]
+servers = ["{hello}"]
+
+[[route]]
+path_prefix = "/limited"
+rate_limit = {{ requests = 1, per = "1m" }}
+upstream = "hello"
+
+[[route]]
+path_prefix = "/slow"
+max_in_flight = 1
+upstream = "hello"
+"#,
+        tls = tls.display(),
+        hello = hello.addr,
+    ));
+    let port = gw.port("https");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    // One client address per protocol: each gets its one request a minute, then 429.
+    for (proto, from) in [("--http1.1", "127.0.0.5"), ("--http2", "127.0.0.6")] {
+        let args = ["--resolve", &resolve, proto, "-D", "-"];
+        let first = curl(from, &url("/limited"), &args);
+        assert_eq!(first.status, "200", "{proto}: {}", first.body);
+        let second = curl(from, &url("/limited"), &args);
+        assert_eq!(second.status, "429", "{proto}: {}", second.body);
+        let head = second.body.to_ascii_lowercase();
+        assert!(head.contains("retry-after: "), "{proto}: {head}");
+        assert!(
+            head.contains("ratelimit-policy: \"default\";q=1;w=60"),
+            "{proto}: {head}"
+        );
+        assert!(
+            second.body.ends_with(r#"{"error":"too many requests"}"#),
+            "{proto}"
+        );
+    }
+    // One slow request holds the route's only slot: the next is refused on either protocol.
+    let before = hello.requests();
+    let slow = curl_command(
+        "127.0.0.1",
+        &url("/slow?delay_ms=3000"),
+        &["--resolve", &resolve, "--http1.1"],
+    )
+    .spawn()
+    .expect("spawn curl");
+    wait_until(Duration::from_secs(10), "the slow request at hello", || {
+        (hello.requests() > before).then_some(())
+    });
+    for proto in ["--http1.1", "--http2"] {
+        let g = curl("127.0.0.1", &url("/slow"), &["--resolve", &resolve, proto]);
+        assert_eq!(g.status, "503", "{proto}: {}", g.body);
+        assert_eq!(g.body, r#"{"error":"service unavailable"}"#, "{proto}");
+    }
+    assert_eq!(curled(slow.wait_with_output().expect("curl")).status, "200");
+}

@@ -83,10 +83,12 @@ impl LiveClientAuth {
         let certs = self.source.certs()?;
         certs.client_auth().map(|c| c.verifier.clone())
     }
-}
 
-fn not_asked() -> rustls::Error {
-    rustls::Error::General("client certificates are not asked for".into())
+    /// The verifier of now, for a certificate a client sent (only when asked for).
+    fn asked(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.current()
+            .ok_or_else(|| rustls::Error::General("client certificates are not asked for".into()))
+    }
 }
 
 impl ClientCertVerifier for LiveClientAuth {
@@ -110,8 +112,7 @@ impl ClientCertVerifier for LiveClientAuth {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current()
-            .ok_or_else(not_asked)?
+        self.asked()?
             .verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -121,9 +122,7 @@ impl ClientCertVerifier for LiveClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()
-            .ok_or_else(not_asked)?
-            .verify_tls12_signature(message, cert, dss)
+        self.asked()?.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -132,9 +131,7 @@ impl ClientCertVerifier for LiveClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current()
-            .ok_or_else(not_asked)?
-            .verify_tls13_signature(message, cert, dss)
+        self.asked()?.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
