@@ -119,6 +119,29 @@ pub(crate) struct UpstreamFile {
     pub(crate) read_timeout: Option<Spanned<String>>,
     pub(crate) write_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,
+    pub(crate) protocol: Option<Spanned<ProtocolFile>>,
+    pub(crate) tls: Option<Spanned<UpstreamTlsFile>>,
+    pub(crate) max_streams: Option<Spanned<u32>>,
+}
+
+/// `protocol = "..."`: how the gateway talks to the backends.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ProtocolFile {
+    Http1,
+    H2c,
+    H2,
+    Auto,
+}
+
+/// `tls = { ca, server_name, client_cert, insecure_skip_verify }` of an upstream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamTlsFile {
+    pub(crate) ca: Option<Spanned<String>>,
+    pub(crate) server_name: Option<Spanned<String>>,
+    pub(crate) client_cert: Option<Spanned<String>>,
+    pub(crate) insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 /// `balance = "..."`.
@@ -158,4 +181,6 @@ pub(crate) struct HealthFile {
     pub(crate) healthy_after: Option<Spanned<u32>>,
     pub(crate) unhealthy_after: Option<Spanned<u32>>,
     pub(crate) cooldown: Option<Spanned<String>>,
+    pub(crate) grpc: Option<Spanned<bool>>,
+    pub(crate) service: Option<Spanned<String>>,
 }

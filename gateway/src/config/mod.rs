@@ -9,6 +9,7 @@ mod model;
 mod rate_limit;
 mod route;
 mod upstream;
+mod upstream_tls;
 mod validate;
 
 use std::path::Path;

@@ -28,6 +28,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Upstream defaults (`[upstream.NAME]`).
 pub const DEFAULT_RETRIES: u32 = 2;
+/// HTTP/2 streams per backend connection (nginx's `http2_max_concurrent_streams`).
+pub const DEFAULT_MAX_STREAMS: u32 = 100;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -223,6 +225,48 @@ pub struct Upstream {
     /// response byte.
     pub retries: u32,
     pub timeouts: Timeouts,
+    pub protocol: Protocol,
+    /// TLS to the backends (`tls = {...}`, or implied by `h2` and `auto`).
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2: streams per backend connection before another connection is opened.
+    pub max_streams: u32,
+}
+
+/// How the gateway talks to an upstream's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (over TLS when the upstream has `tls`).
+    Http1,
+    /// HTTP/2 with prior knowledge, without TLS.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2,
+    /// TLS offering ALPN `h2` then `http/1.1`: HTTP/2 when the backend picks it.
+    Auto,
+}
+
+/// TLS to an upstream's backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    /// The directory whose `ca.crt` verifies the backends; `None`: the system's roots.
+    pub ca: Option<CertDir>,
+    /// The name the backends' certificates are verified against (and sent as SNI).
+    pub server_name: UpstreamServerName,
+    /// A directory with `tls.crt`/`tls.key` presented to backends that ask for one.
+    pub client_cert: Option<CertDir>,
+    /// Certificates are not verified (logged as a WARN at every load).
+    pub insecure_skip_verify: bool,
+    /// The `tls` table (or `protocol`) in the config.
+    pub at: Location,
+}
+
+/// The name an upstream's backends are verified against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamServerName {
+    /// `server_name`, or the servers' host name.
+    Name(String),
+    /// Servers given as IP addresses: each backend's address (its certificate's IP SAN).
+    BackendIp,
 }
 
 /// Where an upstream's backends come from.
@@ -289,6 +333,9 @@ pub struct ActiveHealth {
     pub timeout: Duration,
     pub healthy_after: u32,
     pub unhealthy_after: u32,
+    /// `grpc = true`: `grpc.health.v1.Health/Check` for this service name instead of
+    /// `GET path`.
+    pub grpc: Option<String>,
 }
 
 /// Passive ejection: after `unhealthy_after` failed connects in a row a backend gets

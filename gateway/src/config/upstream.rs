@@ -39,8 +39,15 @@ pub(super) fn upstream(
             return None;
         }
     };
+    let speech = super::upstream_tls::speech(c, &raw, &discovery, table_span.clone());
     let balance = balance(c, &raw, table_span)?;
     let (health, passive) = health(c, raw.health.as_ref());
+    if let (Some(grpc), Protocol::Http1) = (raw_grpc_span(&raw), speech.protocol) {
+        let at = c.at(grpc);
+        let reason = "gRPC runs over HTTP/2: set protocol = \"h2c\", \"h2\" or \"auto\"";
+        let field = "health.grpc";
+        c.errors.push(ConfigError::BadValue { at, field, reason });
+    }
     let timeouts = Timeouts {
         connect: opt_duration(c, &raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
         read: opt_duration(c, &raw.read_timeout, DEFAULT_READ_TIMEOUT),
@@ -55,7 +62,16 @@ pub(super) fn upstream(
         passive,
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
         timeouts,
+        protocol: speech.protocol,
+        tls: speech.tls,
+        max_streams: speech.max_streams,
     })
+}
+
+/// Where `health.grpc = true` is, if it is.
+fn raw_grpc_span(raw: &UpstreamFile) -> Option<Range<usize>> {
+    let grpc = raw.health.as_ref()?.get_ref().grpc.as_ref()?;
+    grpc.get_ref().then(|| grpc.span())
 }
 
 fn servers_list(
@@ -224,6 +240,14 @@ fn health(
         timeout: opt_duration(c, &h.timeout, DEFAULT_HEALTH_TIMEOUT),
         healthy_after,
         unhealthy_after,
+        grpc: match h.grpc.as_ref().map(Spanned::get_ref) {
+            Some(true) => Some(
+                h.service
+                    .as_ref()
+                    .map_or_else(String::new, |s| s.get_ref().clone()),
+            ),
+            _ => None,
+        },
     };
     let passive = PassiveHealth {
         unhealthy_after,

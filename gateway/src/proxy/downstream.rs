@@ -162,6 +162,12 @@ pub(crate) trait Downstream {
         trailers: HeaderMap,
     ) -> impl Future<Output = Result<(), DownError>> + Send;
 
+    /// Whether the request is a gRPC call answered over HTTP/2 (the gateway's own
+    /// answers to it are then gRPC statuses).
+    fn grpc(&self) -> bool {
+        false
+    }
+
     /// The status of the response head written, if one was.
     fn status(&self) -> Option<StatusCode>;
 

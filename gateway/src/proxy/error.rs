@@ -23,6 +23,15 @@ pub(crate) enum ProxyError {
     /// `write_timeout`.
     #[error("backend timed out while {0}")]
     BackendTimeout(&'static str),
+    /// The backend's HTTP/2 connection or stream failed.
+    #[error("backend HTTP/2 stream failed while {0}")]
+    H2Backend(&'static str, #[source] h2::Error),
+    /// The request cannot be put into an HTTP/2 request for the backend.
+    #[error("cannot forward the request over HTTP/2: {0}")]
+    BadForBackend(&'static str),
+    /// A gRPC call from an HTTP/1 client (gRPC needs HTTP/2).
+    #[error("gRPC call over HTTP/1")]
+    GrpcOverHttp1,
     /// The route's upgrade tunnel broke.
     #[error("upgraded connection failed")]
     Tunnel(#[source] std::io::Error),
@@ -36,7 +45,9 @@ impl ProxyError {
     pub(crate) fn status(&self) -> u16 {
         match self {
             Self::Client(e) => e.status(),
-            Self::NoBackend | Self::Connect(_) | Self::Backend(..) => 502,
+            Self::NoBackend | Self::Connect(_) | Self::Backend(..) | Self::H2Backend(..) => 502,
+            Self::BadForBackend(_) => 400,
+            Self::GrpcOverHttp1 => 505,
             Self::BackendTimeout(_) => 504,
             Self::Tunnel(_) => 0,
             Self::Compress(_) => 500,
@@ -46,18 +57,40 @@ impl ProxyError {
     /// Whether the request failed through its client alone (logged at DEBUG, so no
     /// client can flood the log); a backend's failure stays a WARN.
     pub(crate) fn is_clients_doing(&self) -> bool {
-        matches!(self, Self::Client(_) | Self::Tunnel(_))
+        matches!(
+            self,
+            Self::Client(_) | Self::Tunnel(_) | Self::GrpcOverHttp1
+        )
     }
 
     /// Whether the backend's connection closed or broke before answering: a request
     /// that can be sent again may go to another backend.
     pub(crate) fn is_backend_connection(&self) -> bool {
-        matches!(self, Self::Backend(_, e) if e.is_connection() && !e.is_timeout())
+        match self {
+            Self::Backend(_, e) => e.is_connection() && !e.is_timeout(),
+            Self::H2Backend(_, e) => e.is_io() || e.is_reset() || e.is_go_away(),
+            _ => false,
+        }
+    }
+
+    /// Whether an HTTP/2 backend said it did not process the request: it refused the
+    /// stream, or the stream was past the last one its `GOAWAY` keeps (RFC 9113 §8.7),
+    /// or the connection was already going away. Any request may be sent again.
+    pub(crate) fn is_refused(&self) -> bool {
+        match self {
+            Self::H2Backend(_, e) => {
+                e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
+            }
+            _ => false,
+        }
     }
 
     /// Whether the backend itself failed (its attempt counts as an `error`).
     pub(crate) fn is_backends_doing(&self) -> bool {
-        matches!(self, Self::Backend(..) | Self::BackendTimeout(_))
+        matches!(
+            self,
+            Self::Backend(..) | Self::H2Backend(..) | Self::BackendTimeout(_)
+        )
     }
 }
 

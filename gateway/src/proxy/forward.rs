@@ -6,32 +6,32 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, CONTENT_LENGTH, HOST};
-use http::{HeaderValue, StatusCode, Version};
+use http::header::{HeaderName, CONTENT_LENGTH};
+use http::{StatusCode, Version};
 use pingora::protocols::Stream;
-use pingora::upstreams::peer::HttpPeer;
 use tokio::time::Instant;
 
 use super::downstream::{Downstream, Reply, Request};
 use super::error::ProxyError;
 use super::filters;
-use super::headers::{self, Hops};
+use super::grpc;
+use super::outgoing::{outgoing, Sources};
 use super::request::hash_key;
-use super::{Client, Gateway, RequestCtx, REQUEST_ID};
+use super::{Client, Gateway, RequestCtx};
+use crate::config::Protocol;
 use crate::config::{Balance, Timeouts};
 use crate::deadline::Deadline;
 use crate::http1::{
     Buffered, ClientConn, HeadLimits, Http1Error, OutBody, OutRequest, ResponseHead,
     MAX_HEADER_SLOTS,
 };
-use crate::ip_text::IpText;
 use crate::routes::filters::compression::Encoder;
 use crate::routes::Exchange;
-use crate::tls::Handshake;
-use crate::upstream::{InFlight, Outcome};
+use crate::upstream::{Backend, H2Conn, InFlight, Lease, Outcome, Upstream};
+use pingora::protocols::ALPN;
 
 /// Backend connections as the codec drives them.
-type Backend = ClientConn<Stream>;
+type BackendConn = ClientConn<Stream>;
 
 /// Limits on a backend's response heads: pingora's (1 MiB, 256 fields), with room for
 /// the fields the gateway adds (request id, HSTS) and a few of the route's
@@ -50,11 +50,11 @@ const REPLAY_LIMIT: usize = 64 * 1024;
 /// The request body pieces sent to the backend, kept to send again on a retry; kept
 /// only when the upstream retries at all.
 #[derive(Default)]
-struct Replay {
+pub(super) struct Replay {
     keep: bool,
-    pieces: Vec<Bytes>,
+    pub(super) pieces: Vec<Bytes>,
     len: usize,
-    truncated: bool,
+    pub(super) truncated: bool,
 }
 
 impl Replay {
@@ -65,7 +65,7 @@ impl Replay {
         }
     }
 
-    fn push(&mut self, piece: &Bytes) {
+    pub(super) fn push(&mut self, piece: &Bytes) {
         if !self.keep || self.truncated {
             return;
         }
@@ -81,16 +81,16 @@ impl Replay {
 
 /// What an exchange reads of its request, whichever backend it goes to.
 #[derive(Clone, Copy)]
-struct Leg<'a> {
+pub(super) struct Leg<'a> {
     /// `X-Forwarded-Proto`.
-    proto: &'static str,
-    req: &'a Request,
-    client: &'a Client,
-    timeouts: &'a Timeouts,
+    pub(super) proto: &'static str,
+    pub(super) req: &'a Request,
+    pub(super) client: &'a Client,
+    pub(super) timeouts: &'a Timeouts,
 }
 
 /// How an exchange ended without error.
-enum Exchanged {
+pub(super) enum Exchanged {
     /// Both messages complete: the connection may serve another request.
     Done,
     /// A `101`: both connections are now the new protocol's.
@@ -112,9 +112,20 @@ impl Gateway {
             return Err(ProxyError::NoBackend);
         };
         let result = match route.targets.get(ctx.target) {
+            // gRPC needs HTTP/2's trailers: an HTTP/1 client's call cannot be carried.
+            Some(_) if req.version != Version::HTTP_2 && grpc::is_grpc(&req.headers) => {
+                Err(ProxyError::GrpcOverHttp1)
+            }
             Some(target) => {
-                self.attempts(down, req, ctx, client, &target.upstream)
-                    .await
+                // A gRPC call's `grpc-timeout` bounds the whole of it.
+                let deadline = down.grpc().then(|| grpc::timeout(&req.headers)).flatten();
+                let attempts = self.attempts(down, req, ctx, client, &target.upstream);
+                match deadline {
+                    Some(deadline) => tokio::time::timeout(deadline, attempts)
+                        .await
+                        .unwrap_or(Err(ProxyError::BackendTimeout("within grpc-timeout"))),
+                    None => attempts.await,
+                }
             }
             None => Err(ProxyError::NoBackend),
         };
@@ -128,7 +139,7 @@ impl Gateway {
         req: &Request,
         ctx: &mut RequestCtx,
         client: &Client,
-        upstream: &crate::upstream::Upstream,
+        upstream: &Upstream,
     ) -> Result<(), ProxyError> {
         let config = &upstream.config;
         // A request without the hash key is balanced round robin, not pinned.
@@ -146,7 +157,7 @@ impl Gateway {
                 return Err(ProxyError::NoBackend);
             };
             let attempt = self
-                .attempt(down, req, ctx, client, &chosen, config, &mut replay)
+                .attempt(down, req, ctx, client, &chosen, upstream, &mut replay)
                 .await;
             ctx.backend = Some(chosen);
             match attempt {
@@ -164,10 +175,12 @@ enum Attempt {
 }
 
 impl Gateway {
-    /// One attempt on the backend `chosen`: connect (or take a pooled connection), then
-    /// the exchange. Retries while attempts and connect time remain: after a failed
-    /// connect (nothing reached the backend), or when the backend closed before any
-    /// response byte and the request can be sent again.
+    /// One attempt on the backend `chosen`: connect (or take a pooled connection, or a
+    /// stream on a shared HTTP/2 one), then the exchange. Retries while attempts and
+    /// connect time remain: after a failed connect (nothing reached the backend), when
+    /// the backend refused the stream unprocessed (HTTP/2 `REFUSED_STREAM`, or past its
+    /// `GOAWAY`), or when it closed before any response byte and the request can be
+    /// sent again.
     #[allow(clippy::too_many_arguments)] // the parts of one attempt
     async fn attempt<D: Downstream>(
         &self,
@@ -176,24 +189,14 @@ impl Gateway {
         ctx: &mut RequestCtx,
         client: &Client,
         chosen: &InFlight,
-        config: &crate::config::Upstream,
+        upstream: &Upstream,
         replay: &mut Replay,
     ) -> Attempt {
+        let config = &upstream.config;
         let backend = chosen.backend();
-        let connected = match backend.pool.take(config.timeouts.idle) {
-            Some(stream) => Ok(stream),
-            // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
-            // that would otherwise size every request's (and connection's) future.
-            None => {
-                let connect = self.connect(backend.peer(), config.timeouts.connect, ctx.connecting);
-                let (connected, took) = Box::pin(connect).await;
-                ctx.connecting += took;
-                connected
-            }
-        };
         let retry_left = ctx.attempts <= config.retries;
-        let stream = match connected {
-            Ok(stream) => stream,
+        let conn = match self.backend_conn(upstream, backend, ctx).await {
+            Ok(conn) => conn,
             Err(e) => {
                 backend.count(Outcome::ConnectFailure);
                 backend.connect_failed(&config.passive);
@@ -203,70 +206,195 @@ impl Gateway {
                 if retry_left && ctx.connecting < config.timeouts.connect {
                     return Attempt::Retry;
                 }
-                return Attempt::Done(Err(ProxyError::Connect(e.into_up())));
+                return Attempt::Done(Err(ProxyError::Connect(e)));
             }
         };
         backend.connect_succeeded();
-        let mut up = ClientConn::new(stream);
         let leg = Leg {
             proto: self.proto,
             req,
             client,
             timeouts: &config.timeouts,
         };
-        let exchanged = exchange(leg, down, &mut up, ctx, replay).await;
-        backend.count(outcome(&exchanged, ctx.responded));
-        match exchanged {
-            Ok(Exchanged::Done) => {
-                if let Some(stream) = up.into_reusable() {
-                    backend.pool.put(stream);
+        let (exchanged, early) = match conn {
+            Conn::H1(stream) => {
+                let mut up = ClientConn::new(stream);
+                let exchanged = exchange(leg, down, &mut up, ctx, replay).await;
+                backend.count(outcome(&exchanged, ctx.responded));
+                match exchanged {
+                    Ok(Exchanged::Done) => {
+                        if let Some(stream) = up.into_reusable() {
+                            backend.pool.put(stream);
+                        }
+                        return Attempt::Done(Ok(()));
+                    }
+                    Ok(Exchanged::Upgraded) => {
+                        let (stream, early) = up.into_parts();
+                        return Attempt::Done(down.tunnel(stream, early).await);
+                    }
+                    Err(e) => (e, !up.response_started()),
                 }
-                Attempt::Done(Ok(()))
             }
-            Ok(Exchanged::Upgraded) => {
-                let (stream, early) = up.into_parts();
-                Attempt::Done(down.tunnel(stream, early).await)
-            }
-            Err(e) => {
-                let connect_left = ctx.connecting < config.timeouts.connect;
-                let replayable =
-                    (req.method.is_idempotent() || down.body_empty()) && !replay.truncated;
-                // Closed before any response byte: nothing of it was answered.
-                let closed_early = !up.response_started() && e.is_backend_connection();
-                if retry_left && connect_left && closed_early && replayable {
-                    return Attempt::Retry;
+            Conn::H2(lease) => {
+                let scheme = match upstream.tls {
+                    Some(_) => http::uri::Scheme::HTTPS,
+                    None => http::uri::Scheme::HTTP,
+                };
+                let exchanged =
+                    super::forward_h2::exchange(leg, down, &lease, scheme, ctx, replay).await;
+                backend.count(outcome(&exchanged, ctx.responded));
+                match exchanged {
+                    Ok(_) => return Attempt::Done(Ok(())),
+                    Err(e) => {
+                        if e.is_refused() {
+                            lease.conn().retire();
+                        }
+                        (e, !ctx.responded)
+                    }
                 }
-                Attempt::Done(Err(e))
             }
+        };
+        let e = exchanged;
+        let connect_left = ctx.connecting < config.timeouts.connect;
+        let replayable = (req.method.is_idempotent() || down.body_empty()) && !replay.truncated;
+        // Closed before any response byte: nothing of it was answered. Refused: the
+        // backend says it did not process it, whatever the method.
+        let closed_early = early && e.is_backend_connection();
+        let refused = early && e.is_refused() && !replay.truncated;
+        if retry_left && connect_left && ((closed_early && replayable) || refused) {
+            return Attempt::Retry;
         }
+        Attempt::Done(Err(e))
     }
 
-    /// A new connection to `peer`, and how long making it took. The first attempt has
-    /// the peer's own `connect_timeout` (`budget`); a retry has what earlier attempts
-    /// left of it (`spent`), so that every connect of the request together stays within
-    /// one `connect_timeout`.
+    /// A connection for one request to `backend`: an idle pooled one or a stream on an
+    /// HTTP/2 connection with room, else a new connection (TLS and HTTP/2 handshakes
+    /// included), whose time counts in `ctx.connecting`.
+    async fn backend_conn(
+        &self,
+        upstream: &Upstream,
+        backend: &Backend,
+        ctx: &mut RequestCtx,
+    ) -> Result<Conn, Box<pingora::Error>> {
+        let config = &upstream.config;
+        let max_streams = config.max_streams;
+        match config.protocol {
+            Protocol::Http1 => {
+                if let Some(stream) = backend.pool.take(config.timeouts.idle) {
+                    return Ok(Conn::H1(stream));
+                }
+            }
+            Protocol::H2c | Protocol::H2 => {
+                if let Some(lease) = backend.h2.lease(max_streams) {
+                    return Ok(Conn::H2(lease));
+                }
+            }
+            Protocol::Auto => {
+                if let Some(lease) = backend.h2.lease(max_streams) {
+                    return Ok(Conn::H2(lease));
+                }
+                if let Some(stream) = backend.pool.take(config.timeouts.idle) {
+                    return Ok(Conn::H1(stream));
+                }
+            }
+        }
+        // HTTP/2: one request opens the connection, the others wait for it and share it.
+        let _opening = match config.protocol {
+            Protocol::Http1 => None,
+            _ => {
+                let guard = backend.h2.opening().await;
+                if let Some(lease) = backend.h2.lease(max_streams) {
+                    return Ok(Conn::H2(lease));
+                }
+                Some(guard)
+            }
+        };
+        // Boxed: connecting (TLS included) is an ~8 KB future, rare with the pool,
+        // that would otherwise size every request's (and connection's) future.
+        let connect = self.connect(upstream, backend, ctx.connecting);
+        let (connected, took) = Box::pin(connect).await;
+        ctx.connecting += took;
+        let stream = connected?;
+        let h2 = match config.protocol {
+            Protocol::Http1 => false,
+            Protocol::H2c | Protocol::H2 => true,
+            Protocol::Auto => stream.selected_alpn_proto() == Some(ALPN::H2),
+        };
+        if !h2 {
+            return Ok(Conn::H1(stream));
+        }
+        let started = std::time::Instant::now();
+        let conn = H2Conn::start(stream, backend.addr).await.map_err(|e| {
+            pingora::Error::because(
+                pingora::ErrorType::HandshakeError,
+                "HTTP/2 handshake with the backend",
+                e,
+            )
+        });
+        ctx.connecting += started.elapsed();
+        Ok(Conn::H2(backend.h2.add(conn?)))
+    }
+
+    /// A new connection to `backend`, and how long making it took. The first attempt
+    /// has the upstream's own `connect_timeout`; a retry has what earlier attempts left
+    /// of it (`spent`), so that every connect of the request together stays within one
+    /// `connect_timeout`. The TLS handshake, when the upstream has `tls`, counts in it.
     async fn connect(
         &self,
-        peer: &HttpPeer,
-        budget: Duration,
+        upstream: &Upstream,
+        backend: &Backend,
         spent: Duration,
     ) -> (pingora::Result<Stream>, Duration) {
         let started = std::time::Instant::now();
-        let connect = self.connector.new_stream(peer);
-        let result = if spent.is_zero() {
-            connect.await
-        } else {
-            let left = budget.saturating_sub(spent);
-            match tokio::time::timeout(left, connect).await {
-                Ok(result) => result,
-                Err(_) => pingora::Error::e_explain(
-                    pingora::ErrorType::ConnectTimedout,
-                    "connect_timeout used up by earlier attempts",
-                ),
+        let budget = upstream.config.timeouts.connect;
+        let left = budget.saturating_sub(spent);
+        let result = match &upstream.tls {
+            None => {
+                let connect = self.connector.new_stream(backend.peer());
+                if spent.is_zero() {
+                    connect.await
+                } else {
+                    within(left, connect).await
+                }
+            }
+            Some(tls) => {
+                let addr = backend.addr;
+                let connect = async {
+                    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                        pingora::Error::because(
+                            pingora::ErrorType::ConnectError,
+                            format!("connecting to {addr}"),
+                            e,
+                        )
+                    })?;
+                    let _ = tcp.set_nodelay(true);
+                    tls.handshake(tcp, addr).await
+                };
+                within(left, connect).await
             }
         };
         (result, started.elapsed())
     }
+}
+
+/// `connect` within what is `left` of the connect timeout.
+async fn within<F: std::future::Future<Output = pingora::Result<Stream>>>(
+    left: Duration,
+    connect: F,
+) -> pingora::Result<Stream> {
+    match tokio::time::timeout(left, connect).await {
+        Ok(result) => result,
+        Err(_) => pingora::Error::e_explain(
+            pingora::ErrorType::ConnectTimedout,
+            "connect_timeout used up (by earlier attempts, or the TLS handshake)",
+        ),
+    }
+}
+
+/// A connection for one request.
+enum Conn {
+    H1(Stream),
+    H2(Lease),
 }
 
 /// A backend failure of `what` (timeouts of the stream itself included).
@@ -288,113 +416,28 @@ async fn to_backend<F: std::future::Future<Output = Result<(), Http1Error>>>(
     }
 }
 
-/// Header fields written as slices after a head's own: at most eight.
-#[derive(Default)]
-pub(super) struct Extras<'a> {
-    fields: [(&'a [u8], &'a [u8]); 8],
-    len: usize,
-}
-
-impl<'a> Extras<'a> {
-    pub(super) fn push(&mut self, name: &'a [u8], value: &'a [u8]) {
-        if let Some(slot) = self.fields.get_mut(self.len) {
-            *slot = (name, value);
-            self.len += 1;
-        }
-    }
-
-    pub(super) fn as_slice(&self) -> &[(&'a [u8], &'a [u8])] {
-        self.fields.get(..self.len).unwrap_or_default()
-    }
-}
-
-/// Writes the request head to the backend: the client's fields but hop-by-hop ones (and
-/// the forwarding ones of an untrusted client), then `Host` (HTTP/2's `:authority`),
-/// `X-Forwarded-*`, the request id; with `first` body bytes when the request is done.
+/// Writes the request head to the backend ([`outgoing`]'s fields), with `first` body
+/// bytes when the request is done.
 async fn send_head(
     leg: Leg<'_>,
     ctx: &RequestCtx,
-    up: &mut Backend,
+    up: &mut BackendConn,
     body: OutBody,
     first: &[u8],
     end: bool,
 ) -> Result<(), ProxyError> {
-    let Leg {
-        proto,
-        req,
-        client,
-        timeouts,
-    } = leg;
-    let headers = &req.headers;
-    let trusted = ctx.trusted;
-    let ip = client.ip.map(IpText::new);
-    let chain = match &ip {
-        Some(ip) if trusted && headers.contains_key(headers::X_FORWARDED_FOR) => {
-            Some(headers::forwarded_chain(headers, ip.as_bytes()))
-        }
-        _ => None,
-    };
-    let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
-    let host = authority.or_else(|| headers.get(HOST).map(HeaderValue::as_bytes));
-    // HTTP/2 has `:authority` where HTTP/1 has Host; a rewrite may set another one.
-    let forward = ctx.filtered.as_ref().map(|f| &f.forward);
-    let rewritten = forward
-        .and_then(|f| f.host.as_ref())
-        .map(HeaderValue::as_bytes);
-    let replace_host =
-        rewritten.is_some() || (req.version == Version::HTTP_2 && authority.is_some());
-    let mut extra = Extras::default();
-    if let Some(new_host) = rewritten.or(authority).filter(|_| replace_host) {
-        extra.push(b"host", new_host);
-    }
-    match (&chain, &ip) {
-        (Some(chain), _) => extra.push(b"x-forwarded-for", chain),
-        (None, Some(ip)) => extra.push(b"x-forwarded-for", ip.as_bytes()),
-        (None, None) => {}
-    }
-    if !(trusted && headers.contains_key(headers::X_FORWARDED_PROTO)) {
-        extra.push(b"x-forwarded-proto", proto.as_bytes());
-    }
-    if let Some(host) = host {
-        if !(trusted && headers.contains_key(headers::X_FORWARDED_HOST)) {
-            extra.push(b"x-forwarded-host", host);
-        }
-    }
-    extra.push(b"x-request-id", ctx.request_id.as_bytes());
-    // A verified client certificate (the client's own field goes on only from a
-    // trusted proxy, as the other forwarding fields).
-    let handshake = client
-        .ssl
-        .as_ref()
-        .and_then(|s| s.extension.get::<Handshake>());
-    if let Some(cert) = handshake.and_then(|h| h.client_cert.as_ref()) {
-        extra.push(b"x-forwarded-client-cert", cert.as_bytes());
-    }
-    if ctx.upgrade {
-        extra.push(b"connection", b"upgrade");
-    }
-    let hops = Hops::request(headers, ctx.upgrade);
-    let peer_known = ip.is_some();
-    let skip = |name: &HeaderName| {
-        hops.skip(name)
-            || name == REQUEST_ID
-            || (replace_host && name == HOST)
-            || (!trusted && headers::is_forwarding(name))
-            || (peer_known && name == headers::X_FORWARDED_FOR)
-    };
-    let target = match forward.and_then(|f| f.target.as_ref()) {
-        Some(rewritten) => rewritten.as_str(),
-        None => req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-    };
-    let out = OutRequest {
-        method: &req.method,
-        target: target.as_bytes(),
-        headers,
+    let sources = Sources::new(leg.req, ctx, leg.client);
+    let out = outgoing(leg.proto, leg.req, ctx, leg.client, &sources);
+    let skip = |name: &HeaderName| out.skip.skip(name);
+    let request = OutRequest {
+        method: &leg.req.method,
+        target: out.target.as_bytes(),
+        headers: &leg.req.headers,
         skip: &skip,
-        extra: extra.as_slice(),
+        extra: out.extra.as_slice(),
         body,
     };
-    to_backend(up.write_request(out, first, end), timeouts).await
+    to_backend(up.write_request(request, first, end), leg.timeouts).await
 }
 
 /// How a request's body goes to the backend: by its length, chunked when it has none
@@ -415,7 +458,7 @@ fn request_body<D: Downstream>(req: &Request, down: &D) -> OutBody {
 async fn exchange<D: Downstream>(
     leg: Leg<'_>,
     down: &mut D,
-    up: &mut Backend,
+    up: &mut BackendConn,
     ctx: &mut RequestCtx,
     replay: &mut Replay,
 ) -> Result<Exchanged, ProxyError> {
@@ -503,7 +546,7 @@ enum FromBackend {
 }
 
 /// The next piece of the backend's response (cancel-safe).
-async fn from_backend(up: &mut Backend, reading: Reading) -> Result<FromBackend, Http1Error> {
+async fn from_backend(up: &mut BackendConn, reading: Reading) -> Result<FromBackend, Http1Error> {
     match reading {
         Reading::Head => Ok(FromBackend::Head(up.read_response(&RESPONSE_LIMITS).await?)),
         _ => Ok(match up.read_body().await? {
@@ -517,7 +560,7 @@ async fn from_backend(up: &mut Backend, reading: Reading) -> Result<FromBackend,
 /// response is after it.
 async fn to_client<D: Downstream>(
     down: &mut D,
-    up: &mut Backend,
+    up: &mut BackendConn,
     piece: FromBackend,
     ctx: &mut RequestCtx,
 ) -> Result<Reading, ProxyError> {
@@ -533,35 +576,12 @@ async fn to_client<D: Downstream>(
         down.write_interim(status, &head.headers).await?;
         return Ok(Reading::Head);
     }
-    ctx.responded = true;
-    let mut body = head.out_body();
     let reason = head.reason_bytes();
+    let framing = head.out_body();
     let mut headers = head.headers;
-    if let Some(chain) = &ctx.chain {
-        let none = Exchange::default();
-        let filtered = ctx.filtered.as_deref_mut();
-        let exchange = filtered.as_ref().map_or(&none, |f| &f.forward.exchange);
-        // An encoder only comes back for a request that negotiated a coding, which
-        // has its `filtered` state.
-        if let (Some(encoder), Some(f)) =
-            (chain.on_response(exchange, status, &mut headers), filtered)
-        {
-            f.encoder = Some(encoder);
-            // Chunked on HTTP/1.1 (until close on 1.0), DATA frames on HTTP/2.
-            body = OutBody::Unknown;
-        }
-    }
-    let reply = Reply {
-        status,
-        reason: Some(&reason),
-        headers,
-        relayed: true,
-        extra: &[],
-        request_id: &ctx.request_id,
-        hsts: ctx.hsts.as_ref(),
-        body,
-    };
+    let body = filter_response(ctx, status, &mut headers, framing);
     if status == StatusCode::SWITCHING_PROTOCOLS {
+        let reply = relayed(status, Some(&reason), headers, body, ctx);
         down.write_head(reply, Bytes::new(), false).await?;
         return Ok(Reading::Upgraded);
     }
@@ -573,17 +593,67 @@ async fn to_client<D: Downstream>(
         Buffered::Data(data) => (data, up.response_done() && up.take_trailers().is_none()),
         Buffered::End | Buffered::Empty => (Bytes::new(), up.response_done()),
     };
-    let first = match ctx.filtered.as_deref_mut().and_then(|f| f.encoder.as_mut()) {
-        Some(encoder) => filters::encode(encoder, &first, end).map_err(ProxyError::Compress)?,
-        None => first,
-    };
+    let first = encoded(ctx, first, end)?;
+    let reply = relayed(status, Some(&reason), headers, body, ctx);
     down.write_head(reply, first, end).await?;
     Ok(if end { Reading::Done } else { Reading::Body })
 }
 
+/// The client's response head for a backend's.
+pub(super) fn relayed<'a>(
+    status: StatusCode,
+    reason: Option<&'a [u8]>,
+    headers: http::HeaderMap,
+    body: OutBody,
+    ctx: &'a RequestCtx,
+) -> Reply<'a> {
+    Reply {
+        status,
+        reason,
+        headers,
+        relayed: true,
+        extra: &[],
+        request_id: &ctx.request_id,
+        hsts: ctx.hsts.as_ref(),
+        body,
+    }
+}
+
+/// A backend's response head has come: the route's response filters run on its
+/// `headers`; returns how its body goes to the client (an encoder that starts makes
+/// its length unknown: chunked on HTTP/1.1, until close on 1.0, DATA frames on HTTP/2).
+pub(super) fn filter_response(
+    ctx: &mut RequestCtx,
+    status: StatusCode,
+    headers: &mut http::HeaderMap,
+    mut body: OutBody,
+) -> OutBody {
+    ctx.responded = true;
+    if let Some(chain) = &ctx.chain {
+        let none = Exchange::default();
+        let filtered = ctx.filtered.as_deref_mut();
+        let exchange = filtered.as_ref().map_or(&none, |f| &f.forward.exchange);
+        // An encoder only comes back for a request that negotiated a coding, which
+        // has its `filtered` state.
+        if let (Some(encoder), Some(f)) = (chain.on_response(exchange, status, headers), filtered) {
+            f.encoder = Some(encoder);
+            body = OutBody::Unknown;
+        }
+    }
+    body
+}
+
+/// `data` through the response's encoder, if it has one; `end`: the body's last bytes.
+pub(super) fn encoded(ctx: &mut RequestCtx, data: Bytes, end: bool) -> Result<Bytes, ProxyError> {
+    match ctx.filtered.as_deref_mut().and_then(|f| f.encoder.as_mut()) {
+        Some(encoder) => filters::encode(encoder, &data, end).map_err(ProxyError::Compress),
+        None => Ok(data),
+    }
+}
+
 async fn body_to_client<D: Downstream>(
     down: &mut D,
-    up: &mut Backend,
+    up: &mut BackendConn,
     data: Bytes,
     encoder: Option<&mut Encoder>,
 ) -> Result<Reading, ProxyError> {
@@ -607,7 +677,7 @@ async fn body_to_client<D: Downstream>(
 
 async fn end_to_client<D: Downstream>(
     down: &mut D,
-    up: &mut Backend,
+    up: &mut BackendConn,
     encoder: Option<&mut Encoder>,
 ) -> Result<Reading, ProxyError> {
     let trailers = up.take_trailers();
@@ -630,7 +700,7 @@ async fn end_to_client<D: Downstream>(
 /// Passes one piece of the client's request body to the backend; true when the body
 /// is complete.
 async fn body_to_backend(
-    up: &mut Backend,
+    up: &mut BackendConn,
     body: Option<Bytes>,
     replay: &mut Replay,
     timeouts: &Timeouts,

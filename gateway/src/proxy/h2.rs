@@ -32,6 +32,8 @@ pub(crate) struct H2Stream {
     read: u64,
     sent: u64,
     status: Option<StatusCode>,
+    /// A gRPC call.
+    grpc: bool,
 }
 
 impl Gateway {
@@ -44,6 +46,7 @@ impl Gateway {
         client: &Client,
     ) -> bool {
         let (parts, body) = request.into_parts();
+        let grpc = super::grpc::is_grpc(&parts.headers);
         let req = Request {
             method: parts.method,
             uri: parts.uri,
@@ -59,6 +62,7 @@ impl Gateway {
             read: 0,
             sent: 0,
             status: None,
+            grpc,
         };
         let facts = HeadFacts {
             line: None,
@@ -111,6 +115,32 @@ impl H2Stream {
                 .map_err(DownError::H2)?;
         }
         self.ended = end;
+        Ok(())
+    }
+}
+
+impl H2Stream {
+    /// The gateway's own answer to a gRPC call: a trailers-only response (HTTP 200,
+    /// `grpc-status` and `grpc-message` in the one HEADERS frame that ends the stream),
+    /// with the answer's other fields (`retry-after`). Logged and counted under the
+    /// HTTP status it stands for.
+    fn grpc_answer(&mut self, reply: Reply<'_>) -> Result<(), DownError> {
+        let mut response = Response::new(());
+        let headers = response.headers_mut();
+        for (name, value) in reply.extra {
+            if name != http::header::CONTENT_TYPE && name != http::header::LOCATION {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        for (name, value) in super::grpc::answer_fields(reply.status.as_u16()) {
+            headers.insert(name, value);
+        }
+        headers.insert(REQUEST_ID, reply.request_id.header_value());
+        self.status = Some(reply.status);
+        self.respond
+            .send_response(response, true)
+            .map_err(DownError::H2)?;
+        self.ended = true;
         Ok(())
     }
 }
@@ -182,6 +212,9 @@ impl Downstream for H2Stream {
         body: Bytes,
         end: bool,
     ) -> Result<(), DownError> {
+        if self.grpc && !reply.relayed && reply.status.as_u16() >= 300 {
+            return self.grpc_answer(reply);
+        }
         let mut response = Response::new(());
         *response.status_mut() = reply.status;
         *response.headers_mut() = reply.headers;
@@ -236,6 +269,10 @@ impl Downstream for H2Stream {
         send.send_trailers(trailers).map_err(DownError::H2)?;
         self.ended = true;
         Ok(())
+    }
+
+    fn grpc(&self) -> bool {
+        self.grpc
     }
 
     fn status(&self) -> Option<StatusCode> {

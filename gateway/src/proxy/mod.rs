@@ -7,10 +7,13 @@ mod downstream;
 mod error;
 mod filters;
 mod forward;
+mod forward_h2;
+mod grpc;
 mod h1;
 mod h2;
 mod headers;
 mod normalize;
+mod outgoing;
 mod request;
 mod respond;
 mod uri;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
+use http::HeaderMap;
 use pingora::connectors::TransportConnector;
 use pingora::protocols::tls::SslDigest;
 use pingora::protocols::IO;
@@ -421,7 +425,16 @@ impl Gateway {
         down.set_close();
         let code = e.status();
         ctx.local_status = Some(code);
-        if code == 0 || down.status().is_some() {
+        if code == 0 {
+            return;
+        }
+        if down.status().is_some() {
+            // A gRPC response cut short still ends with its status, in trailers.
+            if down.grpc() {
+                let [_, status, message] = grpc::answer_fields(code);
+                let trailers = HeaderMap::from_iter([status, message]);
+                let _ = down.write_trailers(trailers).await;
+            }
             return;
         }
         if let Err(write_error) =

@@ -25,6 +25,7 @@ pub(crate) fn error_body(status: u16) -> &'static str {
         502 => r#"{"error":"bad gateway"}"#,
         503 => r#"{"error":"service unavailable"}"#,
         504 => r#"{"error":"gateway timeout"}"#,
+        505 => r#"{"error":"gRPC needs HTTP/2"}"#,
         _ => r#"{"error":"internal error"}"#,
     }
 }

@@ -28,6 +28,25 @@ pub enum LoadError {
         #[source]
         source: Box<TlsError>,
     },
+    #[error("{at}: bad upstream CA directory")]
+    UpstreamCa {
+        at: Location,
+        #[source]
+        source: Box<TlsError>,
+    },
+    #[error("{at}: bad upstream client certificate directory")]
+    UpstreamClientCert {
+        at: Location,
+        #[source]
+        source: Box<TlsError>,
+    },
+    #[error("{at}: upstream {name:?}: cannot set up TLS to its backends")]
+    UpstreamTls {
+        at: Location,
+        name: String,
+        #[source]
+        source: Box<TlsError>,
+    },
     #[error("{at}: listener {name:?} cannot listen on {addr}")]
     Bind {
         at: Location,
@@ -52,6 +71,8 @@ pub struct Loaded {
     pub certs: Vec<Vec<LoadedCert>>,
     /// Per listener: its client certificate policy (`client_ca`), if any.
     pub client_auth: Vec<Option<Arc<tls::ClientAuth>>>,
+    /// Per upstream (same order as `config.upstreams`): TLS to its backends, if any.
+    pub upstream_tls: Vec<Option<Arc<tls::UpstreamTls>>>,
     /// Located problems that do not stop the load (an expired or not-yet-valid
     /// certificate); logged when the load is applied.
     pub warnings: Vec<CertWarning>,
@@ -159,16 +180,95 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
         certs.push(loaded);
         client_auth.push(client);
     }
+    let upstream_tls = config
+        .upstreams
+        .iter()
+        .map(|u| upstream_tls(u, &mut hasher, &mut errors))
+        .collect();
     if errors.is_empty() {
         Ok(Loaded {
             config,
             certs,
             client_auth,
+            upstream_tls,
             warnings,
             fingerprint: hasher.finish(),
         })
     } else {
         Err(failed(hasher, errors, Some(Box::new(config))))
+    }
+}
+
+/// Reads the CA and client certificate of `upstream`'s `tls` and builds its TLS client
+/// (none without `tls`). The files' bytes go into `hasher` and the client's own
+/// fingerprint, which says whether a reload changed them.
+fn upstream_tls(
+    upstream: &config::Upstream,
+    hasher: &mut DefaultHasher,
+    errors: &mut Vec<LoadError>,
+) -> Option<Arc<tls::UpstreamTls>> {
+    let t = upstream.tls.as_ref()?;
+    let mut own = DefaultHasher::new();
+    if t.insecure_skip_verify {
+        tracing::warn!(
+            upstream = %upstream.name,
+            "{}: tls.insecure_skip_verify = true: backend certificates are not verified",
+            t.at
+        );
+    }
+    let roots = match (&t.ca, t.insecure_skip_verify) {
+        (_, true) => Some(tls::Roots::Unverified),
+        (None, false) => Some(tls::Roots::System),
+        (Some(ca), false) => match tls::read_roots(&ca.path) {
+            Ok((roots, pem)) => {
+                pem.hash(&mut own);
+                Some(tls::Roots::Ca(roots))
+            }
+            Err(source) => {
+                let (at, source) = (ca.at.clone(), Box::new(source));
+                errors.push(LoadError::UpstreamCa { at, source });
+                None
+            }
+        },
+    };
+    let client = match &t.client_cert {
+        None => Some(None),
+        Some(dir) => {
+            let result = tls::read_files(&dir.path).and_then(|files| {
+                files.cert_pem.hash(&mut own);
+                files.key_pem.hash(&mut own);
+                tls::parse(&files)
+            });
+            match result {
+                Ok(cert) => Some(Some(cert)),
+                Err(source) => {
+                    let (at, source) = (dir.at.clone(), Box::new(source));
+                    errors.push(LoadError::UpstreamClientCert { at, source });
+                    None
+                }
+            }
+        }
+    };
+    let (roots, client) = (roots?, client?);
+    let fingerprint = own.finish();
+    fingerprint.hash(hasher);
+    let built = tls::UpstreamTls::new(
+        roots,
+        client.as_ref(),
+        &t.server_name,
+        upstream.protocol,
+        fingerprint,
+    );
+    match built {
+        Ok(client) => Some(Arc::new(client)),
+        Err(source) => {
+            errors.push(LoadError::UpstreamTls {
+                at: t.at.clone(),
+                name: upstream.name.clone(),
+                source: Box::new(source),
+            });
+            None
+        }
     }
 }
 

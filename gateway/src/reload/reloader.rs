@@ -94,6 +94,7 @@ impl Reloader {
         let listeners = listener_states(&loaded, &running, &[], &metrics);
         let snapshot = build_snapshot(
             &loaded.config,
+            &loaded.upstream_tls,
             listeners,
             &running,
             &mut upstreams,
@@ -232,6 +233,7 @@ impl Reloader {
         let started = self.runtime.as_ref().map(|rt| (&resolver, rt));
         let snapshot = build_snapshot(
             &loaded.config,
+            &loaded.upstream_tls,
             listeners,
             &self.running,
             &mut self.upstreams,
@@ -321,8 +323,10 @@ fn listener_states(
 /// are reused (they keep their pools and their backends' health and load state); new
 /// ones get their tasks started when `started` gives a runtime. `upstreams` becomes
 /// the new set; dropped upstreams end their tasks.
+#[allow(clippy::too_many_arguments)] // the parts of one snapshot
 fn build_snapshot(
     config: &Config,
+    upstream_tls: &[Option<Arc<crate::tls::UpstreamTls>>],
     listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
     upstreams: &mut HashMap<String, Arc<Upstream>>,
@@ -336,11 +340,16 @@ fn build_snapshot(
     let built: Vec<Arc<Upstream>> = config
         .upstreams
         .iter()
-        .map(|u| {
+        .enumerate()
+        .map(|(i, u)| {
+            let tls = upstream_tls.get(i).cloned().flatten();
+            let same_tls = |existing: &Upstream| {
+                existing.tls.as_ref().map(|t| t.fingerprint) == tls.as_ref().map(|t| t.fingerprint)
+            };
             let upstream = match upstreams.get(&u.name) {
-                Some(existing) if existing.config == *u => existing.clone(),
+                Some(existing) if existing.config == *u && same_tls(existing) => existing.clone(),
                 existing => {
-                    let fresh = Arc::new(Upstream::new(u.clone()));
+                    let fresh = Arc::new(Upstream::new(u.clone(), tls));
                     // Same discovery source: serve the known backends until discovery
                     // answers, rather than nothing (502) in between.
                     if let Some(old) = existing.filter(|old| old.config.discovery == u.discovery) {
@@ -468,6 +477,10 @@ fn watch_dirs(path: &Path, config: &Config) -> BTreeSet<PathBuf> {
             dirs.extend(certs.iter().map(|c| c.path.clone()));
             dirs.extend(client.iter().map(|c| c.ca.path.clone()));
         }
+    }
+    for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
+        dirs.extend(tls.ca.iter().map(|d| d.path.clone()));
+        dirs.extend(tls.client_cert.iter().map(|d| d.path.clone()));
     }
     dirs
 }

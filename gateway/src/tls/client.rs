@@ -11,8 +11,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
 use super::{CertSource, TlsError};
@@ -31,25 +30,8 @@ pub struct ClientAuth {
 /// certificate passes (an invalid one never does). Returns the file's bytes too, for
 /// the load's fingerprint.
 pub fn client_auth(dir: &Path, required: bool) -> Result<(ClientAuth, Vec<u8>), TlsError> {
+    let (roots, pem) = super::read_roots(dir)?;
     let path = dir.join(CA_FILE);
-    let pem = std::fs::read(&path).map_err(|source| TlsError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|source| TlsError::Pem {
-            path: path.clone(),
-            source,
-        })?;
-        roots.add(cert).map_err(|source| TlsError::BadCa {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(TlsError::NoCertificate { path });
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     let builder = if required {

@@ -3,6 +3,7 @@
 mod certs;
 mod client;
 mod resolver;
+mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::telemetry::ConnectionStats;
 pub use certs::{parse, read_files, CertFiles, LoadedCert, NotValid, CERT_FILE, KEY_FILE};
 pub use client::{client_auth, forwarded_client_cert, ClientAuth, LiveClientAuth, CA_FILE};
 pub use resolver::{recording_served, CertSet, CertSource, Served, SniResolver};
+pub use upstream::{read_roots, Roots, UpstreamTls};
 
 /// What can be wrong with a certificate directory.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,10 @@ pub enum TlsError {
         #[source]
         source: rustls::server::VerifierBuilderError,
     },
+    #[error("cannot set up a TLS client")]
+    Client(#[source] rustls::Error),
+    #[error("no tls.ca given, and the system has no trusted root certificates (install ca-certificates, or set tls.ca)")]
+    NoSystemRoots,
     #[error("cannot set up TLS session tickets")]
     Ticketer(#[source] rustls::Error),
     #[error("cannot set up the TLS listener")]

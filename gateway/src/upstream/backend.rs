@@ -35,6 +35,8 @@ pub struct Backend {
     outcomes: [AtomicU64; 4],
     /// Idle keep-alive connections to it.
     pub pool: Pool,
+    /// Its HTTP/2 connections (upstreams speaking HTTP/2).
+    pub h2: super::Multiplex,
 }
 
 /// How an attempt to a backend ended, by what the backend did: each attempt is
@@ -68,6 +70,7 @@ impl Backend {
             active_streak: std::sync::atomic::AtomicI32::new(0),
             outcomes: Default::default(),
             pool: Pool::default(),
+            h2: super::Multiplex::default(),
         }
     }
 

@@ -5,6 +5,7 @@ mod backend;
 mod balance;
 mod discovery;
 mod health;
+mod multiplex;
 mod pool;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub use backend::{Backend, InFlight, Outcome};
 pub use balance::hash_of;
 pub(crate) use balance::random_u64;
 pub use discovery::{DnsError, Resolver, ResolverWatch};
+pub use multiplex::{H2Conn, Lease, Multiplex};
 
 /// Starts the background work of `upstream`: discovery (server names through
 /// `resolver`) and active health checks. The tasks hold only a weak reference and end
@@ -44,6 +46,7 @@ async fn sweep_loop(upstream: Weak<Upstream>) {
     every(upstream, period, |up| {
         for backend in &up.backends().backends {
             backend.pool.sweep(idle);
+            backend.h2.sweep(idle);
         }
         std::future::ready(())
     })
@@ -86,6 +89,8 @@ pub struct BackendSet {
 #[derive(Debug)]
 pub struct Upstream {
     pub config: config::Upstream,
+    /// TLS to the backends, when the upstream has `tls`.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     set: ArcSwap<BackendSet>,
     turns: balance::Turns,
     /// Whether discovery has answered at least once (successfully or not).
@@ -100,7 +105,7 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream for `config`: IP literals are backends at once; names and
     /// Kubernetes services get theirs from discovery.
-    pub fn new(config: config::Upstream) -> Self {
+    pub fn new(config: config::Upstream, tls: Option<Arc<crate::tls::UpstreamTls>>) -> Self {
         let (ips, dynamic) = match &config.discovery {
             Discovery::Servers(servers) => {
                 let ips = config::ip_servers(servers);
@@ -111,6 +116,7 @@ impl Upstream {
         };
         let upstream = Self {
             config,
+            tls,
             set: ArcSwap::from_pointee(BackendSet::default()),
             turns: balance::Turns::default(),
             settled: AtomicBool::new(!dynamic),
@@ -234,6 +240,9 @@ mod tests {
                 write: Duration::from_secs(1),
                 idle: Duration::from_secs(1),
             },
+            protocol: config::Protocol::Http1,
+            tls: None,
+            max_streams: 100,
         }
     }
 
@@ -241,27 +250,33 @@ mod tests {
     fn backends_keep_their_state_across_set_changes() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let up = Upstream::new(config(vec![ServerAddr::Ip(a)], Balance::RoundRobin));
+        let up = Upstream::new(config(vec![ServerAddr::Ip(a)], Balance::RoundRobin), None);
         assert!(up.settled(), "IP literals need no discovery");
         let before = up.backends().backends[0].clone();
         up.set_addrs(&[b, a, a]);
         let after = up.backends();
         assert_eq!(after.backends.len(), 2);
         assert!(Arc::ptr_eq(&before, &after.backends[1]));
-        let named = Upstream::new(config(
-            vec![ServerAddr::Name {
-                host: "hello".into(),
-                port: 80,
-            }],
-            Balance::RoundRobin,
-        ));
+        let named = Upstream::new(
+            config(
+                vec![ServerAddr::Name {
+                    host: "hello".into(),
+                    port: 80,
+                }],
+                Balance::RoundRobin,
+            ),
+            None,
+        );
         assert!(!named.settled() && named.select(None, &[]).is_none());
     }
 
     #[test]
     fn in_flight_is_counted_until_the_guard_drops() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let up = Upstream::new(config(vec![ServerAddr::Ip(a)], Balance::LeastRequests));
+        let up = Upstream::new(
+            config(vec![ServerAddr::Ip(a)], Balance::LeastRequests),
+            None,
+        );
         let guard = up.select(None, &[]).unwrap();
         assert_eq!(guard.backend().in_flight(), 1);
         let backend = guard.backend().clone();
