@@ -21,6 +21,7 @@ mod curl;
 mod dns;
 mod fake_kube;
 mod gateway;
+pub mod grpc;
 mod haproxy;
 mod hello;
 mod kubelet;
