@@ -68,6 +68,7 @@ pkgs_rootfs=(
 py_test=(
   prometheus-client==0.26.0                     # its exposition parser checks /metrics (observability.rs)
   sslyze==6.3.1                                 # the TLS scan of tls_scan.rs
+  grpcio==1.85.3                                # e2e/grpc/greeter_client.py: a gRPC client not built on tonic
 )
 py_ci=(
   kubernetes-validate==1.37.0                   # the manifests, against bundled schemas

@@ -90,6 +90,69 @@ impl Certs {
         out
     }
 
+    /// A client certificate (ECDSA P-256, `clientAuth`, PKCS#8 key) with the subject
+    /// `/CN=cn`, signed by this CA, in dir `name`: `tls.crt`, `tls.key`, and the CA's
+    /// `ca.crt`.
+    pub fn client(&self, name: &str, cn: &str) -> PathBuf {
+        let ca = self.dir.path().join("ca");
+        if !ca.join("ca.key").exists() {
+            // dev-certs.sh makes the CA along with a first (here unused) server cert.
+            self.server(".ca", &["localhost"]);
+        }
+        let out = self.path(name);
+        std::fs::create_dir_all(&out).expect("mkdir");
+        std::fs::write(
+            out.join("client.ext"),
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("write client.ext");
+        let subject = format!("/CN={cn}");
+        let (ca_crt, ca_key, ca_srl) = (ca.join("ca.crt"), ca.join("ca.key"), ca.join("ca.srl"));
+        openssl(
+            &out,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "tls.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                &subject,
+            ],
+        );
+        openssl(
+            &out,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                &ca_crt.display().to_string(),
+                "-CAkey",
+                &ca_key.display().to_string(),
+                "-CAserial",
+                &ca_srl.display().to_string(),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-sha256",
+                "-extfile",
+                "client.ext",
+                "-out",
+                "tls.crt",
+            ],
+        );
+        std::fs::copy(&ca_crt, out.join("ca.crt")).expect("copy ca.crt");
+        out
+    }
+
     /// A self-signed ECDSA certificate valid only from `not_before` to `not_after`
     /// (`(year, month, day)`), in dir `name`.
     pub fn server_valid(
@@ -188,6 +251,20 @@ fn run_dev_certs(
     assert!(
         output.status.success(),
         "dev-certs.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs Debian's `openssl` with `args` in `dir`; panics with its stderr if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (e2e/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -1,5 +1,5 @@
-//! End-to-end harness: real `gateway` and `hello` processes on 127.0.0.1 with
-//! ephemeral ports, a TLS client, and certificate helpers.
+//! End-to-end harness: real `gateway`, `hello` and `greeter` (gRPC) processes on
+//! 127.0.0.1 with ephemeral ports, TLS and gRPC clients, and certificate helpers.
 //!
 //! ```text
 //! let a = Hello::spawn("a");
@@ -21,6 +21,8 @@ mod curl;
 mod dns;
 mod fake_kube;
 mod gateway;
+mod greeter;
+pub mod grpc;
 mod haproxy;
 mod hello;
 mod kubelet;
@@ -39,6 +41,8 @@ pub use curl::{curl, curl_command, curled, Curled};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, python3, with_mounts, wrapped, Gateway, Outcome, Ports};
+pub use greeter::Greeter;
+pub use grpc::GreeterClient;
 pub use haproxy::Haproxy;
 pub use hello::Hello;
 pub use kubelet::Volume;

@@ -1,7 +1,12 @@
 //! `hello`: the tutorial's backend greeter, `{"message":"Hello"}` on every request.
 //!
-//! `hello --listen ADDR [--name NAME] [--delay-ms N] [--fail-health]`. Prints `listening on ADDR` (the bound address,
-//! so `:0` works) once ready. Every answer carries `x-hello-instance: NAME` (default:
+//! `hello --listen ADDR [--name NAME] [--delay-ms N] [--fail-health] [--tls-dir DIR
+//! [--client-ca FILE]]`. Prints `listening on ADDR` (the bound address, so `:0` works)
+//! once ready. It speaks HTTP/1.1 and h2c; with `--tls-dir` it serves TLS instead, with
+//! `DIR/tls.crt` and `DIR/tls.key`, offering h2 and http/1.1 by ALPN (an HTTPS backend);
+//! `--client-ca FILE` then requires a client certificate verified against the CA
+//! certificates in FILE, and every answer carries `x-client-cn`, the verified
+//! certificate's subject CN (when it has one). Every answer carries `x-hello-instance: NAME` (default:
 //! the bound address); `?delay_ms=N` delays it by N ms; `?echo_headers=1` answers
 //! with the request's headers as `name: value` lines instead (for tests of what the
 //! gateway forwards); `?echo_body=1` answers with the request body as hello read it
@@ -27,8 +32,13 @@
 //! `x-hello-request-line` on every answer is the request line as hello read it
 //! (method, target, version): what the gateway forwarded.
 
+// A crate root looks for modules beside itself: this one sits in hello/.
+#[path = "hello/tls.rs"]
+mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,8 +53,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
@@ -53,7 +64,9 @@ use tokio_tungstenite::WebSocketStream;
 const BODY: &[u8] = br#"{"message":"Hello"}"#;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: hello --listen ADDR [--name NAME] [--delay-ms N] [--fail-health]");
+    eprintln!(
+        "usage: hello --listen ADDR [--name NAME] [--delay-ms N] [--fail-health] [--tls-dir DIR [--client-ca FILE]]"
+    );
     ExitCode::from(64)
 }
 
@@ -72,6 +85,8 @@ fn main() -> ExitCode {
     let mut name = None;
     let mut delay = Duration::ZERO;
     let mut fail_health = false;
+    let mut tls_dir = None;
+    let mut client_ca = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--fail-health" {
@@ -81,6 +96,8 @@ fn main() -> ExitCode {
         match (arg.as_str(), args.next()) {
             ("--listen", Some(v)) => listen = Some(v),
             ("--name", Some(v)) => name = Some(v),
+            ("--tls-dir", Some(v)) => tls_dir = Some(PathBuf::from(v)),
+            ("--client-ca", Some(v)) => client_ca = Some(PathBuf::from(v)),
             ("--delay-ms", Some(v)) => match v.parse() {
                 Ok(ms) => delay = Duration::from_millis(ms),
                 Err(_) => return usage(),
@@ -90,6 +107,17 @@ fn main() -> ExitCode {
     }
     let Some(Ok(listen)) = listen.map(|l| l.parse::<SocketAddr>()) else {
         return usage();
+    };
+    let tls = match (tls_dir, client_ca) {
+        (None, None) => None,
+        (None, Some(_)) => return usage(),
+        (Some(dir), ca) => match tls::acceptor(&dir, ca.as_deref()) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                eprintln!("hello: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,7 +129,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(listen, name, delay, fail_health)) {
+    match runtime.block_on(serve(listen, name, delay, fail_health, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hello: {e}");
@@ -115,6 +143,7 @@ async fn serve(
     name: Option<String>,
     delay: Duration,
     fail_health: bool,
+    tls: Option<TlsAcceptor>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
@@ -146,14 +175,50 @@ async fn serve(
         let behaviour = behaviour.clone();
         connections += 1;
         let connection = HeaderValue::from(connections);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(move |req| respond(req, behaviour.clone(), connection.clone()));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let Some(tls) = tls else {
+                return serve_connection(stream, behaviour, connection, None).await;
+            };
+            let stream = match tls.accept(stream).await {
+                Ok(stream) => stream,
+                Err(e) => return eprintln!("hello: TLS handshake: {e}"),
+            };
+            let client_cn = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(tls::common_name)
+                .and_then(|cn| HeaderValue::from_str(&cn).ok());
+            serve_connection(stream, behaviour, connection, client_cn).await;
         });
     }
+}
+
+/// Serves one connection (HTTP/1.1 with upgrades, or HTTP/2) until it ends.
+async fn serve_connection<S>(
+    stream: S,
+    behaviour: Behaviour,
+    connection: HeaderValue,
+    client_cn: Option<HeaderValue>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let (behaviour, connection) = (behaviour.clone(), connection.clone());
+        let client_cn = client_cn.clone();
+        async move {
+            let mut resp = respond(req, behaviour, connection).await?;
+            if let Some(cn) = client_cn {
+                resp.headers_mut().insert("x-client-cn", cn);
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn respond(
