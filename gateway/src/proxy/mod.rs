@@ -479,7 +479,11 @@ impl Gateway {
             if e.is_clients_doing() {
                 tracing::debug!(listener = %self.name, error = %crate::error_chain(e), cause = ?e, "request failed on the client's side");
             } else {
-                tracing::warn!(listener = %self.name, error = %crate::error_chain(e), "request failed");
+                let upstream = ctx.route.as_ref().and_then(|r| r.targets.get(ctx.target));
+                let upstream = upstream.map_or("-", |t| t.upstream.name());
+                let backend = ctx.backend.as_ref().map(|b| b.backend().addr.to_string());
+                let backend = backend.as_deref().unwrap_or("-");
+                tracing::warn!(listener = %self.name, upstream, backend = %backend, error = %crate::error_chain(e), "request failed");
             }
         }
         if !access::enabled() {
