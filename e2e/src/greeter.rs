@@ -195,3 +195,20 @@ fn first_san(crt: &Path) -> String {
     dns.or(ip)
         .unwrap_or_else(|| panic!("{} has no DNS or IPv4 SAN", crt.display()))
 }
+
+/// A gateway serving gRPC over TLS (listener `https`, a certificate for `localhost` from
+/// `certs`' CA) in front of the upstream `greeter` with the TOML lines `upstream`
+/// (`servers = [...]`, `protocol = ...`), on a route with the lines `route`.
+pub fn grpc_gateway(certs: &crate::Certs, upstream: &str, route: &str) -> crate::Gateway {
+    let tls = certs.server("front", &["localhost"]);
+    crate::Gateway::start(&format!(
+        "{}\n[upstream.greeter]\n{upstream}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"greeter\"\n{route}\n",
+        crate::https_listener(&tls)
+    ))
+}
+
+/// The TOML of `servers = [...]` for `greeters`.
+pub fn servers(greeters: &[&Greeter]) -> String {
+    let list: Vec<String> = greeters.iter().map(|g| format!("\"{}\"", g.addr)).collect();
+    format!("servers = [{}]", list.join(", "))
+}

@@ -41,7 +41,7 @@ pub use curl::{curl, curl_command, curled, Curled};
 pub use dns::DnsServer;
 pub use fake_kube::FakeKubeApi;
 pub use gateway::{gateway_bin, python3, with_mounts, wrapped, Gateway, Outcome, Ports};
-pub use greeter::Greeter;
+pub use greeter::{grpc_gateway, servers, Greeter};
 pub use grpc::GreeterClient;
 pub use haproxy::Haproxy;
 pub use hello::Hello;

@@ -130,6 +130,15 @@ pub(crate) trait Downstream {
     /// The next piece of the request body; `None` at its end. Cancel-safe.
     fn read_body(&mut self) -> impl Future<Output = Result<Option<Bytes>, DownError>> + Send;
 
+    /// While `body`, the next piece of the request body as [`Downstream::read_body`];
+    /// either way, fails when the client abandons the request (resets its HTTP/2
+    /// stream), so that a response streaming from the backend stops with it.
+    /// Cancel-safe.
+    fn read_body_or_reset(
+        &mut self,
+        body: bool,
+    ) -> impl Future<Output = Result<Option<Bytes>, DownError>> + Send;
+
     /// A piece of the request body the connection holds already (to go up with the
     /// request head); never waits. `None`: nothing buffered.
     fn buffered_body(&mut self) -> Result<Option<Bytes>, DownError>;

@@ -249,6 +249,19 @@ impl Gateway {
                         if e.is_refused() {
                             lease.conn().retire();
                         }
+                        // The connection of a backend going away closed under a stream
+                        // it had not answered: not processed, like a refused one.
+                        let e = match e {
+                            ProxyError::H2Backend(what, cause)
+                                if cause.is_io() && lease.conn().draining() && !ctx.responded =>
+                            {
+                                ProxyError::H2Backend(
+                                    what,
+                                    h2::Error::from(h2::Reason::REFUSED_STREAM),
+                                )
+                            }
+                            e => e,
+                        };
                         (e, !ctx.responded)
                     }
                 }

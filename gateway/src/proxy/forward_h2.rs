@@ -48,12 +48,21 @@ pub(super) async fn exchange<D: Downstream>(
     let (response, mut up) = sender
         .send_request(head, request_done)
         .map_err(|e| ProxyError::H2Backend("opening a stream", e))?;
+    // A failed send keeps its error while the response is read: the stream's own
+    // error (a refusal past the backend's GOAWAY, a reset) is the one that says
+    // whether the request may go elsewhere; a complete answer is still relayed.
+    let mut send_error = None;
     // A retry first sends again the body bytes the previous attempt took.
     for piece in &replay.pieces {
-        send(&mut up, piece.clone(), false, timeouts).await?;
+        if let Err(e) = send(&mut up, piece.clone(), false, timeouts).await {
+            send_error = Some(e);
+            break;
+        }
     }
-    if !request_done && body_empty {
-        send(&mut up, Bytes::new(), true, timeouts).await?;
+    if send_error.is_none() && !request_done && body_empty {
+        if let Err(e) = send(&mut up, Bytes::new(), true, timeouts).await {
+            send_error = Some(e);
+        }
         request_done = true;
     }
     let mut from = Coming::Head(response);
@@ -61,6 +70,7 @@ pub(super) async fn exchange<D: Downstream>(
     tokio::pin!(silent);
     let mut silent = Deadline::new(silent);
     loop {
+        let uploading = !request_done && send_error.is_none();
         tokio::select! {
             biased;
             piece = from.next() => {
@@ -69,18 +79,27 @@ pub(super) async fn exchange<D: Downstream>(
                     break;
                 }
             }
-            body = down.read_body(), if !request_done => match body? {
-                Some(piece) => {
-                    replay.push(&piece);
-                    send(&mut up, piece, false, timeouts).await?;
+            // A client that resets its stream ends the exchange (and the backend's
+            // stream with it), even once its request is complete.
+            body = down.read_body_or_reset(uploading) => {
+                // The last piece carries END_STREAM itself: no empty DATA frame after
+                // each message (servers count those as a flood: h2 answers a stream of
+                // them with GOAWAY ENHANCE_YOUR_CALM).
+                let (piece, end) = match body? {
+                    Some(piece) => {
+                        replay.push(&piece);
+                        let end = down.body_done();
+                        (piece, end)
+                    }
+                    None => (Bytes::new(), true),
+                };
+                if let Err(e) = send(&mut up, piece, end, timeouts).await {
+                    send_error = Some(e);
                 }
-                None => {
-                    send(&mut up, Bytes::new(), true, timeouts).await?;
-                    request_done = true;
-                }
-            },
+                request_done |= end;
+            }
             () = silent.passed() => {
-                return Err(ProxyError::BackendTimeout("awaiting the response"));
+                return Err(send_error.unwrap_or(ProxyError::BackendTimeout("awaiting the response")));
             }
         }
         // The backend has `read_timeout` from the last thing that moved.

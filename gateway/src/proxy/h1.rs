@@ -107,6 +107,14 @@ impl Downstream for H1<'_> {
         self.conn.body_done()
     }
 
+    async fn read_body_or_reset(&mut self, body: bool) -> Result<Option<Bytes>, DownError> {
+        // An HTTP/1 client that goes away is seen when the response is written to it.
+        match body {
+            true => self.read_body().await,
+            false => std::future::pending().await,
+        }
+    }
+
     async fn read_body(&mut self) -> Result<Option<Bytes>, DownError> {
         Ok(self.conn.read_body().await?)
     }

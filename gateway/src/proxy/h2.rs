@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
@@ -120,6 +121,24 @@ impl H2Stream {
 }
 
 impl H2Stream {
+    /// A piece of request body read: its window given back as it is taken (the client
+    /// sends on while the backend reads), counted against the route's limit.
+    fn took(
+        &mut self,
+        piece: Option<Result<Bytes, h2::Error>>,
+    ) -> Result<Option<Bytes>, DownError> {
+        let Some(piece) = piece else {
+            return Ok(None);
+        };
+        let piece = piece.map_err(DownError::H2)?;
+        let _ = self.body.flow_control().release_capacity(piece.len());
+        self.read += piece.len() as u64;
+        if self.read > self.limit {
+            return Err(DownError::BodyTooLarge);
+        }
+        Ok(Some(piece))
+    }
+
     /// The gateway's own answer to a gRPC call: a trailers-only response (HTTP 200,
     /// `grpc-status` and `grpc-message` in the one HEADERS frame that ends the stream),
     /// with the answer's other fields (`retry-after`). Logged and counted under the
@@ -179,18 +198,27 @@ impl Downstream for H2Stream {
     }
 
     async fn read_body(&mut self) -> Result<Option<Bytes>, DownError> {
-        let Some(piece) = self.body.data().await else {
-            return Ok(None);
-        };
-        let piece = piece.map_err(DownError::H2)?;
-        // The window is given back as the body is taken: the client sends on while the
-        // backend reads.
-        let _ = self.body.flow_control().release_capacity(piece.len());
-        self.read += piece.len() as u64;
-        if self.read > self.limit {
-            return Err(DownError::BodyTooLarge);
-        }
-        Ok(Some(piece))
+        let piece = self.body.data().await;
+        self.took(piece)
+    }
+
+    async fn read_body_or_reset(&mut self, body: bool) -> Result<Option<Bytes>, DownError> {
+        let piece = poll_fn(|cx| {
+            let reset = match &mut self.send {
+                Some(send) => send.poll_reset(cx),
+                None => self.respond.poll_reset(cx),
+            };
+            if let Poll::Ready(reason) = reset {
+                let reason = reason.unwrap_or(h2::Reason::CANCEL);
+                return Poll::Ready(Err(DownError::H2(h2::Error::from(reason))));
+            }
+            match body {
+                true => self.body.poll_data(cx).map(Ok),
+                false => Poll::Pending,
+            }
+        })
+        .await?;
+        self.took(piece)
     }
 
     fn buffered_body(&mut self) -> Result<Option<Bytes>, DownError> {

@@ -31,6 +31,8 @@ pub struct H2Conn {
     streams: AtomicU32,
     /// Set when the connection's task ended or the backend refused a new stream on it.
     closed: Arc<AtomicBool>,
+    /// Set once the backend said it is going away (`GOAWAY`).
+    draining: AtomicBool,
     /// `now_ms()` when its last stream ended.
     idle_since: AtomicU64,
 }
@@ -67,6 +69,7 @@ impl H2Conn {
             send,
             streams: AtomicU32::new(0),
             closed,
+            draining: AtomicBool::new(false),
             idle_since: AtomicU64::new(now_ms()),
         }))
     }
@@ -75,9 +78,17 @@ impl H2Conn {
         !self.closed.load(Ordering::Relaxed)
     }
 
-    /// No new stream goes on it (the backend sent `GOAWAY`, or the connection broke).
+    /// The backend sent `GOAWAY`: no new stream goes on it, and a stream it has not
+    /// answered when the connection then closes was not processed (a graceful
+    /// shutdown finishes the streams it keeps before closing).
     pub fn retire(&self) {
+        self.draining.store(true, Ordering::Relaxed);
         self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the backend has said it is going away.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 
