@@ -254,6 +254,7 @@ SCENARIOS = [
     ("s6", "6. 1 MiB responses, HTTPS/1.1, 16 conns", "MiB"),
     ("s9", "9. two workers each, scenario 1's load (report only)", "req"),
     ("s10", "10. gzip of a 64 KiB JSON response, 16 conns", "MiB"),
+    ("s13", "13. unary gRPC calls, HTTPS HTTP/2, 16 conns × 10 streams", "call"),
 ]
 # (row label, scenario, base proxy, [(variant proxy, what it is)]): gateway variants, each
 # against the base proxy's run of the same scenario.
@@ -336,7 +337,7 @@ def table(path):
             row("", "**RSS per connection, KiB**", "kib_per_conn", f1, scenario, with_spread=True)
             row("", "CPU µs per connection (handshake + 1 request)", "cpu_us", f1, scenario)
             continue
-        rate = {"req": "requests/s", "handshake": "handshakes/s", "MiB": "MiB/s"}[unit]
+        rate = {"req": "requests/s", "handshake": "handshakes/s", "MiB": "MiB/s", "call": "calls/s"}[unit]
         row(label, rate, "rate", n0, scenario)
         if unit != "handshake":
             row("", "p50 latency, ms", "p50", f2, scenario)

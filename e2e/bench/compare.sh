@@ -10,7 +10,7 @@
 #
 # Environment: ROUNDS=2, S1_ROUNDS=3 (scenario 1 carries the gateway variants of 7 and 8,
 # whose differences are small next to the gateway's ±8% run-to-run spread), DURATION=8
-# seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6 s9 s10"
+# seconds per run, IDLE_CONNS=10000, ONLY="s1 s2 s3e s3r s4 s5 s6 s9 s10 s13"
 # (scenarios to run; 7, 8 and 11 are gateway variants in s1).
 #
 #   1. HTTPS HTTP/1.1 keep-alive, small GET     wrk -t1 -c64
@@ -34,6 +34,8 @@
 #      scenario 1's route, which has no CORS, is the variant it is measured against)
 #  12. the gateway with a rate limit on the route that never trips, under load 1: per
 #      replica, and shared through a redis-server on loopback ([rate_limit] shared)
+#  13. unary gRPC calls over HTTPS HTTP/2 to the greeter (tonic, h2c), gateway and nginx
+#      (grpc_pass)                              h2load -t1 -c16 -m10, a SayHello message
 #
 # S1_VARIANTS="gw-..." runs only those gateway variants in scenario 1 (default: all).
 #
@@ -49,13 +51,15 @@ ROUNDS=${ROUNDS:-2}
 S1_ROUNDS=${S1_ROUNDS:-$((ROUNDS + 1))}
 DURATION=${DURATION:-8}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9 s10} # scenarios to run (7, 8 and 11 are variants in s1)
+ONLY=${ONLY:-s1 s2 s3e s3r s4 s5 s6 s9 s10 s13} # scenarios to run (7, 8 and 11 are variants in s1)
 nginx_gzip="gzip off;"
+gateway_grpc="" nginx_grpc="" nginx_grpc_upstream=""
 HTTPS_PORT=18443
 HTTP_PORT=18080
 ADMIN_PORT=19090
 HELLO_PORTS=(19001 19002 19003)
 REDIS_PORT=19379
+GREETER_PORT=19051
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -121,6 +125,11 @@ done
 # The shared rate limit's Redis (scenario 12), no persistence.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 pids+=($!)
+# The gRPC backend of scenario 13, and the SayHello request it is sent: one gRPC frame
+# (uncompressed, 4-byte length) holding HelloRequest { name = "bench" }.
+target/release/greeter --listen "127.0.0.1:$GREETER_PORT" --name bench >/dev/null &
+pids+=($!)
+printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$work/grpc-call.bin"
 
 # --- the proxies ------------------------------------------------------------------------
 
@@ -149,7 +158,8 @@ shared = { redis = \"redis://127.0.0.1:$REDIS_PORT\" }" ;;
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
   case $variant in gw-prod | gw-health) health='health = { path = "/healthz", interval = "1s" }' ;; esac
   py render "$bench/gateway.toml.tmpl" WORKERS=$workers HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
-    SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields" RATE_LIMIT="$shared"
+    SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields" RATE_LIMIT="$shared" \
+    GRPC="$gateway_grpc"
 }
 
 # start PROXY CERT_DIR: starts it and waits until both listeners answer.
@@ -159,7 +169,8 @@ start_proxy() {
     nginx)
       for port in "${HELLO_PORTS[@]}"; do servers+="server 127.0.0.1:$port; "; done
       py render "$bench/nginx.conf.tmpl" WORKERS=$workers WORK="$work" NOFILE="$nofile" HTTPS_PORT=$HTTPS_PORT \
-        HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" NGINX_SERVERS="$servers" GZIP="$nginx_gzip" >"$work/nginx.conf"
+        HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" NGINX_SERVERS="$servers" GZIP="$nginx_gzip" GRPC="$nginx_grpc" \
+        GRPC_UPSTREAM="$nginx_grpc_upstream" >"$work/nginx.conf"
       nginx -p "$work/" -c "$work/nginx.conf" -e "$work/nginx.error.log" -g 'daemon off;' \
         2>"$work/nginx.log" &
       proxy_pid=$! ;;
@@ -221,6 +232,9 @@ cpu_ticks() { proxy_pids; py sample "${ppids[@]}" | cut -d' ' -f1; }
 # --- one run ----------------------------------------------------------------------------
 
 https="https://localhost:$HTTPS_PORT/"
+# A unary gRPC call as h2load sends it: POST of the request frame, gRPC's fields.
+grpc_url="https://localhost:$HTTPS_PORT/greeter.v1.Greeter/SayHello"
+grpc=(-d "$work/grpc-call.bin" -H "content-type: application/grpc" -H "te: trailers")
 # measure SCENARIO PROXY ROUND: one load run against the running proxy, recorded.
 measure() {
   local scenario=$1 proxy=$2 round=$3 out="$work/$1-$2-$3" t0 t1 cap=$((DURATION + 20))
@@ -233,6 +247,7 @@ measure() {
     s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "${hdr[@]}" "$https" >/dev/null ;;
     s10) timeout 10 wrk -t1 -c16 -d1s -H "Accept-Encoding: $enc" "$https?json=65536" >/dev/null ;;
     s2) timeout 10 h2load -t1 -c16 -m10 -n 5000 "$https" >/dev/null ;;
+    s13) timeout 10 h2load -t1 -c16 -m10 -n 5000 "${grpc[@]}" "$grpc_url" >/dev/null ;;
     s4) timeout 10 wrk -t1 -c64 -d1s "http://127.0.0.1:$HTTP_PORT/" >/dev/null ;;
   esac
   if [ "$scenario" = s5 ]; then
@@ -245,6 +260,8 @@ measure() {
   case $scenario in
     s1 | s9) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "${hdr[@]}" "$https" >"$out.txt" ;;
     s2) timeout $cap h2load -t1 -c16 -m10 -D "$DURATION" --log-file="$out.log" "$https" >"$out.txt" ;;
+    s13) timeout $cap h2load -t1 -c16 -m10 -D "$DURATION" --log-file="$out.log" "${grpc[@]}" "$grpc_url" \
+      >"$out.txt" ;;
     s3*)
       timeout $cap openssl s_time -connect "127.0.0.1:$HTTPS_PORT" -new -www / -time "$DURATION" >"$out.1.txt" 2>&1 &
       timeout $cap openssl s_time -connect "127.0.0.1:$HTTPS_PORT" -new -www / -time "$DURATION" >"$out.2.txt" 2>&1
@@ -257,7 +274,7 @@ measure() {
   t1=$(cpu_ticks)
   proxy_pids
   case $scenario in
-    s2) py "${record[@]}" --tool h2load --out "$out.txt" "$out.log" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
+    s2 | s13) py "${record[@]}" --tool h2load --out "$out.txt" "$out.log" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
     s3*) py "${record[@]}" --tool s_time --out "$out.1.txt" "$out.2.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
     s6) py "${record[@]}" --tool wrk --out "$out.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" --mib-per-request 1 ;;
     s10)
@@ -317,6 +334,19 @@ workers=1
 nginx_gzip="gzip on; gzip_types application/json; gzip_comp_level 1; gzip_min_length 1024; gzip_vary on; gzip_proxied any;"
 scenario s10 "$ROUNDS" "$work/ecdsa" gateway nginx gw-br gw-zstd
 nginx_gzip="gzip off;"
+# Unary gRPC: the gateway's HTTP/2 upstream (streams multiplexed over pooled h2c
+# connections) against nginx's grpc_pass with a keep-alive upstream pool.
+gateway_grpc="[upstream.greeter]
+servers = [\"127.0.0.1:$GREETER_PORT\"]
+protocol = \"h2c\"
+
+[[route]]
+path_prefix = \"/greeter.v1.Greeter/\"
+upstream = \"greeter\""
+nginx_grpc_upstream="upstream greeter { server 127.0.0.1:$GREETER_PORT; keepalive 1024; }"
+nginx_grpc="location /greeter.v1.Greeter/ { grpc_pass grpc://greeter; grpc_set_header X-Forwarded-For \$remote_addr; }"
+scenario s13 "$ROUNDS" "$work/ecdsa" gateway nginx
+gateway_grpc="" nginx_grpc="" nginx_grpc_upstream=""
 
 # The TLS parameters each proxy negotiates with the clients (OpenSSL 3 defaults).
 tls_params=""

@@ -196,13 +196,13 @@ fn first_san(crt: &Path) -> String {
         .unwrap_or_else(|| panic!("{} has no DNS or IPv4 SAN", crt.display()))
 }
 
-/// A gateway serving gRPC over TLS (listener `https`, a certificate for `localhost` from
+/// A gateway (with `[admin]`) serving gRPC over TLS (listener `https`, a certificate for `localhost` from
 /// `certs`' CA) in front of the upstream `greeter` with the TOML lines `upstream`
 /// (`servers = [...]`, `protocol = ...`), on a route with the lines `route`.
 pub fn grpc_gateway(certs: &crate::Certs, upstream: &str, route: &str) -> crate::Gateway {
     let tls = certs.server("front", &["localhost"]);
     crate::Gateway::start(&format!(
-        "{}\n[upstream.greeter]\n{upstream}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"greeter\"\n{route}\n",
+        "{}\n[admin]\nlisten = \"127.0.0.1:{{{{port:admin}}}}\"\n\n[upstream.greeter]\n{upstream}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"greeter\"\n{route}\n",
         crate::https_listener(&tls)
     ))
 }

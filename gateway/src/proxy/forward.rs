@@ -113,7 +113,11 @@ impl Gateway {
         };
         let result = match route.targets.get(ctx.target) {
             // gRPC needs HTTP/2's trailers: an HTTP/1 client's call cannot be carried.
-            Some(_) if req.version != Version::HTTP_2 && grpc::is_grpc(&req.headers) => {
+            Some(_)
+                if req.method == http::Method::POST
+                    && req.version != Version::HTTP_2
+                    && grpc::is_grpc(&req.headers) =>
+            {
                 Err(ProxyError::GrpcOverHttp1)
             }
             Some(target) => {
@@ -195,7 +199,17 @@ impl Gateway {
         let config = &upstream.config;
         let backend = chosen.backend();
         let retry_left = ctx.attempts <= config.retries;
-        let conn = match self.backend_conn(upstream, backend, ctx).await {
+        // The common case first, without the connect path's future: an idle pooled
+        // HTTP/1.1 connection.
+        let pooled = match config.protocol {
+            Protocol::Http1 => backend.pool.take(config.timeouts.idle).map(Conn::H1),
+            _ => None,
+        };
+        let conn = match pooled {
+            Some(conn) => Ok(conn),
+            None => self.backend_conn(upstream, backend, ctx).await,
+        };
+        let conn = match conn {
             Ok(conn) => conn,
             Err(e) => {
                 backend.count(Outcome::ConnectFailure);
@@ -292,11 +306,8 @@ impl Gateway {
         let config = &upstream.config;
         let max_streams = config.max_streams;
         match config.protocol {
-            Protocol::Http1 => {
-                if let Some(stream) = backend.pool.take(config.timeouts.idle) {
-                    return Ok(Conn::H1(stream));
-                }
-            }
+            // Its pool was asked first.
+            Protocol::Http1 => {}
             Protocol::H2c | Protocol::H2 => {
                 if let Some(lease) = backend.h2.lease(max_streams) {
                     return Ok(Conn::H2(lease));
