@@ -315,7 +315,8 @@ async fn the_gateways_own_failures_are_grpc_statuses() {
         .expect_err("down");
     assert_eq!(status.code(), Code::Unavailable);
     // Counted under the HTTP status the answer stands for.
-    let series = "gateway_requests_total{listener=\"https\",route=\"/\",upstream=\"greeter\",code=\"502\"}";
+    let series =
+        "gateway_requests_total{listener=\"https\",route=\"/\",upstream=\"greeter\",code=\"502\"}";
     assert_eq!(gw.metric(series), Some(2.0), "{series}");
 
     // No route: UNIMPLEMENTED. Over the route's rate limit: RESOURCE_EXHAUSTED.

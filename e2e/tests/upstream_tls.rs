@@ -257,3 +257,51 @@ fn insecure_skip_verify_serves_and_warns_at_every_load() {
         || (gw.log().matches(warning).count() == 2).then_some(()),
     );
 }
+
+#[test]
+fn active_checks_run_over_tls_and_http2() {
+    let certs = Certs::new();
+    let good = https_hello(&certs, "good", &[]);
+    let failing = https_hello(&certs, "failing", &["--fail-health"]);
+    for protocol in ["http1", "auto"] {
+        let gw = Gateway::start(&format!(
+            "[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n\n\
+             [upstream.hello]\nservers = [\"{}\", \"{}\"]\nprotocol = \"{protocol}\"\n\
+             tls = {{ ca = \"{}\", server_name = \"hello.internal\" }}\n\
+             health = {{ path = \"/healthz\", interval = \"100ms\", unhealthy_after = 1 }}\n\n\
+             [[route]]\npath_prefix = \"/\"\nupstream = \"hello\"\n",
+            good.addr,
+            failing.addr,
+            ca_dir(&certs)
+        ));
+        let verdict = format!("backend={}", failing.addr);
+        wait_until(
+            Duration::from_secs(10),
+            "the failing backend ejected",
+            || {
+                let log = gw.log();
+                let mut lines = log.lines();
+                lines
+                    .any(|l| {
+                        l.contains("backend is now unhealthy (active check)")
+                            && l.contains(&verdict)
+                    })
+                    .then_some(())
+            },
+        );
+        for _ in 0..6 {
+            let (status, out) = get(&gw);
+            assert_eq!(status, 200, "{protocol}: {out}");
+            assert!(out.contains("x-hello-instance: good"), "{protocol}: {out}");
+        }
+        // The good one passes its checks: never reported unhealthy.
+        let good_backend = format!("backend={}", good.addr);
+        assert!(
+            !gw.log()
+                .lines()
+                .any(|l| l.contains("unhealthy") && l.contains(&good_backend)),
+            "{protocol}: {}",
+            gw.log()
+        );
+    }
+}
