@@ -220,7 +220,7 @@ impl Gateway {
                 if retry_left && ctx.connecting < config.timeouts.connect {
                     return Attempt::Retry;
                 }
-                return Attempt::Done(Err(ProxyError::Connect(e)));
+                return Attempt::Done(Err(ProxyError::Connect(e.into_up())));
             }
         };
         backend.connect_succeeded();

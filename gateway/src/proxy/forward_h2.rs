@@ -344,3 +344,25 @@ fn now(body: &mut RecvStream) -> Option<(Bytes, Tail)> {
     };
     Some((data, tail))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn te_trailers_is_told_among_the_clients_te_values() {
+        let te = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(TE, HeaderValue::from_static(v));
+            }
+            wants_trailers(&headers)
+        };
+        assert!(te(&["trailers"]));
+        assert!(te(&["gzip, Trailers"]));
+        assert!(te(&["gzip", "trailers"]));
+        assert!(!te(&["gzip"]));
+        assert!(!te(&[]));
+        assert!(!te(&["trailersx"]));
+    }
+}
