@@ -254,8 +254,10 @@ impl Gateway {
                     Some(_) => http::uri::Scheme::HTTPS,
                     None => http::uri::Scheme::HTTP,
                 };
-                let exchanged =
-                    super::forward_h2::exchange(leg, down, &lease, scheme, ctx, replay).await;
+                // Boxed: HTTP/1.1 requests do not carry the HTTP/2 exchange's state in
+                // their future.
+                let exchange = super::forward_h2::exchange(leg, down, &lease, scheme, ctx, replay);
+                let exchanged = Box::pin(exchange).await;
                 backend.count(outcome(&exchanged, ctx.responded));
                 match exchanged {
                     Ok(_) => return Attempt::Done(Ok(())),
