@@ -212,3 +212,12 @@ pub fn servers(greeters: &[&Greeter]) -> String {
     let list: Vec<String> = greeters.iter().map(|g| format!("\"{}\"", g.addr)).collect();
     format!("servers = [{}]", list.join(", "))
 }
+
+/// [`grpc_gateway`] in front of `greeters` on h2c.
+pub fn h2c_gateway(certs: &crate::Certs, greeters: &[&Greeter], route: &str) -> crate::Gateway {
+    grpc_gateway(
+        certs,
+        &format!("{}\nprotocol = \"h2c\"", servers(greeters)),
+        route,
+    )
+}

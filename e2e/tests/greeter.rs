@@ -3,8 +3,6 @@
 //! health, counts, graceful stop), its tonic client, the grpcio client
 //! (e2e/grpc/greeter_client.py), and `hello` as an HTTPS backend.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::grpc::{hello, HelloRequest, DETAIL_TRAILER, SERVICE};
@@ -28,71 +26,11 @@ async fn all(mut replies: tonic::Streaming<e2e::grpc::HelloReply>) -> Vec<String
     messages
 }
 
-/// The four call kinds on `client`, answered by the greeter named `server`.
-async fn every_call_kind(client: &mut GreeterClient, server: &str) {
-    let reply = client.say_hello(hello("ann")).await.expect("SayHello");
-    let reply = reply.into_inner();
-    assert_eq!(
-        (reply.message.as_str(), reply.server.as_str()),
-        ("Hello, ann", server)
-    );
-
-    let request = HelloRequest {
-        count: 3,
-        reply_size: 10,
-        ..hello("bo")
-    };
-    let mut replies = client.stream_hellos(request).await.expect("StreamHellos");
-    let mut got = Vec::new();
-    while let Some(reply) = replies.get_mut().message().await.expect("a reply") {
-        got.push((reply.message, reply.payload.len()));
-    }
-    assert_eq!(got, vec![("Hello, bo".to_owned(), 10); 3]);
-
-    let requests = (1..=4).map(|i| HelloRequest {
-        payload: vec![b'p'; 100 * i],
-        ..hello(&format!("cy {i}"))
-    });
-    let reply = client
-        .collect_hellos(stream::iter(requests))
-        .await
-        .expect("CollectHellos")
-        .into_inner();
-    assert_eq!(
-        (reply.message.as_str(), reply.received, reply.received_bytes),
-        ("Hello, cy 1", 4, 1000)
-    );
-
-    // Chat answers each request before the next one is sent.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let requests = stream::unfold(rx, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
-    tx.send(hello("di 1")).await.expect("send");
-    let mut replies = client.chat(requests).await.expect("Chat").into_inner();
-    for i in 1..=3u64 {
-        let reply = replies
-            .message()
-            .await
-            .expect("a reply")
-            .expect("not the end");
-        assert_eq!(
-            (reply.message, reply.received),
-            (format!("Hello, di {i}"), i)
-        );
-        if i < 3 {
-            tx.send(hello(&format!("di {}", i + 1)))
-                .await
-                .expect("send");
-        }
-    }
-    drop(tx);
-    assert!(replies.message().await.expect("the end").is_none());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_serves_every_call_kind_and_counts_them() {
     let greeter = Greeter::spawn("g1");
     let mut client = greeter.client().await;
-    every_call_kind(&mut client, "g1").await;
+    e2e::every_call_kind(&mut client, "g1").await;
     assert_eq!(greeter.stats(), (4, 0));
 }
 
@@ -113,7 +51,7 @@ async fn mtls_needs_a_client_certificate_the_ca_signed() {
     let mut mtls = GreeterClient::mtls(greeter.addr, &ca, "localhost", &crt, &key)
         .await
         .expect("mTLS connect");
-    every_call_kind(&mut mtls, "secure").await;
+    e2e::every_call_kind(&mut mtls, "secure").await;
     let reply = mtls
         .say_hello(HelloRequest {
             payload: vec![b'p'; SIXTEEN_MIB],
@@ -310,23 +248,6 @@ async fn graceful_stop_finishes_the_calls_in_flight() {
     );
 }
 
-/// greeter_client.py with `args`: its JSON line.
-fn python_client(args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/greeter_client.py");
-    let out = Command::new(e2e::python3())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python3 (e2e/setup.sh test makes its virtualenv)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "greeter_client.py {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).expect("one JSON line")
-}
-
 #[test]
 fn grpcio_calls_the_greeter_over_tls() {
     let certs = Certs::new();
@@ -346,7 +267,7 @@ fn grpcio_calls_the_greeter_over_tls() {
         "--server-name",
         "greeter.test",
     ];
-    let run = |extra: &[&str]| python_client(&[&base[..], extra].concat());
+    let run = |extra: &[&str]| e2e::grpcio(&[&base[..], extra].concat());
 
     let unary = run(&["unary", "--name", "pat"]);
     assert_eq!(unary["ok"], true, "{unary}");

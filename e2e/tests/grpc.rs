@@ -23,84 +23,13 @@ async fn client(gw: &e2e::Gateway, certs: &Certs) -> GreeterClient {
         .expect("connect to the gateway")
 }
 
-/// Unary, server streaming, client streaming and bidirectional calls, answered by the
-/// greeter `server`.
-async fn four_call_kinds(client: &mut GreeterClient, server: &str) {
-    let reply = client
-        .say_hello(hello("ann"))
-        .await
-        .expect("SayHello")
-        .into_inner();
-    assert_eq!(
-        (reply.message.as_str(), reply.server.as_str()),
-        ("Hello, ann", server)
-    );
-
-    let request = HelloRequest {
-        count: 5,
-        reply_size: 100,
-        ..hello("bo")
-    };
-    let mut replies = client
-        .stream_hellos(request)
-        .await
-        .expect("StreamHellos")
-        .into_inner();
-    let mut n = 0;
-    while let Some(reply) = replies.message().await.expect("a reply") {
-        assert_eq!(
-            (reply.message.as_str(), reply.payload.len()),
-            ("Hello, bo", 100)
-        );
-        n += 1;
-    }
-    assert_eq!(n, 5);
-
-    let requests = (1..=4).map(|i| HelloRequest {
-        payload: vec![b'p'; 1000 * i],
-        ..hello("cy")
-    });
-    let reply = client
-        .collect_hellos(stream::iter(requests))
-        .await
-        .expect("CollectHellos")
-        .into_inner();
-    assert_eq!((reply.received, reply.received_bytes), (4, 10_000));
-
-    // Each request is answered before the next one is sent: the gateway relays both
-    // directions as they come, not once the request is complete.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let requests = stream::unfold(rx, |mut rx| async { rx.recv().await.map(|r| (r, rx)) });
-    tx.send(hello("di 1")).await.expect("send");
-    let mut replies = client.chat(requests).await.expect("Chat").into_inner();
-    for i in 1..=3u64 {
-        let reply = replies
-            .message()
-            .await
-            .expect("a reply")
-            .expect("not the end");
-        assert_eq!(
-            (reply.message, reply.received),
-            (format!("Hello, di {i}"), i)
-        );
-        if i < 3 {
-            tx.send(hello(&format!("di {}", i + 1)))
-                .await
-                .expect("send");
-        }
-    }
-    drop(tx);
-    assert!(replies.message().await.expect("the end").is_none());
-}
-
 #[tokio::test]
 async fn every_call_kind_passes_to_an_h2c_backend() {
     let greeter = Greeter::spawn("plain");
     let certs = Certs::new();
-    let upstream = format!("{}\nprotocol = \"h2c\"", servers(&[&greeter]));
-    let gw = grpc_gateway(&certs, &upstream, "");
+    let gw = e2e::h2c_gateway(&certs, &[&greeter], "");
     let mut client = client(&gw, &certs).await;
-    four_call_kinds(&mut client, "plain").await;
+    e2e::every_call_kind(&mut client, "plain").await;
     assert_eq!(greeter.stats().0, 4);
 }
 
@@ -125,7 +54,7 @@ async fn every_call_kind_passes_to_a_tls_backend_that_requires_a_client_certific
     );
     let gw = grpc_gateway(&certs, &upstream, "");
     let mut client = client(&gw, &certs).await;
-    four_call_kinds(&mut client, "secure").await;
+    e2e::every_call_kind(&mut client, "secure").await;
 
     // Without the client certificate the backend refuses the handshake: UNAVAILABLE.
     let anonymous = format!(
@@ -149,11 +78,7 @@ async fn client_for(gw: &e2e::Gateway, certs: &Certs) -> GreeterClient {
 async fn statuses_messages_and_custom_trailers_pass_through() {
     let greeter = Greeter::spawn("g");
     let certs = Certs::new();
-    let gw = grpc_gateway(
-        &certs,
-        &format!("{}\nprotocol = \"h2c\"", servers(&[&greeter])),
-        "",
-    );
+    let gw = e2e::h2c_gateway(&certs, &[&greeter], "");
     let mut client = client(&gw, &certs).await;
     let status = client
         .say_hello(HelloRequest {
@@ -199,8 +124,7 @@ async fn sixteen_mib_messages_stream_both_ways() {
     let certs = Certs::new();
     // A call's messages together count against the route's max_body_size (1 MiB by
     // default).
-    let upstream = format!("{}\nprotocol = \"h2c\"", servers(&[&greeter]));
-    let gw = grpc_gateway(&certs, &upstream, "max_body_size = \"64MiB\"");
+    let gw = e2e::h2c_gateway(&certs, &[&greeter], "max_body_size = \"64MiB\"");
     let mut client = client(&gw, &certs).await;
     let reply = client
         .say_hello(HelloRequest {
@@ -230,11 +154,7 @@ async fn sixteen_mib_messages_stream_both_ways() {
 async fn a_client_cancelling_a_stream_cancels_it_at_the_backend() {
     let greeter = Greeter::spawn("c");
     let certs = Certs::new();
-    let gw = grpc_gateway(
-        &certs,
-        &format!("{}\nprotocol = \"h2c\"", servers(&[&greeter])),
-        "",
-    );
+    let gw = e2e::h2c_gateway(&certs, &[&greeter], "");
     let mut client = client(&gw, &certs).await;
     let request = HelloRequest {
         count: 10_000,

@@ -3,8 +3,6 @@
 //! independent client implementation (Python's grpcio) gets the same answers as tonic.
 //! A gRPC call over HTTP/1.1 is refused with a clear status.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +21,7 @@ async fn a_backends_graceful_restart_under_load_fails_no_call() {
     let mut leaving = Greeter::spawn("leaving");
     let staying = Greeter::spawn("staying");
     let certs = Certs::new();
-    let upstream = format!("{}\nprotocol = \"h2c\"", servers(&[&leaving, &staying]));
-    let gw = grpc_gateway(&certs, &upstream, "");
+    let gw = e2e::h2c_gateway(&certs, &[&leaving, &staying], "");
     let done = Arc::new(AtomicU64::new(0));
     let mut callers = Vec::new();
     for i in 0..8 {
@@ -121,29 +118,11 @@ async fn grpc_health_checks_keep_calls_off_a_backend_not_serving() {
     });
 }
 
-/// greeter_client.py (grpcio) with `args`: its JSON line.
-fn grpcio(args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/greeter_client.py");
-    let out = Command::new(e2e::python3())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python3 (e2e/setup.sh test makes its virtualenv)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "greeter_client.py {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).expect("one JSON line")
-}
-
 #[test]
 fn grpcio_calls_through_the_gateway() {
     let greeter = Greeter::spawn("py");
     let certs = Certs::new();
-    let upstream = format!("{}\nprotocol = \"h2c\"", servers(&[&greeter]));
-    let gw = grpc_gateway(&certs, &upstream, "");
+    let gw = e2e::h2c_gateway(&certs, &[&greeter], "");
     let target = gw.addr("https").to_string();
     let ca = certs.ca();
     let base = [
@@ -154,7 +133,7 @@ fn grpcio_calls_through_the_gateway() {
         "--server-name",
         "localhost",
     ];
-    let run = |extra: &[&str]| grpcio(&[&base[..], extra].concat());
+    let run = |extra: &[&str]| e2e::grpcio(&[&base[..], extra].concat());
 
     let unary = run(&["unary", "--name", "pat"]);
     assert_eq!(unary["ok"], true, "{unary}");
@@ -192,8 +171,7 @@ fn grpcio_calls_through_the_gateway() {
 fn a_grpc_call_over_http1_is_refused() {
     let greeter = Greeter::spawn("g");
     let certs = Certs::new();
-    let upstream = format!("{}\nprotocol = \"h2c\"", servers(&[&greeter]));
-    let gw = grpc_gateway(&certs, &upstream, "");
+    let gw = e2e::h2c_gateway(&certs, &[&greeter], "");
     let url = format!(
         "https://127.0.0.1:{}/greeter.v1.Greeter/SayHello",
         gw.port("https")

@@ -711,6 +711,17 @@ async fn end_to_client<D: Downstream>(
         Some(encoder) => filters::encode(encoder, &[], true).map_err(ProxyError::Compress)?,
         None => Bytes::new(),
     };
+    end_response(down, tail, trailers).await?;
+    Ok(Reading::Done)
+}
+
+/// Ends the response to the client: the encoder's `tail` (if any), then the
+/// backend's trailers, or the end of the body.
+pub(super) async fn end_response<D: Downstream>(
+    down: &mut D,
+    tail: Bytes,
+    trailers: Option<http::HeaderMap>,
+) -> Result<(), ProxyError> {
     match trailers {
         Some(trailers) => {
             if !tail.is_empty() {
@@ -720,7 +731,7 @@ async fn end_to_client<D: Downstream>(
         }
         None => down.write_body(tail, true).await?,
     }
-    Ok(Reading::Done)
+    Ok(())
 }
 
 /// Passes one piece of the client's request body to the backend; true when the body

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::downstream::{Downstream, Request};
 use super::error::ProxyError;
-use super::forward::{encoded, filter_response, relayed, Exchanged, Leg, Replay};
+use super::forward::{encoded, end_response, filter_response, relayed, Exchanged, Leg, Replay};
 use super::headers;
 use super::outgoing::{outgoing, Sources};
 use super::{RequestCtx, REQUEST_ID};
@@ -303,15 +303,7 @@ async fn to_client<D: Downstream>(
         }
         Piece::Trailers(trailers) => {
             let tail = encoded(ctx, Bytes::new(), true)?;
-            match trailers {
-                Some(trailers) => {
-                    if !tail.is_empty() {
-                        down.write_body(tail, false).await?;
-                    }
-                    down.write_trailers(trailers).await?;
-                }
-                None => down.write_body(tail, true).await?,
-            }
+            end_response(down, tail, trailers).await?;
             Ok(true)
         }
     }
