@@ -256,7 +256,7 @@ fn run_dev_certs(
 }
 
 /// Runs Debian's `openssl` with `args` in `dir`; panics with its stderr if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
         .current_dir(dir)

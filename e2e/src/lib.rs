@@ -36,7 +36,7 @@ mod ws;
 use std::time::{Duration, Instant};
 
 pub use blackhole::Blackhole;
-pub use certs::{dev_certs as certs_for, Certs, KeyFormat, KeyType};
+pub use certs::{dev_certs as certs_for, openssl, Certs, KeyFormat, KeyType};
 pub use client::{h2_connect, request_to, tls_config, Client, Proto, Response};
 pub use curl::{curl, curl_command, curled, Curled};
 pub use dns::DnsServer;

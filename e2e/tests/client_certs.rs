@@ -7,20 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{curl, wait_until, Certs, Curled, Gateway, Hello};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (e2e/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use e2e::{curl, openssl, wait_until, Certs, Curled, Gateway, Hello};
 
 /// A CA in `dir` (`ca.crt`, `ca.key`), as a Secret with a `ca.crt` key mounts it.
 fn ca(dir: &Path, name: &str) {
