@@ -44,6 +44,7 @@ pkgs_test=(
   "zstd zstd"
   "haproxy haproxy"                             # the PROXY protocol sender (edge_policy.rs)
   "redis-server redis-server"                   # the shared rate limits (shared_limits.rs)
+  "apache2-utils htpasswd"                      # htpasswd -B files for basic auth (auth_basic.rs)
 )
 pkgs_venv=(
   "python3-venv py:ensurepip"                   # python3 -m venv (only when the venv is made)

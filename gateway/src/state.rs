@@ -46,6 +46,8 @@ pub struct RouteState {
     pub in_flight: Option<Arc<InFlightLimit>>,
     /// `rate_limit`, with the route's counts.
     pub rate_limit: Option<Arc<Limiter>>,
+    /// `auth`: checked before the rate limit.
+    pub auth: Option<Arc<crate::auth::RouteAuth>>,
 }
 
 /// One upstream of a route.

@@ -394,7 +394,25 @@ pub struct Route {
     pub max_in_flight: Option<u32>,
     /// `rate_limit`: past it, 429.
     pub rate_limit: Option<crate::routes::filters::rate_limit::RateLimit>,
+    /// `auth`: who may use the route (others get 401).
+    pub auth: Option<RouteAuth>,
 }
+
+/// A route's `auth`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteAuth {
+    /// `basic = { users, realm }`: an htpasswd file of bcrypt entries.
+    Basic {
+        /// The htpasswd file (in a mounted Secret), joined onto the config's directory.
+        users: PathBuf,
+        /// Where `users` is in the config.
+        at: Location,
+        realm: String,
+    },
+}
+
+/// A Basic auth realm without `realm`.
+pub const DEFAULT_REALM: &str = "restricted";
 
 /// A route's whole definition: what it matches, where it sends requests, and the
 /// filters they go through (read by `routes::Table` and the chain).

@@ -370,6 +370,16 @@ impl Gateway {
             ctx.local_status = Some(403);
             return Ok(true);
         }
+        // Authentication first: a rate limit keyed by identity counts only those who
+        // passed it.
+        if let Some(auth) = &route.auth {
+            if let crate::auth::Verdict::Challenge(challenge) = auth.check(&req.headers).await {
+                let (id, hsts) = (&ctx.request_id, ctx.hsts.as_ref());
+                respond::unauthorized(down, challenge, id, hsts).await?;
+                ctx.local_status = Some(401);
+                return Ok(true);
+            }
+        }
         if let Some(limiter) = &route.rate_limit {
             if let Decision::Limited { retry_after } = limiter.check(client.ip, &req.headers) {
                 let (id, hsts) = (&ctx.request_id, ctx.hsts.as_ref());

@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::header::{
+    HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, StatusCode};
 
 use super::downstream::{DownError, Downstream, Reply, Request, RequestId};
@@ -14,6 +16,7 @@ use crate::routes::filters::rate_limit::RateLimit;
 pub(crate) fn error_body(status: u16) -> &'static str {
     match status {
         400 => r#"{"error":"bad request"}"#,
+        401 => r#"{"error":"unauthorized"}"#,
         403 => r#"{"error":"forbidden"}"#,
         405 => r#"{"error":"method not allowed"}"#,
         404 => r#"{"error":"no route"}"#,
@@ -94,6 +97,20 @@ pub(crate) async fn rate_limited<D: Downstream>(
         extra.extend(value.map(|v| (name, v)));
     }
     json_reply(down, 429, &extra, request_id, hsts).await
+}
+
+/// Writes `401 {"error":"unauthorized"}` with the route's `WWW-Authenticate` challenge.
+pub(crate) async fn unauthorized<D: Downstream>(
+    down: &mut D,
+    challenge: &HeaderValue,
+    request_id: &RequestId,
+    hsts: Option<&HeaderValue>,
+) -> Result<(), DownError> {
+    let extra = [
+        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (WWW_AUTHENTICATE, challenge.clone()),
+    ];
+    json_reply(down, 401, &extra, request_id, hsts).await
 }
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

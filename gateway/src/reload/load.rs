@@ -47,6 +47,12 @@ pub enum LoadError {
         #[source]
         source: Box<TlsError>,
     },
+    #[error("{at}: bad auth users file")]
+    Users {
+        at: Location,
+        #[source]
+        source: Box<crate::auth::AuthError>,
+    },
     #[error("{at}: listener {name:?} cannot listen on {addr}")]
     Bind {
         at: Location,
@@ -71,6 +77,8 @@ pub struct Loaded {
     pub certs: Vec<Vec<LoadedCert>>,
     /// Per listener: its client certificate policy (`client_ca`), if any.
     pub client_auth: Vec<Option<Arc<tls::ClientAuth>>>,
+    /// Per route (same order as `config.routes`): its authentication, if any.
+    pub route_auth: Vec<Option<Arc<crate::auth::RouteAuth>>>,
     /// Per upstream (same order as `config.upstreams`): TLS to its backends, if any.
     pub upstream_tls: Vec<Option<Arc<tls::UpstreamTls>>>,
     /// Located problems that do not stop the load (an expired or not-yet-valid
@@ -185,11 +193,17 @@ pub fn load(path: &Path) -> Result<Loaded, Failed> {
         .iter()
         .map(|u| upstream_tls(u, &mut hasher, &mut errors))
         .collect();
+    let route_auth = config
+        .routes
+        .iter()
+        .map(|r| route_auth(r.auth.as_ref()?, &mut hasher, &mut errors))
+        .collect();
     if errors.is_empty() {
         Ok(Loaded {
             config,
             certs,
             client_auth,
+            route_auth,
             upstream_tls,
             warnings,
             fingerprint: hasher.finish(),
@@ -268,6 +282,38 @@ fn upstream_tls(
                 source: Box::new(source),
             });
             None
+        }
+    }
+}
+
+/// Reads a route's auth files (an htpasswd file) and builds its check; the bytes go
+/// into `hasher`.
+fn route_auth(
+    auth: &config::RouteAuth,
+    hasher: &mut DefaultHasher,
+    errors: &mut Vec<LoadError>,
+) -> Option<Arc<crate::auth::RouteAuth>> {
+    match auth {
+        config::RouteAuth::Basic { users, at, realm } => {
+            let read =
+                std::fs::read_to_string(users).map_err(|source| crate::auth::AuthError::Read {
+                    path: users.clone(),
+                    source,
+                });
+            let parsed = read.and_then(|text| {
+                text.hash(hasher);
+                crate::auth::Users::parse(users, &text)
+            });
+            match parsed {
+                Ok(parsed) => Some(Arc::new(crate::auth::RouteAuth::Basic(
+                    crate::auth::Basic::new(parsed, realm),
+                ))),
+                Err(source) => {
+                    let (at, source) = (at.clone(), Box::new(source));
+                    errors.push(LoadError::Users { at, source });
+                    None
+                }
+            }
         }
     }
 }

@@ -94,6 +94,7 @@ impl Reloader {
         let listeners = listener_states(&loaded, &running, &[], &metrics);
         let snapshot = build_snapshot(
             &loaded.config,
+            &loaded.route_auth,
             &loaded.upstream_tls,
             listeners,
             &running,
@@ -233,6 +234,7 @@ impl Reloader {
         let started = self.runtime.as_ref().map(|rt| (&resolver, rt));
         let snapshot = build_snapshot(
             &loaded.config,
+            &loaded.route_auth,
             &loaded.upstream_tls,
             listeners,
             &self.running,
@@ -326,6 +328,7 @@ fn listener_states(
 #[allow(clippy::too_many_arguments)] // the parts of one snapshot
 fn build_snapshot(
     config: &Config,
+    route_auth: &[Option<Arc<crate::auth::RouteAuth>>],
     upstream_tls: &[Option<Arc<crate::tls::UpstreamTls>>],
     listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
@@ -370,7 +373,8 @@ fn build_snapshot(
         .routes
         .iter()
         .zip(&config.rules)
-        .map(|(r, rule)| {
+        .enumerate()
+        .map(|(i, (r, rule))| {
             let label = rule.label();
             // A redirect route has no backends (it answers before any is picked).
             let weights = rule.backends.clone().unwrap_or_else(|| Backends::one(0));
@@ -402,6 +406,7 @@ fn build_snapshot(
                     .rate_limit
                     .as_ref()
                     .map(|rl| next_counters.limiter(counters, &label, rl)),
+                auth: route_auth.get(i).cloned().flatten(),
             })
         })
         .collect();
@@ -477,6 +482,10 @@ fn watch_dirs(path: &Path, config: &Config) -> BTreeSet<PathBuf> {
             dirs.extend(certs.iter().map(|c| c.path.clone()));
             dirs.extend(client.iter().map(|c| c.ca.path.clone()));
         }
+    }
+    for auth in config.routes.iter().filter_map(|r| r.auth.as_ref()) {
+        let crate::config::RouteAuth::Basic { users, .. } = auth;
+        dirs.extend(users.parent().map(Path::to_path_buf));
     }
     for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
         dirs.extend(tls.ca.iter().map(|d| d.path.clone()));

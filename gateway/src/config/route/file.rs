@@ -31,6 +31,22 @@ pub(crate) struct RouteFile {
     pub(crate) deny: Option<Vec<Spanned<String>>>,
     pub(crate) max_in_flight: Option<Spanned<u32>>,
     pub(crate) rate_limit: Option<Spanned<RateLimitFile>>,
+    pub(crate) auth: Option<Spanned<AuthFile>>,
+}
+
+/// `auth = { basic = { users = "/etc/gateway/users/auth", realm = "admin" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthFile {
+    pub(crate) basic: Option<Spanned<BasicAuthFile>>,
+}
+
+/// `basic = { users, realm }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BasicAuthFile {
+    pub(crate) users: Spanned<String>,
+    pub(crate) realm: Option<Spanned<String>>,
 }
 
 /// `rate_limit = { requests = 100, per = "1s", burst = 50, key = "client_ip" }`.

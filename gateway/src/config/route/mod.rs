@@ -1,6 +1,7 @@
 //! `[[route]]` validation: matches, destination (upstreams by weight, or a redirect)
 //! and filters, into the model's `Route`; and `[compression]`.
 
+mod auth;
 mod compression;
 mod cors;
 mod error;
@@ -143,6 +144,7 @@ pub(in crate::config) fn routes(
             access: edge.access,
             max_in_flight: edge.max_in_flight,
             rate_limit: edge.rate_limit,
+            auth: edge.auth,
         });
         rules.push(RouteRule {
             matches,

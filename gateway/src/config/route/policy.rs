@@ -1,5 +1,5 @@
 //! Validation of a route's client-facing policy: body size, WebSocket, `allow`/`deny`,
-//! `max_in_flight` and `rate_limit`.
+//! `max_in_flight` and `rate_limit` (`auth` in `auth.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub(super) struct RouteEdge {
     pub(super) access: Option<Arc<AccessList>>,
     pub(super) max_in_flight: Option<u32>,
     pub(super) rate_limit: Option<RateLimit>,
+    pub(super) auth: Option<crate::config::model::RouteAuth>,
 }
 
 /// A route's `max_body_size`, `websocket`, `allow`/`deny` and `max_in_flight`.
@@ -35,6 +36,7 @@ pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> RouteEdge {
             .is_some()
             .then(|| positive(c, &r.max_in_flight, "max_in_flight", 1)),
         rate_limit: r.rate_limit.as_ref().and_then(|rl| rate_limit(c, rl)),
+        auth: r.auth.as_ref().and_then(|a| super::auth::auth(c, a)),
     }
 }
 

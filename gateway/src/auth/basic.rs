@@ -1,0 +1,218 @@
+//! HTTP Basic authentication (RFC 7617) against an htpasswd file. bcrypt runs off the
+//! request path's thread (a blocking task) and only for credentials not seen lately:
+//! verified ones are cached by the SHA-256 of their header value (the password itself
+//! is never kept) for `CACHE_TTL`, at most `CACHE_PER_SHARD` per shard. An unknown user
+//! costs the same bcrypt as a wrong password, so timing does not tell users apart.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
+
+use super::Users;
+
+/// How long a verified credential is taken without bcrypt.
+pub(super) const CACHE_TTL: Duration = Duration::from_secs(300);
+const SHARDS: usize = 16;
+/// Verified credentials kept per shard (16,384 in all); a full shard drops its expired
+/// ones, then all of them.
+const CACHE_PER_SHARD: usize = 1024;
+
+/// A route's Basic auth: its users, its challenge, its cache.
+pub struct Basic {
+    users: Arc<Users>,
+    /// A bcrypt hash of a random password at the file's highest cost, checked for
+    /// unknown users.
+    decoy: String,
+    challenge: HeaderValue,
+    cache: [Mutex<HashMap<[u8; 32], Instant>>; SHARDS],
+    /// bcrypt verifications run (the cache's misses), for tests.
+    verified: AtomicU64,
+}
+
+impl std::fmt::Debug for Basic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Basic")
+            .field("challenge", &self.challenge)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Basic {
+    /// Basic auth for `users`, asking for `realm` (already checked to be quotable).
+    pub fn new(users: Users, realm: &str) -> Self {
+        let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+        let random = crate::upstream::random_u64().to_le_bytes();
+        let decoy = bcrypt::hash(random, users.max_cost()).unwrap_or_default();
+        Self {
+            users: Arc::new(users),
+            decoy,
+            challenge: HeaderValue::try_from(challenge)
+                .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
+            cache: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            verified: AtomicU64::new(0),
+        }
+    }
+
+    /// The `WWW-Authenticate` of a 401.
+    pub fn challenge(&self) -> &HeaderValue {
+        &self.challenge
+    }
+
+    /// Whether the request carries a listed user's right password.
+    pub async fn check(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return false;
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let shard = &self.cache[usize::from(key[0]) % SHARDS];
+        if cached(shard, &key) {
+            return true;
+        }
+        let Some((user, password)) = credentials(value) else {
+            return false;
+        };
+        let (hash, known) = match self.users.hash(&user) {
+            Some(hash) => (hash.to_owned(), true),
+            None => (self.decoy.clone(), false),
+        };
+        self.verified.fetch_add(1, Ordering::Relaxed);
+        let verify = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash));
+        let ok = matches!(verify.await, Ok(Ok(true))) && known;
+        if ok {
+            remember(shard, key);
+        }
+        ok
+    }
+
+    /// bcrypt verifications so far.
+    pub fn verified(&self) -> u64 {
+        self.verified.load(Ordering::Relaxed)
+    }
+}
+
+fn cached(shard: &Mutex<HashMap<[u8; 32], Instant>>, key: &[u8; 32]) -> bool {
+    let Ok(map) = shard.lock() else {
+        return false;
+    };
+    map.get(key).is_some_and(|until| *until > Instant::now())
+}
+
+fn remember(shard: &Mutex<HashMap<[u8; 32], Instant>>, key: [u8; 32]) {
+    let Ok(mut map) = shard.lock() else {
+        return;
+    };
+    let now = Instant::now();
+    if map.len() >= CACHE_PER_SHARD {
+        map.retain(|_, until| *until > now);
+        if map.len() >= CACHE_PER_SHARD {
+            map.clear();
+        }
+    }
+    map.insert(key, now + CACHE_TTL);
+}
+
+/// The user and password of an `Authorization: Basic` value (scheme case-insensitive,
+/// base64 of `user:password` in UTF-8).
+fn credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let text = value.to_str().ok()?.trim();
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn basic(user: &str, password: &str) -> Basic {
+        let hash = bcrypt::hash(password, 4).unwrap();
+        let users = Users::parse(Path::new("users"), &format!("{user}:{hash}\n")).unwrap();
+        Basic::new(users, "admin")
+    }
+
+    fn header(user_password: &str) -> HeaderMap {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::try_from(format!("Basic {encoded}")).unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn right_credentials_pass_and_are_then_taken_from_the_cache() {
+        let auth = basic("ann", "s3cret:x");
+        assert!(
+            auth.check(&header("ann:s3cret:x")).await,
+            "a colon in the password"
+        );
+        assert_eq!(auth.verified(), 1);
+        assert!(auth.check(&header("ann:s3cret:x")).await);
+        assert_eq!(auth.verified(), 1, "the second time from the cache");
+        assert_eq!(
+            auth.challenge().to_str().unwrap(),
+            "Basic realm=\"admin\", charset=\"UTF-8\""
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_missing_or_unknown_credentials_fail_and_are_not_cached() {
+        let auth = basic("ann", "s3cret");
+        assert!(!auth.check(&HeaderMap::new()).await);
+        assert!(!auth.check(&header("ann:wrong")).await);
+        assert!(!auth.check(&header("ann:wrong")).await);
+        assert_eq!(auth.verified(), 2, "failures run bcrypt every time");
+        assert!(!auth.check(&header("bo:s3cret")).await, "unknown user");
+        assert_eq!(auth.verified(), 3, "an unknown user costs a bcrypt too");
+        let mut bearer = HeaderMap::new();
+        bearer.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert!(!auth.check(&bearer).await);
+        let mut garbage = HeaderMap::new();
+        garbage.insert(AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert!(!auth.check(&garbage).await);
+        let mut lower = header("ann:s3cret");
+        let v = lower
+            .get(AUTHORIZATION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace("Basic", "basic");
+        lower.insert(AUTHORIZATION, HeaderValue::try_from(v).unwrap());
+        assert!(auth.check(&lower).await, "the scheme is case-insensitive");
+    }
+
+    #[test]
+    fn the_decoy_has_the_files_highest_cost() {
+        let auth = basic("ann", "x");
+        let parts = auth.decoy.parse::<bcrypt::HashParts>().unwrap();
+        assert_eq!(parts.get_cost(), 4);
+        assert_eq!(bcrypt::verify("x", &auth.decoy).ok(), Some(false));
+    }
+
+    #[test]
+    fn a_full_shard_keeps_its_bound() {
+        let shard = Mutex::new(HashMap::new());
+        for i in 0..(CACHE_PER_SHARD + 10) {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            remember(&shard, key);
+        }
+        assert!(shard.lock().unwrap().len() <= CACHE_PER_SHARD);
+    }
+}

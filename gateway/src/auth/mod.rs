@@ -1,0 +1,67 @@
+//! Authentication at the edge: a route's `auth` decides, before its rate limit and
+//! before anything reaches the backend, whether a request passes. Basic auth
+//! (`basic`: an htpasswd file of bcrypt entries) lives in `basic.rs`, its file format in
+//! `htpasswd.rs`.
+
+mod basic;
+mod htpasswd;
+
+use std::path::PathBuf;
+
+use http::{HeaderMap, HeaderValue};
+
+pub use basic::Basic;
+pub use htpasswd::Users;
+
+/// What can be wrong with an auth file.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: user {user:?} has a {scheme} password; only bcrypt ($2y$, as `htpasswd -B` writes) is accepted", path.display())]
+    Scheme {
+        path: PathBuf,
+        line: usize,
+        user: String,
+        scheme: &'static str,
+    },
+    #[error("{}:{line}: not a `user:hash` line", path.display())]
+    Malformed { path: PathBuf, line: usize },
+    #[error("{}:{line}: user {user:?} is listed twice (first on line {first})", path.display())]
+    Duplicate {
+        path: PathBuf,
+        line: usize,
+        first: usize,
+        user: String,
+    },
+    #[error("{} has no users", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// A route's authentication, built at load.
+#[derive(Debug)]
+pub enum RouteAuth {
+    Basic(Basic),
+}
+
+/// What a route's authentication says about a request.
+pub enum Verdict<'a> {
+    Pass,
+    /// `401`, with this `WWW-Authenticate`.
+    Challenge(&'a HeaderValue),
+}
+
+impl RouteAuth {
+    pub async fn check(&self, headers: &HeaderMap) -> Verdict<'_> {
+        match self {
+            Self::Basic(basic) => match basic.check(headers).await {
+                true => Verdict::Pass,
+                false => Verdict::Challenge(basic.challenge()),
+            },
+        }
+    }
+}
