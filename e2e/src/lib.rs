@@ -14,6 +14,7 @@
 //! let resp = Client::new(&certs.ca()).get(gw.addr("https"), "localhost", "/").await;
 //! ```
 
+mod authsvc;
 mod blackhole;
 mod certs;
 mod client;
@@ -35,6 +36,7 @@ mod ws;
 
 use std::time::{Duration, Instant};
 
+pub use authsvc::AuthService;
 pub use blackhole::Blackhole;
 pub use certs::{dev_certs as certs_for, openssl, Certs, KeyFormat, KeyType};
 pub use client::{h2_connect, request_to, tls_config, Client, Proto, Response};

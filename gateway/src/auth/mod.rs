@@ -1,7 +1,8 @@
 //! Authentication at the edge: a route's `auth` decides, before its rate limit and
 //! before anything reaches the backend, whether a request passes. Basic auth
 //! (`basic`: an htpasswd file of bcrypt entries) lives in `basic.rs`, its file format in
-//! `htpasswd.rs`.
+//! `htpasswd.rs`; forward auth (`forward`: nginx's `auth_request`) asks an auth service
+//! through the request path's own backend connections (`proxy/auth_request.rs`).
 
 mod basic;
 mod htpasswd;
@@ -45,7 +46,16 @@ pub enum AuthError {
 /// A route's authentication, built at load.
 #[derive(Debug)]
 pub enum RouteAuth {
-    Basic(Basic),
+    /// Boxed: its cache shards are large next to the other variants.
+    Basic(Box<Basic>),
+    Forward(Forward),
+}
+
+/// A route's forward auth: its settings and its auth service's upstream.
+#[derive(Debug)]
+pub struct Forward {
+    pub config: crate::config::ForwardAuth,
+    pub upstream: std::sync::Arc<crate::upstream::Upstream>,
 }
 
 /// What a route's authentication says about a request.
@@ -55,13 +65,12 @@ pub enum Verdict<'a> {
     Challenge(&'a HeaderValue),
 }
 
-impl RouteAuth {
-    pub async fn check(&self, headers: &HeaderMap) -> Verdict<'_> {
-        match self {
-            Self::Basic(basic) => match basic.check(headers).await {
-                true => Verdict::Pass,
-                false => Verdict::Challenge(basic.challenge()),
-            },
+impl Basic {
+    /// The verdict on a request's headers.
+    pub async fn verdict(&self, headers: &HeaderMap) -> Verdict<'_> {
+        match self.check(headers).await {
+            true => Verdict::Pass,
+            false => Verdict::Challenge(self.challenge()),
         }
     }
 }

@@ -409,7 +409,29 @@ pub enum RouteAuth {
         at: Location,
         realm: String,
     },
+    /// `forward = {...}`: each request asked of an auth service first.
+    Forward(ForwardAuth),
 }
+
+/// A route's forward auth (nginx's `auth_request`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardAuth {
+    /// Index into [`Config::upstreams`]: the auth service (`upstream`, or the implicit
+    /// upstream of `url`).
+    pub upstream: usize,
+    /// The path and query asked (`GET`).
+    pub path: String,
+    /// Client request fields sent to the auth service.
+    pub request_headers: Vec<http::HeaderName>,
+    /// Auth response fields copied onto the request (the client's own removed first).
+    pub response_headers: Vec<http::HeaderName>,
+    /// Where a 401 sends the client (`$request_url` replaced, URL-encoded).
+    pub signin: Option<String>,
+    pub timeout: Duration,
+}
+
+/// The forward auth service's answer time without `timeout`.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A Basic auth realm without `realm`.
 pub const DEFAULT_REALM: &str = "restricted";

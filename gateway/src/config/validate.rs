@@ -81,11 +81,12 @@ pub(crate) fn validate(
                 .push(ConfigError::DuplicateListenAddress { at, addr, other });
         }
     }
-    let upstreams: Vec<Upstream> = raw
+    let mut upstreams: Vec<Upstream> = raw
         .upstreams
         .into_iter()
         .filter_map(|(name, u)| upstream(&mut c, name, u))
         .collect();
+    upstreams.extend(super::route::implicit_upstreams(&raw.routes));
     let compression = match &raw.compression {
         Some(section) => super::route::compression(&mut c, section.get_ref()),
         None => Default::default(),

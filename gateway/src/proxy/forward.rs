@@ -365,7 +365,7 @@ impl Gateway {
     /// has the upstream's own `connect_timeout`; a retry has what earlier attempts left
     /// of it (`spent`), so that every connect of the request together stays within one
     /// `connect_timeout`. The TLS handshake, when the upstream has `tls`, counts in it.
-    async fn connect(
+    pub(super) async fn connect(
         &self,
         upstream: &Upstream,
         backend: &Backend,

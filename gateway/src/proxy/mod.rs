@@ -2,6 +2,7 @@
 //! (an HTTP/1 request of the gateway's own codec, an HTTP/2 stream) through the checks
 //! and routing to the backend exchange, and their logs and metrics.
 
+mod auth_request;
 mod checks;
 mod downstream;
 mod error;
@@ -372,13 +373,24 @@ impl Gateway {
         }
         // Authentication first: a rate limit keyed by identity counts only those who
         // passed it.
-        if let Some(auth) = &route.auth {
-            if let crate::auth::Verdict::Challenge(challenge) = auth.check(&req.headers).await {
-                let (id, hsts) = (&ctx.request_id, ctx.hsts.as_ref());
-                respond::unauthorized(down, challenge, id, hsts).await?;
-                ctx.local_status = Some(401);
-                return Ok(true);
+        match route.auth.as_deref() {
+            Some(crate::auth::RouteAuth::Basic(basic)) => {
+                if let crate::auth::Verdict::Challenge(challenge) =
+                    basic.verdict(&req.headers).await
+                {
+                    let (id, hsts) = (&ctx.request_id, ctx.hsts.as_ref());
+                    respond::unauthorized(down, challenge, id, hsts).await?;
+                    ctx.local_status = Some(401);
+                    return Ok(true);
+                }
             }
+            Some(crate::auth::RouteAuth::Forward(forward)) => {
+                if let Some(status) = self.forward_auth(down, forward, req, ctx, client).await? {
+                    ctx.local_status = Some(status);
+                    return Ok(true);
+                }
+            }
+            None => {}
         }
         if let Some(limiter) = &route.rate_limit {
             if let Decision::Limited { retry_after } = limiter.check(client.ip, &req.headers) {

@@ -294,6 +294,8 @@ fn route_auth(
     errors: &mut Vec<LoadError>,
 ) -> Option<Arc<crate::auth::RouteAuth>> {
     match auth {
+        // Built with the snapshot, from its upstream: no files.
+        config::RouteAuth::Forward(_) => None,
         config::RouteAuth::Basic { users, at, realm } => {
             let read =
                 std::fs::read_to_string(users).map_err(|source| crate::auth::AuthError::Read {
@@ -305,9 +307,9 @@ fn route_auth(
                 crate::auth::Users::parse(users, &text)
             });
             match parsed {
-                Ok(parsed) => Some(Arc::new(crate::auth::RouteAuth::Basic(
+                Ok(parsed) => Some(Arc::new(crate::auth::RouteAuth::Basic(Box::new(
                     crate::auth::Basic::new(parsed, realm),
-                ))),
+                )))),
                 Err(source) => {
                     let (at, source) = (at.clone(), Box::new(source));
                     errors.push(LoadError::Users { at, source });

@@ -406,7 +406,15 @@ fn build_snapshot(
                     .rate_limit
                     .as_ref()
                     .map(|rl| next_counters.limiter(counters, &label, rl)),
-                auth: route_auth.get(i).cloned().flatten(),
+                auth: match &r.auth {
+                    Some(crate::config::RouteAuth::Forward(f)) => built.get(f.upstream).map(|u| {
+                        Arc::new(crate::auth::RouteAuth::Forward(crate::auth::Forward {
+                            config: f.clone(),
+                            upstream: u.clone(),
+                        }))
+                    }),
+                    _ => route_auth.get(i).cloned().flatten(),
+                },
             })
         })
         .collect();
@@ -484,8 +492,9 @@ fn watch_dirs(path: &Path, config: &Config) -> BTreeSet<PathBuf> {
         }
     }
     for auth in config.routes.iter().filter_map(|r| r.auth.as_ref()) {
-        let crate::config::RouteAuth::Basic { users, .. } = auth;
-        dirs.extend(users.parent().map(Path::to_path_buf));
+        if let crate::config::RouteAuth::Basic { users, .. } = auth {
+            dirs.extend(users.parent().map(Path::to_path_buf));
+        }
     }
     for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
         dirs.extend(tls.ca.iter().map(|d| d.path.clone()));

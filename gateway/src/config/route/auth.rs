@@ -1,20 +1,35 @@
-//! Validation of a route's `auth`: which scheme, and its settings.
+//! Validation of a route's `auth`: which scheme, and its settings. A forward auth
+//! `url` becomes an upstream of its own (`auth:HOST:PORT`), pooled and balanced like any.
 
+use http::uri::Uri;
+use http::HeaderName;
 use toml::Spanned;
 
-use super::file::AuthFile;
+use super::file::{AuthFile, ForwardAuthFile, RouteFile};
 use crate::config::edge::bad_value;
-use crate::config::model::{RouteAuth, DEFAULT_REALM};
-use crate::config::validate::Checker;
+use crate::config::model::*;
+use crate::config::validate::{opt_duration, Checker};
 
 /// A route's `auth`: exactly one scheme.
-pub(super) fn auth(c: &mut Checker<'_>, raw: &Spanned<AuthFile>) -> Option<RouteAuth> {
-    let Some(basic) = &raw.get_ref().basic else {
-        let reason = "needs a scheme: basic = { users = \"FILE\", realm = \"...\" }";
-        bad_value(c, raw, "auth", reason);
-        return None;
-    };
-    let basic = basic.get_ref();
+pub(super) fn auth(
+    c: &mut Checker<'_>,
+    raw: &Spanned<AuthFile>,
+    upstreams: &[Upstream],
+) -> Option<RouteAuth> {
+    let file = raw.get_ref();
+    match (&file.basic, &file.forward) {
+        (Some(basic), None) => basic_auth(c, basic.get_ref()),
+        (None, Some(forward)) => forward_auth(c, forward, upstreams).map(RouteAuth::Forward),
+        _ => {
+            let reason =
+                "needs one scheme: basic = { users = \"FILE\" } or forward = { url = \"...\" }";
+            bad_value(c, raw, "auth", reason);
+            None
+        }
+    }
+}
+
+fn basic_auth(c: &mut Checker<'_>, basic: &super::file::BasicAuthFile) -> Option<RouteAuth> {
     let realm = match &basic.realm {
         Some(realm) => {
             let text = realm.get_ref();
@@ -40,6 +55,160 @@ pub(super) fn auth(c: &mut Checker<'_>, raw: &Spanned<AuthFile>) -> Option<Route
     })
 }
 
+fn forward_auth(
+    c: &mut Checker<'_>,
+    raw: &Spanned<ForwardAuthFile>,
+    upstreams: &[Upstream],
+) -> Option<ForwardAuth> {
+    let f = raw.get_ref();
+    let (name, path) = match (&f.url, &f.upstream) {
+        (Some(url), None) => {
+            let (authority, path) = parse_url(c, url)?;
+            (implicit_name(&authority), path)
+        }
+        (None, Some(upstream)) => {
+            let path = match &f.path {
+                Some(p) if !p.get_ref().starts_with('/') => {
+                    bad_value(c, p, "auth.forward.path", "must start with '/'");
+                    return None;
+                }
+                Some(p) => p.get_ref().clone(),
+                None => "/".to_owned(),
+            };
+            (upstream.get_ref().clone(), path)
+        }
+        _ => {
+            let reason =
+                "needs url = \"http://HOST:PORT/PATH\", or upstream = \"NAME\" (with path)";
+            bad_value(c, raw, "auth.forward", reason);
+            return None;
+        }
+    };
+    let Some(upstream) = upstreams.iter().position(|u| u.name == name) else {
+        let field = "auth.forward.upstream";
+        let v = f.upstream.as_ref().or(f.url.as_ref())?;
+        bad_value(c, v, field, "names no [upstream.NAME] of this file");
+        return None;
+    };
+    let names = |c: &mut Checker<'_>, list: &Option<Vec<Spanned<String>>>, field: &'static str| {
+        let mut out = Vec::new();
+        for name in list.iter().flatten() {
+            match HeaderName::try_from(name.get_ref().as_str()) {
+                Ok(n) => out.push(n),
+                Err(_) => bad_value(c, name, field, "is not a header name"),
+            }
+        }
+        out
+    };
+    let request_headers = names(c, &f.request_headers, "auth.forward.request_headers");
+    let response_headers = names(c, &f.response_headers, "auth.forward.response_headers");
+    let signin = match &f.signin {
+        Some(s) => {
+            let text = s.get_ref();
+            let absolute = text.starts_with("https://") || text.starts_with("http://");
+            if !(absolute || text.starts_with('/'))
+                || http::HeaderValue::try_from(text.as_str()).is_err()
+            {
+                bad_value(
+                    c,
+                    s,
+                    "auth.forward.signin",
+                    "must be an http(s) URL or a path",
+                );
+                return None;
+            }
+            Some(text.clone())
+        }
+        None => None,
+    };
+    Some(ForwardAuth {
+        upstream,
+        path,
+        request_headers,
+        response_headers,
+        signin,
+        timeout: opt_duration(c, &f.timeout, DEFAULT_AUTH_TIMEOUT),
+    })
+}
+
+/// `http://HOST[:PORT]/PATH`: its `HOST:PORT` (port 80 by default) and path and query.
+fn parse_url(c: &mut Checker<'_>, url: &Spanned<String>) -> Option<(String, String)> {
+    let uri = url.get_ref().parse::<Uri>().ok();
+    let parts = uri
+        .as_ref()
+        .and_then(|u| Some((u.scheme_str()?, u.authority()?, u)));
+    let Some((scheme, authority, uri)) = parts else {
+        bad_value(
+            c,
+            url,
+            "auth.forward.url",
+            "must be a URL: http://HOST:PORT/PATH",
+        );
+        return None;
+    };
+    if scheme != "http" {
+        let reason = "must be http://: for TLS to the auth service, define an [upstream] with tls and use upstream = \"NAME\"";
+        bad_value(c, url, "auth.forward.url", reason);
+        return None;
+    }
+    let host = authority.host();
+    let port = authority.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    Some((format!("{host}:{port}"), path))
+}
+
+/// The implicit upstream of a forward auth URL's `HOST:PORT`.
+fn implicit_name(authority: &str) -> String {
+    format!("auth:{authority}")
+}
+
+/// The upstreams the routes' forward auth URLs need (one per `HOST:PORT`), with the
+/// defaults of an `[upstream]` table. Malformed URLs are reported by the routes.
+pub(in crate::config) fn implicit_upstreams(routes: &[Spanned<RouteFile>]) -> Vec<Upstream> {
+    let mut out: Vec<Upstream> = Vec::new();
+    for route in routes {
+        let url = route.get_ref().auth.as_ref().and_then(|a| {
+            let forward = a.get_ref().forward.as_ref()?;
+            forward.get_ref().url.as_ref().map(|u| u.get_ref().clone())
+        });
+        let Some(url) = url else { continue };
+        let Some(authority) = url.parse::<Uri>().ok().and_then(|u| {
+            let a = u.authority()?;
+            Some(format!("{}:{}", a.host(), a.port_u16().unwrap_or(80)))
+        }) else {
+            continue;
+        };
+        let name = implicit_name(&authority);
+        if out.iter().any(|u| u.name == name) {
+            continue;
+        }
+        let Ok(server) = super::super::upstream::parse_server(&authority) else {
+            continue;
+        };
+        out.push(Upstream {
+            name,
+            discovery: Discovery::Servers(vec![server]),
+            balance: Balance::RoundRobin,
+            health: None,
+            passive: PassiveHealth {
+                unhealthy_after: DEFAULT_UNHEALTHY_AFTER,
+                cooldown: DEFAULT_COOLDOWN,
+            },
+            retries: DEFAULT_RETRIES,
+            timeouts: Timeouts {
+                connect: DEFAULT_CONNECT_TIMEOUT,
+                read: DEFAULT_READ_TIMEOUT,
+                write: DEFAULT_WRITE_TIMEOUT,
+                idle: DEFAULT_IDLE_TIMEOUT,
+            },
+            protocol: Protocol::Http1,
+            tls: None,
+            max_streams: DEFAULT_MAX_STREAMS,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -62,9 +231,29 @@ mod tests {
     }
 
     #[test]
+    fn a_forward_url_gets_an_upstream_of_its_own() {
+        let src = format!(
+            "{HEAD}auth = {{ forward = {{ url = \"http://oauth2-proxy:4180/oauth2/auth?x=1\", response_headers = [\"X-User\"] }} }}\n"
+        );
+        let cfg = from_str(Path::new("/etc/gw/gateway.toml"), &src).unwrap();
+        let Some(RouteAuth::Forward(f)) = &cfg.routes[0].auth else {
+            panic!("forward auth");
+        };
+        let upstream = &cfg.upstreams[f.upstream];
+        assert_eq!(upstream.name, "auth:oauth2-proxy:4180");
+        assert_eq!(f.path, "/oauth2/auth?x=1");
+        assert_eq!(
+            f.response_headers,
+            vec![http::HeaderName::from_static("x-user")]
+        );
+        assert_eq!(f.timeout, std::time::Duration::from_secs(2));
+        assert!(f.signin.is_none());
+    }
+
+    #[test]
     fn auth_errors_are_located() {
         let cases = [
-            ("auth = {}", ":10:8: auth needs a scheme"),
+            ("auth = {}", ":10:8: auth needs one scheme"),
             (
                 "auth = { basic = { users = \"u\", realm = \"say \\\"hi\\\"\" } }",
                 ":10:41: auth.basic.realm must be 1 to 128 printable ASCII",
@@ -74,10 +263,39 @@ mod tests {
                 "missing field `users`",
             ),
             ("auth = { oauth = {} }", "unknown field `oauth`"),
+            (
+                "auth = { forward = { url = \"https://auth.test/check\" } }",
+                ":10:28: auth.forward.url must be http://: for TLS to the auth service",
+            ),
+            (
+                "auth = { forward = { url = \"not a url\" } }",
+                ":10:28: auth.forward.url must be a URL",
+            ),
+            (
+                "auth = { forward = { upstream = \"nope\" } }",
+                ":10:33: auth.forward.upstream names no [upstream.NAME]",
+            ),
+            (
+                "auth = { forward = { upstream = \"u\", path = \"x\" } }",
+                ":10:45: auth.forward.path must start with '/'",
+            ),
+            ("auth = { forward = {} }", ":10:20: auth.forward needs url"),
+            (
+                "auth = { forward = { upstream = \"u\", request_headers = [\"bad header\"] } }",
+                ":10:57: auth.forward.request_headers is not a header name",
+            ),
+            (
+                "auth = { forward = { upstream = \"u\", signin = \"javascript:x\" } }",
+                ":10:47: auth.forward.signin must be an http(s) URL or a path",
+            ),
         ];
+        let mut wrong = Vec::new();
         for (line, want) in cases {
             let errs = errors(&format!("{HEAD}{line}\n"));
-            assert!(errs.iter().any(|e| e.contains(want)), "{line}: {errs:#?}");
+            if !errs.iter().any(|e| e.contains(want)) {
+                wrong.push(format!("{line}: want {want}, got {errs:?}"));
+            }
         }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 }

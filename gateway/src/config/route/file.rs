@@ -39,6 +39,20 @@ pub(crate) struct RouteFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthFile {
     pub(crate) basic: Option<Spanned<BasicAuthFile>>,
+    pub(crate) forward: Option<Spanned<ForwardAuthFile>>,
+}
+
+/// `forward = { url | upstream + path, request_headers, response_headers, signin, timeout }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ForwardAuthFile {
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) upstream: Option<Spanned<String>>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) request_headers: Option<Vec<Spanned<String>>>,
+    pub(crate) response_headers: Option<Vec<Spanned<String>>>,
+    pub(crate) signin: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 /// `basic = { users, realm }`.

@@ -2,6 +2,7 @@
 //! and filters, into the model's `Route`; and `[compression]`.
 
 mod auth;
+pub(in crate::config) use auth::implicit_upstreams;
 mod compression;
 mod cors;
 mod error;
@@ -84,7 +85,7 @@ pub(in crate::config) fn routes(
         let rewrite = filters::rewrite(c, &r.rewrite, &route_path);
         let redirect = filters::redirect(c, &r.redirect, &route_path);
         let cors = cors::cors(c, &r.cors);
-        let edge = policy::route(c, &r);
+        let edge = policy::route(c, &r, upstreams);
         let (
             Some(hosts),
             Some(path),

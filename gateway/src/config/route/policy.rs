@@ -25,7 +25,11 @@ pub(super) struct RouteEdge {
 }
 
 /// A route's `max_body_size`, `websocket`, `allow`/`deny` and `max_in_flight`.
-pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> RouteEdge {
+pub(super) fn route(
+    c: &mut Checker<'_>,
+    r: &RouteFile,
+    upstreams: &[crate::config::model::Upstream],
+) -> RouteEdge {
     let access = access_list(c, &r.allow, &r.deny);
     RouteEdge {
         max_body_size: opt_size(c, &r.max_body_size, (0, ""), DEFAULT_MAX_BODY_SIZE),
@@ -36,7 +40,10 @@ pub(super) fn route(c: &mut Checker<'_>, r: &RouteFile) -> RouteEdge {
             .is_some()
             .then(|| positive(c, &r.max_in_flight, "max_in_flight", 1)),
         rate_limit: r.rate_limit.as_ref().and_then(|rl| rate_limit(c, rl)),
-        auth: r.auth.as_ref().and_then(|a| super::auth::auth(c, a)),
+        auth: r
+            .auth
+            .as_ref()
+            .and_then(|a| super::auth::auth(c, a, upstreams)),
     }
 }
 
