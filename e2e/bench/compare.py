@@ -283,6 +283,10 @@ VARIANTS = [
         ("gw-ratelimit", "rate_limit per replica (client_ip)"),
         ("gw-ratelimit-shared", "rate_limit shared through Redis on loopback"),
     ]),
+    ("14. route auth (scenario 1 load)", "s1", "gateway", [
+        ("gw-basic", "basic auth, a cached credential"),
+        ("gw-forward", "forward auth to a service on loopback answering at once"),
+    ]),
 ]
 
 

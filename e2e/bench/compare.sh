@@ -34,6 +34,8 @@
 #      scenario 1's route, which has no CORS, is the variant it is measured against)
 #  12. the gateway with a rate limit on the route that never trips, under load 1: per
 #      replica, and shared through a redis-server on loopback ([rate_limit] shared)
+#  14. the gateway with route auth under load 1: basic auth (a verified, cached
+#      credential) and forward auth to authsvc on loopback (answering at once)
 #  13. unary gRPC calls over HTTPS HTTP/2 to the greeter (tonic, h2c), gateway and nginx
 #      (grpc_pass)                              h2load -t1 -c16 -m10, a SayHello message
 #
@@ -60,11 +62,12 @@ ADMIN_PORT=19090
 HELLO_PORTS=(19001 19002 19003)
 REDIS_PORT=19379
 GREETER_PORT=19051
+AUTH_PORT=19052
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 for tool in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client openssl:openssl \
-  curl:curl python3:python3 cmake:cmake top:procps redis-server:redis-server; do
+  curl:curl python3:python3 cmake:cmake top:procps redis-server:redis-server htpasswd:apache2-utils; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -130,6 +133,11 @@ pids+=($!)
 target/release/greeter --listen "127.0.0.1:$GREETER_PORT" --name bench >/dev/null &
 pids+=($!)
 printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$work/grpc-call.bin"
+# Scenario 14's auth: an htpasswd file (bcrypt, as htpasswd -B writes it) and the auth
+# service of the forward auth variant.
+htpasswd -B -b -c "$work/users" bench bench 2>/dev/null
+target/release/authsvc --listen "127.0.0.1:$AUTH_PORT" >/dev/null &
+pids+=($!)
 
 # --- the proxies ------------------------------------------------------------------------
 
@@ -150,6 +158,8 @@ gateway_config() {
 response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-powered-by"] }' ;;
     gw-cors) fields='cors = { allow_origins = ["https://app.example.com"], allow_methods = ["GET", "POST"], expose_headers = ["x-request-id"] }' ;;
     gw-ratelimit) fields='rate_limit = { requests = 10000000 }' ;;
+    gw-basic) fields="auth = { basic = { users = \"$work/users\" } }" ;;
+    gw-forward) fields="auth = { forward = { url = \"http://127.0.0.1:$AUTH_PORT/oauth2/auth\", request_headers = [\"cookie\"], response_headers = [\"x-auth-request-user\"] } }" ;;
     gw-ratelimit-shared) fields='rate_limit = { requests = 10000000 }'
       shared="[rate_limit]
 shared = { redis = \"redis://127.0.0.1:$REDIS_PORT\" }" ;;
@@ -191,15 +201,21 @@ start_proxy() {
         target/release/gateway run --config "$work/gateway.toml" 2>"$work/gateway.log" &
       proxy_pid=$! ;;
   esac
+  # An auth variant's route wants its credentials.
+  local -a creds=()
+  case $proxy in
+    gw-basic) creds=(-u bench:bench) ;;
+    gw-forward) creds=(-b session=ok-bench) ;;
+  esac
   for _ in $(seq 100); do
-    if curl -fsk --max-time 1 "https://localhost:$HTTPS_PORT/" 2>/dev/null | grep -q Hello &&
-      curl -fs --max-time 1 "http://127.0.0.1:$HTTP_PORT/" 2>/dev/null | grep -q Hello; then
+    if curl -fsk --max-time 1 "${creds[@]}" "https://localhost:$HTTPS_PORT/" 2>/dev/null | grep -q Hello &&
+      curl -fs --max-time 1 "${creds[@]}" "http://127.0.0.1:$HTTP_PORT/" 2>/dev/null | grep -q Hello; then
       break
     fi
     kill -0 "$proxy_pid" 2>/dev/null || break
     sleep 0.1
   done
-  if ! curl -fsk --max-time 1 "https://localhost:$HTTPS_PORT/" 2>/dev/null | grep -q Hello; then
+  if ! curl -fsk --max-time 1 "${creds[@]}" "https://localhost:$HTTPS_PORT/" 2>/dev/null | grep -q Hello; then
     tail -n 20 "$work"/*.log >&2
     die "$proxy did not come up"
   fi
@@ -242,7 +258,11 @@ measure() {
   local enc=gzip
   case $proxy in gw-br) enc=br ;; gw-zstd) enc=zstd ;; esac
   local -a hdr=()
-  case $proxy in gw-cors | gw-origin) hdr=(-H "Origin: https://app.example.com") ;; esac
+  case $proxy in
+    gw-cors | gw-origin) hdr=(-H "Origin: https://app.example.com") ;;
+    gw-basic) hdr=(-H "Authorization: Basic $(printf bench:bench | base64)") ;;
+    gw-forward) hdr=(-H "Cookie: session=ok-bench") ;;
+  esac
   case $scenario in # warm-up: pools filled, first-use allocations done
     s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "${hdr[@]}" "$https" >/dev/null ;;
     s10) timeout 10 wrk -t1 -c16 -d1s -H "Accept-Encoding: $enc" "$https?json=65536" >/dev/null ;;
@@ -317,7 +337,7 @@ echo "compare.sh: $ROUNDS rounds ($S1_ROUNDS for scenario 1) of ${DURATION}s run
 
 both=(gateway nginx haproxy)
 s1_variants=(gw-routes1000 gw-servers100 gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health
-  gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared)
+  gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared gw-basic gw-forward)
 [ -z "${S1_VARIANTS:-}" ] || read -r -a s1_variants <<<"$S1_VARIANTS"
 scenario s1 "$S1_ROUNDS" "$work/ecdsa" "${both[@]}" "${s1_variants[@]}"
 scenario s2 "$ROUNDS" "$work/ecdsa" "${both[@]}"

@@ -1,8 +1,9 @@
 //! HTTP Basic authentication (RFC 7617) against an htpasswd file. bcrypt runs off the
 //! request path's thread (a blocking task) and only for credentials not seen lately:
-//! verified ones are cached by the SHA-256 of their header value (the password itself
-//! is never kept) for `CACHE_TTL`, at most `CACHE_PER_SHARD` per shard. An unknown user
-//! costs the same bcrypt as a wrong password, so timing does not tell users apart.
+//! verified header values are kept (looked up through std's randomly keyed SipHash, so
+//! no guess can aim at a cached one; compared whole, so no two values collide) for
+//! `CACHE_TTL`, at most `CACHE_PER_SHARD` per shard. An unknown user costs the same
+//! bcrypt as a wrong password, so timing does not tell users apart.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,8 @@ const SHARDS: usize = 16;
 /// Verified credentials kept per shard (16,384 in all); a full shard drops its expired
 /// ones, then all of them.
 const CACHE_PER_SHARD: usize = 1024;
+/// Longer `Authorization` values are verified every time (the cache's memory bound).
+const MAX_CACHED: usize = 1024;
 
 /// A route's Basic auth: its users, its challenge, its cache.
 pub struct Basic {
@@ -29,7 +32,7 @@ pub struct Basic {
     /// unknown users.
     decoy: String,
     challenge: HeaderValue,
-    cache: [Mutex<HashMap<[u8; 32], Instant>>; SHARDS],
+    cache: [Mutex<HashMap<HeaderValue, Instant>>; SHARDS],
     /// bcrypt verifications run (the cache's misses), for tests.
     verified: AtomicU64,
 }
@@ -68,11 +71,10 @@ impl Basic {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return false;
         };
-        let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
-        let shard = &self.cache[usize::from(key[0]) % SHARDS];
-        if cached(shard, &key) {
+        let bytes = value.as_bytes();
+        let spread = bytes.len() + bytes.last().map_or(0, |&b| usize::from(b));
+        let shard = &self.cache[spread % SHARDS];
+        if cached(shard, value) {
             return true;
         }
         let Some((user, password)) = credentials(value) else {
@@ -85,8 +87,8 @@ impl Basic {
         self.verified.fetch_add(1, Ordering::Relaxed);
         let verify = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash));
         let ok = matches!(verify.await, Ok(Ok(true))) && known;
-        if ok {
-            remember(shard, key);
+        if ok && bytes.len() <= MAX_CACHED {
+            remember(shard, value.clone());
         }
         ok
     }
@@ -97,14 +99,14 @@ impl Basic {
     }
 }
 
-fn cached(shard: &Mutex<HashMap<[u8; 32], Instant>>, key: &[u8; 32]) -> bool {
+fn cached(shard: &Mutex<HashMap<HeaderValue, Instant>>, key: &HeaderValue) -> bool {
     let Ok(map) = shard.lock() else {
         return false;
     };
     map.get(key).is_some_and(|until| *until > Instant::now())
 }
 
-fn remember(shard: &Mutex<HashMap<[u8; 32], Instant>>, key: [u8; 32]) {
+fn remember(shard: &Mutex<HashMap<HeaderValue, Instant>>, key: HeaderValue) {
     let Ok(mut map) = shard.lock() else {
         return;
     };
@@ -209,9 +211,7 @@ mod tests {
     fn a_full_shard_keeps_its_bound() {
         let shard = Mutex::new(HashMap::new());
         for i in 0..(CACHE_PER_SHARD + 10) {
-            let mut key = [0u8; 32];
-            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            remember(&shard, key);
+            remember(&shard, HeaderValue::from(i));
         }
         assert!(shard.lock().unwrap().len() <= CACHE_PER_SHARD);
     }
