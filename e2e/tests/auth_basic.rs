@@ -145,3 +145,45 @@ fn requests_refused_by_auth_do_not_count_against_the_rate_limit() {
     assert_eq!(get(&gw, Some("ann:one")).status, "200");
     assert_eq!(get(&gw, Some("ann:one")).status, "429");
 }
+
+#[test]
+fn the_challenge_holds_over_https_on_http1_and_http2() {
+    let hello = Hello::spawn("h");
+    let certs = e2e::Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("auth");
+    htpasswd(&users, true, "-B", "ann", "one");
+    let gw = Gateway::start(&format!(
+        "{}\n[upstream.hello]\nservers = [\"{}\"]\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"hello\"\n\
+         auth = {{ basic = {{ users = \"{}\", realm = \"admin\" }} }}\n",
+        e2e::https_listener(&tls),
+        hello.addr,
+        users.display()
+    ));
+    let url = format!("https://127.0.0.1:{}/", gw.port("https"));
+    for version in ["--http1.1", "--http2"] {
+        let refused = curl("127.0.0.1", &url, &[version, "-D", "-"]);
+        assert_eq!(refused.status, "401", "{version}: {}", refused.body);
+        assert!(
+            refused
+                .body
+                .to_ascii_lowercase()
+                .contains("www-authenticate: basic realm=\"admin\""),
+            "{version}: {}",
+            refused.body
+        );
+        let wanted = if version == "--http2" {
+            "HTTP/2 401"
+        } else {
+            "HTTP/1.1 401"
+        };
+        assert!(
+            refused.body.starts_with(wanted),
+            "{version}: {}",
+            refused.body
+        );
+        let admitted = curl("127.0.0.1", &url, &[version, "-u", "ann:one"]);
+        assert_eq!(admitted.status, "200", "{version}: {}", admitted.body);
+    }
+}

@@ -165,3 +165,42 @@ fn the_auth_service_may_be_an_upstream_of_the_config() {
         auth.last()
     );
 }
+
+#[test]
+fn refusals_hold_over_https_on_http1_and_http2() {
+    let hello = Hello::spawn("h");
+    let auth = AuthService::spawn(&[]);
+    let certs = e2e::Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let gw = Gateway::start(&format!(
+        "{}\n[upstream.hello]\nservers = [\"{}\"]\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"hello\"\n\
+         auth = {{ forward = {{ {} }} }}\n",
+        e2e::https_listener(&tls),
+        hello.addr,
+        url_form(&auth, ", signin = \"https://auth.example.test/start?rd=$request_url\"")
+    ));
+    let url = format!("https://127.0.0.1:{}/x?echo_headers=1", gw.port("https"));
+    for version in ["--http1.1", "--http2"] {
+        let to_signin = curl("127.0.0.1", &url, &[version, "-D", "-"]);
+        assert_eq!(to_signin.status, "302", "{version}: {}", to_signin.body);
+        assert!(
+            to_signin
+                .body
+                .to_ascii_lowercase()
+                .contains("location: https://auth.example.test/start?rd=https%3a%2f%2f127.0.0.1"),
+            "{version}: {}",
+            to_signin.body
+        );
+        let forbidden = curl("127.0.0.1", &url, &[version, "-b", "session=forbidden"]);
+        assert_eq!(forbidden.status, "403", "{version}");
+        let broken = curl("127.0.0.1", &url, &[version, "-b", "session=broken"]);
+        assert_eq!(broken.status, "503", "{version}");
+        let admitted = curl("127.0.0.1", &url, &[version, "-b", "session=ok-ann"]);
+        assert_eq!(admitted.status, "200", "{version}: {}", admitted.body);
+        assert_eq!(
+            admitted.echoed("x-auth-request-user"),
+            Some("ann"),
+            "{version}"
+        );
+    }
+}

@@ -140,9 +140,11 @@ impl Gateway {
                     match connected {
                         Ok(stream) => stream,
                         Err(_) => {
-                            backend.count(Outcome::ConnectFailure);
                             backend.connect_failed(&upstream.config.passive);
-                            return Err("cannot connect to the auth service");
+                            return Err((
+                                Outcome::ConnectFailure,
+                                "cannot connect to the auth service",
+                            ));
                         }
                     }
                 }
@@ -177,7 +179,7 @@ impl Gateway {
                 extra: extra.as_slice(),
                 body: OutBody::None,
             };
-            let failed = |_| "the auth service's connection failed";
+            let failed = |_| (Outcome::Error, "the auth service's connection failed");
             conn.write_request(out, b"", true).await.map_err(failed)?;
             let head = loop {
                 let head = conn.read_response(&LIMITS).await.map_err(failed)?;
@@ -202,8 +204,8 @@ impl Gateway {
                 backend.count(Outcome::Success);
                 Ok(answer)
             }
-            Ok(Err(reason)) => {
-                backend.count(Outcome::Error);
+            Ok(Err((outcome, reason))) => {
+                backend.count(outcome);
                 Err(reason)
             }
             Err(_) => {
