@@ -70,6 +70,7 @@ py_test=(
   prometheus-client==0.26.0                     # its exposition parser checks /metrics (observability.rs)
   sslyze==6.3.1                                 # the TLS scan of tls_scan.rs
   grpcio==1.85.3                                # e2e/grpc/greeter_client.py: a gRPC client not built on tonic
+  PyJWT==2.15.1                                 # e2e/jwt/pyjwt_tokens.py: JWTs not made by the gateway's code
 )
 py_ci=(
   kubernetes-validate==1.37.0                   # the manifests, against bundled schemas

@@ -286,6 +286,8 @@ VARIANTS = [
     ("14. route auth (scenario 1 load)", "s1", "gateway", [
         ("gw-basic", "basic auth, a cached credential"),
         ("gw-forward", "forward auth to a service on loopback answering at once"),
+        ("gw-jwt", "JWT auth (ES256), one token (verified once, then kept)"),
+        ("gw-jwt-new", "JWT auth (ES256), a token not verified before on every request"),
     ]),
 ]
 

@@ -35,7 +35,9 @@
 #  12. the gateway with a rate limit on the route that never trips, under load 1: per
 #      replica, and shared through a redis-server on loopback ([rate_limit] shared)
 #  14. the gateway with route auth under load 1: basic auth (a verified, cached
-#      credential) and forward auth to authsvc on loopback (answering at once)
+#      credential), forward auth to authsvc on loopback (answering at once), and JWT
+#      auth (ES256): one token (verified once, then kept) and every request a token
+#      not verified before (wrk -s jwt-tokens.lua cycling through 100,000)
 #  13. unary gRPC calls over HTTPS HTTP/2 to the greeter (tonic, h2c), gateway and nginx
 #      (grpc_pass)                              h2load -t1 -c16 -m10, a SayHello message
 #
@@ -138,6 +140,11 @@ printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$work/grpc-call.bin"
 htpasswd -B -b -c "$work/users" bench bench 2>/dev/null
 target/release/authsvc --listen "127.0.0.1:$AUTH_PORT" >/dev/null &
 pids+=($!)
+# The JWT variants' key set and ES256 tokens: more than the 16,384 verified tokens the
+# gateway keeps, so gw-jwt-new's requests (each the next token) are all verified anew.
+target/release/jwtgen "$work" 100000
+jwt_token=$(head -n 1 "$work/jwt-tokens")
+export JWT_TOKENS="$work/jwt-tokens"
 
 # --- the proxies ------------------------------------------------------------------------
 
@@ -160,6 +167,7 @@ response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-powere
     gw-ratelimit) fields='rate_limit = { requests = 10000000 }' ;;
     gw-basic) fields="auth = { basic = { users = \"$work/users\" } }" ;;
     gw-forward) fields="auth = { forward = { url = \"http://127.0.0.1:$AUTH_PORT/oauth2/auth\", request_headers = [\"cookie\"], response_headers = [\"x-auth-request-user\"] } }" ;;
+    gw-jwt | gw-jwt-new) fields="auth = { jwt = { jwks = \"$work/jwks.json\", audiences = [\"bench\"], claims_to_headers = { sub = \"x-user\" } } }" ;;
     gw-ratelimit-shared) fields='rate_limit = { requests = 10000000 }'
       shared="[rate_limit]
 shared = { redis = \"redis://127.0.0.1:$REDIS_PORT\" }" ;;
@@ -206,6 +214,7 @@ start_proxy() {
   case $proxy in
     gw-basic) creds=(-u bench:bench) ;;
     gw-forward) creds=(-b session=ok-bench) ;;
+    gw-jwt | gw-jwt-new) creds=(-H "Authorization: Bearer $jwt_token") ;;
   esac
   for _ in $(seq 100); do
     if curl -fsk --max-time 1 "${creds[@]}" "https://localhost:$HTTPS_PORT/" 2>/dev/null | grep -q Hello &&
@@ -262,6 +271,8 @@ measure() {
     gw-cors | gw-origin) hdr=(-H "Origin: https://app.example.com") ;;
     gw-basic) hdr=(-H "Authorization: Basic $(printf bench:bench | base64)") ;;
     gw-forward) hdr=(-H "Cookie: session=ok-bench") ;;
+    gw-jwt) hdr=(-H "Authorization: Bearer $jwt_token") ;;
+    gw-jwt-new) hdr=(-s "$bench/jwt-tokens.lua") ;;
   esac
   case $scenario in # warm-up: pools filled, first-use allocations done
     s1 | s6 | s9) timeout 10 wrk -t1 -c64 -d1s "${hdr[@]}" "$https" >/dev/null ;;
@@ -337,7 +348,7 @@ echo "compare.sh: $ROUNDS rounds ($S1_ROUNDS for scenario 1) of ${DURATION}s run
 
 both=(gateway nginx haproxy)
 s1_variants=(gw-routes1000 gw-servers100 gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health
-  gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared gw-basic gw-forward)
+  gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared gw-basic gw-forward gw-jwt gw-jwt-new)
 [ -z "${S1_VARIANTS:-}" ] || read -r -a s1_variants <<<"$S1_VARIANTS"
 scenario s1 "$S1_ROUNDS" "$work/ecdsa" "${both[@]}" "${s1_variants[@]}"
 scenario s2 "$ROUNDS" "$work/ecdsa" "${both[@]}"

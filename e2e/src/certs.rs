@@ -255,8 +255,9 @@ fn run_dev_certs(
     );
 }
 
-/// Runs Debian's `openssl` with `args` in `dir`; panics with its stderr if it fails.
-pub fn openssl(dir: &Path, args: &[&str]) {
+/// Runs Debian's `openssl` with `args` in `dir` and returns its stdout; panics with its
+/// stderr if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let output = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -267,4 +268,5 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    output.stdout
 }

@@ -27,6 +27,7 @@ pub mod grpc;
 mod grpc_calls;
 mod haproxy;
 mod hello;
+pub mod jwt;
 mod kubelet;
 mod load;
 mod prometheus;

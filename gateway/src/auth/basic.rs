@@ -1,29 +1,21 @@
 //! HTTP Basic authentication (RFC 7617) against an htpasswd file. bcrypt runs off the
 //! request path's thread (a blocking task) and only for credentials not seen lately:
-//! verified header values are kept (looked up through std's randomly keyed SipHash, so
-//! no guess can aim at a cached one; compared whole, so no two values collide) for
-//! `CACHE_TTL`, at most `CACHE_PER_SHARD` per shard. An unknown user costs the same
-//! bcrypt as a wrong password, so timing does not tell users apart.
+//! verified header values are kept (`cache.rs`) for `CACHE_TTL`. An unknown user costs
+//! the same bcrypt as a wrong password, so timing does not tell users apart.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 
+use super::cache::Cache;
 use super::Users;
 
 /// How long a verified credential is taken without bcrypt.
 pub(super) const CACHE_TTL: Duration = Duration::from_secs(300);
-const SHARDS: usize = 16;
-/// Verified credentials kept per shard (16,384 in all); a full shard drops its expired
-/// ones, then all of them.
-const CACHE_PER_SHARD: usize = 1024;
-/// Longer `Authorization` values are verified every time (the cache's memory bound).
-const MAX_CACHED: usize = 1024;
 
 /// A route's Basic auth: its users, its challenge, its cache.
 pub struct Basic {
@@ -32,7 +24,8 @@ pub struct Basic {
     /// unknown users.
     decoy: String,
     challenge: HeaderValue,
-    cache: [Mutex<HashMap<HeaderValue, Instant>>; SHARDS],
+    /// Verified values, until when they are taken without bcrypt.
+    cache: Cache<Instant>,
     /// bcrypt verifications run (the cache's misses), for tests.
     verified: AtomicU64,
 }
@@ -56,7 +49,7 @@ impl Basic {
             decoy,
             challenge: HeaderValue::try_from(challenge)
                 .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
-            cache: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            cache: Cache::new(),
             verified: AtomicU64::new(0),
         }
     }
@@ -71,10 +64,8 @@ impl Basic {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return false;
         };
-        let bytes = value.as_bytes();
-        let spread = bytes.len() + bytes.last().map_or(0, |&b| usize::from(b));
-        let shard = &self.cache[spread % SHARDS];
-        if cached(shard, value) {
+        let now = Instant::now();
+        if self.cache.get(value, |until| *until > now).is_some() {
             return true;
         }
         let Some((user, password)) = credentials(value) else {
@@ -87,8 +78,10 @@ impl Basic {
         self.verified.fetch_add(1, Ordering::Relaxed);
         let verify = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash));
         let ok = matches!(verify.await, Ok(Ok(true))) && known;
-        if ok && bytes.len() <= MAX_CACHED {
-            remember(shard, value.clone());
+        if ok {
+            let now = Instant::now();
+            self.cache
+                .insert(value, now + CACHE_TTL, |until| *until > now);
         }
         ok
     }
@@ -97,27 +90,6 @@ impl Basic {
     pub fn verified(&self) -> u64 {
         self.verified.load(Ordering::Relaxed)
     }
-}
-
-fn cached(shard: &Mutex<HashMap<HeaderValue, Instant>>, key: &HeaderValue) -> bool {
-    let Ok(map) = shard.lock() else {
-        return false;
-    };
-    map.get(key).is_some_and(|until| *until > Instant::now())
-}
-
-fn remember(shard: &Mutex<HashMap<HeaderValue, Instant>>, key: HeaderValue) {
-    let Ok(mut map) = shard.lock() else {
-        return;
-    };
-    let now = Instant::now();
-    if map.len() >= CACHE_PER_SHARD {
-        map.retain(|_, until| *until > now);
-        if map.len() >= CACHE_PER_SHARD {
-            map.clear();
-        }
-    }
-    map.insert(key, now + CACHE_TTL);
 }
 
 /// The user and password of an `Authorization: Basic` value (scheme case-insensitive,
@@ -205,14 +177,5 @@ mod tests {
         let parts = auth.decoy.parse::<bcrypt::HashParts>().unwrap();
         assert_eq!(parts.get_cost(), 4);
         assert_eq!(bcrypt::verify("x", &auth.decoy).ok(), Some(false));
-    }
-
-    #[test]
-    fn a_full_shard_keeps_its_bound() {
-        let shard = Mutex::new(HashMap::new());
-        for i in 0..(CACHE_PER_SHARD + 10) {
-            remember(&shard, HeaderValue::from(i));
-        }
-        assert!(shard.lock().unwrap().len() <= CACHE_PER_SHARD);
     }
 }

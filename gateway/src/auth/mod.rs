@@ -2,10 +2,17 @@
 //! before anything reaches the backend, whether a request passes. Basic auth
 //! (`basic`: an htpasswd file of bcrypt entries) lives in `basic.rs`, its file format in
 //! `htpasswd.rs`; forward auth (`forward`: nginx's `auth_request`) asks an auth service
-//! through the request path's own backend connections (`proxy/auth_request.rs`).
+//! through the request path's own backend connections (`proxy/auth_request.rs`); JWT
+//! auth (`jwt`: bearer tokens) checks tokens in `jwt.rs` against a key set (`jwks.rs`)
+//! read from a file or fetched from a URL (`jwks_remote.rs`). Verified credentials are
+//! kept in `cache.rs`.
 
 mod basic;
+mod cache;
 mod htpasswd;
+mod jwks;
+mod jwks_remote;
+mod jwt;
 
 use std::path::PathBuf;
 
@@ -13,6 +20,9 @@ use http::{HeaderMap, HeaderValue};
 
 pub use basic::Basic;
 pub use htpasswd::Users;
+pub use jwks::{JwksError, KeySet};
+pub use jwks_remote::{Current, RemoteJwks};
+pub use jwt::{file_keys, Jwt, Keys, Refusal, Verified};
 
 /// What can be wrong with an auth file.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +51,12 @@ pub enum AuthError {
     },
     #[error("{} has no users", path.display())]
     Empty { path: PathBuf },
+    #[error("{}: bad JWKS", path.display())]
+    Jwks {
+        path: PathBuf,
+        #[source]
+        source: JwksError,
+    },
 }
 
 /// A route's authentication, built at load.
@@ -49,6 +65,7 @@ pub enum RouteAuth {
     /// Boxed: its cache shards are large next to the other variants.
     Basic(Box<Basic>),
     Forward(Forward),
+    Jwt(Box<Jwt>),
 }
 
 /// A route's forward auth: its settings and its auth service's upstream.

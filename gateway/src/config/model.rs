@@ -411,7 +411,43 @@ pub enum RouteAuth {
     },
     /// `forward = {...}`: each request asked of an auth service first.
     Forward(ForwardAuth),
+    /// `jwt = {...}`: a bearer token verified against a key set.
+    Jwt(JwtAuth),
 }
+
+/// A route's JWT auth: `Authorization: Bearer` tokens verified against a JWKS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtAuth {
+    pub jwks: JwksSource,
+    /// Where `jwks` is in the config.
+    pub at: Location,
+    /// `iss` must be this, when set.
+    pub issuer: Option<String>,
+    /// `aud` must name one of these, when any.
+    pub audiences: Vec<String>,
+    /// Claims sent upstream as fields (the client's own fields of those names removed).
+    pub claims_to_headers: Vec<(String, http::HeaderName)>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// Where a JWT route's keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    /// A JWKS file (in a mounted Secret or ConfigMap), joined onto the config's directory.
+    File(PathBuf),
+    /// A JWKS URL, fetched through the implicit upstream `jwks:HOST:PORT` (an index into
+    /// [`Config::upstreams`]) and refreshed in the background.
+    Url {
+        url: String,
+        upstream: usize,
+        /// The path and query asked (`GET`).
+        path: String,
+    },
+}
+
+/// Clock skew allowed on `exp` and `nbf` without `leeway` (Envoy's default too).
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// A route's forward auth (nginx's `auth_request`).
 #[derive(Debug, Clone, PartialEq)]

@@ -86,7 +86,7 @@ pub(crate) fn validate(
         .into_iter()
         .filter_map(|(name, u)| upstream(&mut c, name, u))
         .collect();
-    upstreams.extend(super::route::implicit_upstreams(&raw.routes));
+    upstreams.extend(super::route::implicit_upstreams(&c, &raw.routes));
     let compression = match &raw.compression {
         Some(section) => super::route::compression(&mut c, section.get_ref()),
         None => Default::default(),

@@ -390,6 +390,15 @@ impl Gateway {
                     return Ok(true);
                 }
             }
+            Some(crate::auth::RouteAuth::Jwt(jwt)) => match jwt.check(&req.headers).await {
+                Ok(verified) => jwt.apply(&verified, &mut req.headers),
+                Err(refusal) => {
+                    let (id, hsts) = (&ctx.request_id, ctx.hsts.as_ref());
+                    respond::unauthorized(down, &refusal.challenge(), id, hsts).await?;
+                    ctx.local_status = Some(401);
+                    return Ok(true);
+                }
+            },
             None => {}
         }
         if let Some(limiter) = &route.rate_limit {

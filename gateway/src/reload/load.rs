@@ -53,6 +53,12 @@ pub enum LoadError {
         #[source]
         source: Box<crate::auth::AuthError>,
     },
+    #[error("{at}: bad JWKS file")]
+    Jwks {
+        at: Location,
+        #[source]
+        source: Box<crate::auth::AuthError>,
+    },
     #[error("{at}: listener {name:?} cannot listen on {addr}")]
     Bind {
         at: Location,
@@ -286,8 +292,8 @@ fn upstream_tls(
     }
 }
 
-/// Reads a route's auth files (an htpasswd file) and builds its check; the bytes go
-/// into `hasher`.
+/// Reads a route's auth files (an htpasswd file, a JWKS file) and builds its check; the
+/// bytes go into `hasher`.
 fn route_auth(
     auth: &config::RouteAuth,
     hasher: &mut DefaultHasher,
@@ -296,6 +302,35 @@ fn route_auth(
     match auth {
         // Built with the snapshot, from its upstream: no files.
         config::RouteAuth::Forward(_) => None,
+        config::RouteAuth::Jwt(jwt) => {
+            let config::JwksSource::File(path) = &jwt.jwks else {
+                return None; // fetched: built with the snapshot
+            };
+            let parsed = std::fs::read(path)
+                .map_err(|source| crate::auth::AuthError::Read {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|bytes| {
+                    bytes.hash(hasher);
+                    crate::auth::KeySet::parse(&bytes).map_err(|source| {
+                        crate::auth::AuthError::Jwks {
+                            path: path.clone(),
+                            source,
+                        }
+                    })
+                });
+            match parsed {
+                Ok(set) => Some(Arc::new(crate::auth::RouteAuth::Jwt(Box::new(
+                    crate::auth::Jwt::new(jwt.clone(), crate::auth::file_keys(set)),
+                )))),
+                Err(source) => {
+                    let (at, source) = (jwt.at.clone(), Box::new(source));
+                    errors.push(LoadError::Jwks { at, source });
+                    None
+                }
+            }
+        }
         config::RouteAuth::Basic { users, at, realm } => {
             let read =
                 std::fs::read_to_string(users).map_err(|source| crate::auth::AuthError::Read {

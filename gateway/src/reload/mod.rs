@@ -17,6 +17,7 @@ use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+pub(crate) use load::unix_now;
 pub use load::{load, CertWarning, Failed, LoadError, Loaded};
 pub use reloader::{Reloader, RunningListener};
 use watcher::DirWatcher;

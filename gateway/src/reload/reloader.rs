@@ -20,6 +20,9 @@ use crate::telemetry::Metrics;
 use crate::tls::{CertSet, LoadedCert};
 use crate::upstream::{start_tasks, Resolver, ResolverWatch, Upstream};
 
+/// Key sets fetched from JWKS URLs, by URL.
+type Jwks = HashMap<String, Arc<crate::auth::RemoteJwks>>;
+
 /// A listener the process is serving; fixed for the life of the process.
 #[derive(Debug, Clone)]
 pub struct RunningListener {
@@ -58,6 +61,8 @@ pub struct Reloader {
     upstreams: HashMap<String, Arc<Upstream>>,
     /// The routes' rate-limit and in-flight counts, kept across reloads.
     counters: RouteCounters,
+    /// Key sets fetched from JWKS URLs, by URL: kept across reloads.
+    jwks: Jwks,
     /// Resolves server names for every DNS task; replaced when `[dns]` changes and on
     /// SIGHUP, which makes each task resolve its names again at once.
     resolver: tokio::sync::watch::Sender<Option<Arc<Resolver>>>,
@@ -91,6 +96,7 @@ impl Reloader {
             .collect();
         let mut upstreams = HashMap::new();
         let mut counters = RouteCounters::default();
+        let mut jwks = Jwks::new();
         let listeners = listener_states(&loaded, &running, &[], &metrics);
         let snapshot = build_snapshot(
             &loaded.config,
@@ -98,7 +104,7 @@ impl Reloader {
             &loaded.upstream_tls,
             listeners,
             &running,
-            &mut upstreams,
+            (&mut upstreams, &mut jwks),
             &mut counters,
             None,
             &metrics,
@@ -115,6 +121,7 @@ impl Reloader {
             last_read: loaded.fingerprint,
             upstreams,
             counters,
+            jwks,
             resolver,
             runtime: None,
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -132,6 +139,9 @@ impl Reloader {
         }
         if let Some(link) = self.counters.link() {
             crate::ratelimit::start(link, &runtime);
+        }
+        for remote in self.jwks.values() {
+            remote.start(&runtime);
         }
         self.runtime = Some(runtime);
     }
@@ -238,7 +248,7 @@ impl Reloader {
             &loaded.upstream_tls,
             listeners,
             &self.running,
-            &mut self.upstreams,
+            (&mut self.upstreams, &mut self.jwks),
             &mut self.counters,
             started,
             &self.metrics,
@@ -324,7 +334,8 @@ fn listener_states(
 /// Builds the routing part of a snapshot. Upstreams whose definition did not change
 /// are reused (they keep their pools and their backends' health and load state); new
 /// ones get their tasks started when `started` gives a runtime. `upstreams` becomes
-/// the new set; dropped upstreams end their tasks.
+/// the new set; dropped upstreams end their tasks. JWKS URLs keep their fetched keys
+/// while the URL and its upstream stay.
 #[allow(clippy::too_many_arguments)] // the parts of one snapshot
 fn build_snapshot(
     config: &Config,
@@ -332,7 +343,7 @@ fn build_snapshot(
     upstream_tls: &[Option<Arc<crate::tls::UpstreamTls>>],
     listeners: Vec<Arc<ListenerState>>,
     running: &[RunningListener],
-    upstreams: &mut HashMap<String, Arc<Upstream>>,
+    (upstreams, jwks): (&mut HashMap<String, Arc<Upstream>>, &mut Jwks),
     counters: &mut RouteCounters,
     started: Option<(&ResolverWatch, &tokio::runtime::Handle)>,
     metrics: &Metrics,
@@ -369,6 +380,7 @@ fn build_snapshot(
         })
         .collect();
     *upstreams = next;
+    let mut next_jwks = Jwks::new();
     let routes = config
         .routes
         .iter()
@@ -413,18 +425,61 @@ fn build_snapshot(
                             upstream: u.clone(),
                         }))
                     }),
+                    Some(crate::config::RouteAuth::Jwt(jwt)) => match &jwt.jwks {
+                        crate::config::JwksSource::Url {
+                            url,
+                            upstream,
+                            path,
+                        } => built.get(*upstream).map(|u| {
+                            let remote = remote_jwks(url, path, u, jwks, &mut next_jwks);
+                            if let Some((_, runtime)) = started {
+                                remote.start(runtime);
+                            }
+                            let keys = crate::auth::Keys::Remote(remote);
+                            let check = crate::auth::Jwt::new(jwt.clone(), keys);
+                            Arc::new(crate::auth::RouteAuth::Jwt(Box::new(check)))
+                        }),
+                        crate::config::JwksSource::File(_) => route_auth.get(i).cloned().flatten(),
+                    },
                     _ => route_auth.get(i).cloned().flatten(),
                 },
             })
         })
         .collect();
     *counters = next_counters;
+    *jwks = next_jwks;
     Snapshot {
         table: Table::new(config.rules.iter().map(|r| &r.matches)),
         routes,
         upstreams: built,
         listeners,
     }
+}
+
+/// The keys of a JWKS URL: the ones serving now when its upstream stays, else a new set
+/// (which serves the old keys until it has its own).
+fn remote_jwks(
+    url: &str,
+    path: &str,
+    upstream: &Arc<Upstream>,
+    current: &Jwks,
+    next: &mut Jwks,
+) -> Arc<crate::auth::RemoteJwks> {
+    if let Some(remote) = next.get(url) {
+        return remote.clone();
+    }
+    let remote = match current.get(url) {
+        Some(r) if Arc::ptr_eq(r.upstream(), upstream) => r.clone(),
+        old => {
+            let fresh = crate::auth::RemoteJwks::new(url, path, upstream.clone());
+            if let Some(old) = old {
+                fresh.inherit(old);
+            }
+            Arc::new(fresh)
+        }
+    };
+    next.insert(url.to_owned(), remote.clone());
+    remote
 }
 
 /// The link to Redis for `config`'s `[rate_limit] shared`: the current one when the
@@ -492,9 +547,15 @@ fn watch_dirs(path: &Path, config: &Config) -> BTreeSet<PathBuf> {
         }
     }
     for auth in config.routes.iter().filter_map(|r| r.auth.as_ref()) {
-        if let crate::config::RouteAuth::Basic { users, .. } = auth {
-            dirs.extend(users.parent().map(Path::to_path_buf));
-        }
+        let file = match auth {
+            crate::config::RouteAuth::Basic { users, .. } => Some(users),
+            crate::config::RouteAuth::Jwt(jwt) => match &jwt.jwks {
+                crate::config::JwksSource::File(path) => Some(path),
+                crate::config::JwksSource::Url { .. } => None,
+            },
+            crate::config::RouteAuth::Forward(_) => None,
+        };
+        dirs.extend(file.and_then(|f| f.parent()).map(Path::to_path_buf));
     }
     for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
         dirs.extend(tls.ca.iter().map(|d| d.path.clone()));

@@ -1,5 +1,6 @@
 //! Validation of a route's `auth`: which scheme, and its settings. A forward auth
-//! `url` becomes an upstream of its own (`auth:HOST:PORT`), pooled and balanced like any.
+//! `url` becomes an upstream of its own (`auth:HOST:PORT`), pooled and balanced like any;
+//! so does a JWKS URL (`jwks:HOST:PORT`, over TLS for `https://`).
 
 use http::uri::Uri;
 use http::HeaderName;
@@ -17,12 +18,12 @@ pub(super) fn auth(
     upstreams: &[Upstream],
 ) -> Option<RouteAuth> {
     let file = raw.get_ref();
-    match (&file.basic, &file.forward) {
-        (Some(basic), None) => basic_auth(c, basic.get_ref()),
-        (None, Some(forward)) => forward_auth(c, forward, upstreams).map(RouteAuth::Forward),
+    match (&file.basic, &file.forward, &file.jwt) {
+        (Some(basic), None, None) => basic_auth(c, basic.get_ref()),
+        (None, Some(forward), None) => forward_auth(c, forward, upstreams).map(RouteAuth::Forward),
+        (None, None, Some(jwt)) => super::auth_jwt::jwt_auth(c, jwt.get_ref(), upstreams),
         _ => {
-            let reason =
-                "needs one scheme: basic = { users = \"FILE\" } or forward = { url = \"...\" }";
+            let reason = "needs one scheme: basic = { users = \"FILE\" }, forward = { url = \"...\" } or jwt = { jwks = \"...\" }";
             bad_value(c, raw, "auth", reason);
             None
         }
@@ -162,29 +163,52 @@ fn implicit_name(authority: &str) -> String {
     format!("auth:{authority}")
 }
 
-/// The upstreams the routes' forward auth URLs need (one per `HOST:PORT`), with the
-/// defaults of an `[upstream]` table. Malformed URLs are reported by the routes.
-pub(in crate::config) fn implicit_upstreams(routes: &[Spanned<RouteFile>]) -> Vec<Upstream> {
+/// The upstreams the routes' forward auth and JWKS URLs need (one per kind and
+/// `HOST:PORT`), with the defaults of an `[upstream]` table; a JWKS URL's is over TLS
+/// (the system's roots) for `https://`. Malformed URLs are reported by the routes.
+pub(in crate::config) fn implicit_upstreams(
+    c: &Checker<'_>,
+    routes: &[Spanned<RouteFile>],
+) -> Vec<Upstream> {
     let mut out: Vec<Upstream> = Vec::new();
     for route in routes {
-        let url = route.get_ref().auth.as_ref().and_then(|a| {
-            let forward = a.get_ref().forward.as_ref()?;
-            forward.get_ref().url.as_ref().map(|u| u.get_ref().clone())
-        });
-        let Some(url) = url else { continue };
-        let Some(authority) = url.parse::<Uri>().ok().and_then(|u| {
-            let a = u.authority()?;
-            Some(format!("{}:{}", a.host(), a.port_u16().unwrap_or(80)))
-        }) else {
+        let Some(auth) = route.get_ref().auth.as_ref() else {
             continue;
         };
-        let name = implicit_name(&authority);
+        let auth = auth.get_ref();
+        let forward = auth.forward.as_ref().and_then(|f| f.get_ref().url.as_ref());
+        let jwks = auth.jwt.as_ref().map(|j| &j.get_ref().jwks);
+        let (url, tls_allowed) = match (forward, jwks) {
+            (Some(url), _) => (url, false),
+            (None, Some(url)) => (url, true),
+            (None, None) => continue,
+        };
+        let Some(target) = url_target(url.get_ref()) else {
+            continue;
+        };
+        if target.tls && !tls_allowed {
+            continue;
+        }
+        let name = match tls_allowed {
+            false => implicit_name(&target.authority),
+            true => super::auth_jwt::implicit_name(&target),
+        };
         if out.iter().any(|u| u.name == name) {
             continue;
         }
-        let Ok(server) = super::super::upstream::parse_server(&authority) else {
+        let Ok(server) = super::super::upstream::parse_server(&target.authority) else {
             continue;
         };
+        let tls = target.tls.then(|| UpstreamTls {
+            ca: None,
+            server_name: match target.host.parse::<std::net::IpAddr>() {
+                Ok(_) => UpstreamServerName::BackendIp,
+                Err(_) => UpstreamServerName::Name(target.host.clone()),
+            },
+            client_cert: None,
+            insecure_skip_verify: false,
+            at: c.at(url.span()),
+        });
         out.push(Upstream {
             name,
             discovery: Discovery::Servers(vec![server]),
@@ -202,11 +226,42 @@ pub(in crate::config) fn implicit_upstreams(routes: &[Spanned<RouteFile>]) -> Ve
                 idle: DEFAULT_IDLE_TIMEOUT,
             },
             protocol: Protocol::Http1,
-            tls: None,
+            tls,
             max_streams: DEFAULT_MAX_STREAMS,
         });
     }
     out
+}
+
+/// An `http(s)://HOST[:PORT]/PATH` URL's parts.
+pub(super) struct UrlTarget {
+    pub(super) tls: bool,
+    pub(super) host: String,
+    /// `HOST:PORT` (ports 80 and 443 by default; IPv6 hosts in brackets).
+    pub(super) authority: String,
+    pub(super) path: String,
+}
+
+pub(super) fn url_target(url: &str) -> Option<UrlTarget> {
+    let uri = url.parse::<Uri>().ok()?;
+    let tls = match uri.scheme_str()? {
+        "http" => false,
+        "https" => true,
+        _ => return None,
+    };
+    let a = uri.authority()?;
+    let port = a.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let host = a
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Some(UrlTarget {
+        tls,
+        authority: format!("{}:{port}", a.host()),
+        host,
+        path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -214,7 +269,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use crate::config::tests::errors;
-    use crate::config::{from_str, RouteAuth};
+    use crate::config::{from_str, JwksSource, RouteAuth, UpstreamServerName};
 
     const HEAD: &str = "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n\n[upstream.u]\nservers = [\"127.0.0.1:1\"]\n\n[[route]]\nupstream = \"u\"\n";
 
@@ -251,6 +306,66 @@ mod tests {
     }
 
     #[test]
+    fn jwt_auth_reads_a_file_or_a_url_with_its_own_upstream() {
+        let src = format!(
+            "{HEAD}auth = {{ jwt = {{ jwks = \"jwks/keys.json\", issuer = \"https://idp.test\", audiences = [\"shop\"], claims_to_headers = {{ sub = \"X-User\", \"realm.role\" = \"x-role\" }}, leeway = \"5s\" }} }}\n"
+        );
+        let cfg = from_str(Path::new("/etc/gw/gateway.toml"), &src).unwrap();
+        let Some(RouteAuth::Jwt(j)) = &cfg.routes[0].auth else {
+            panic!("jwt auth");
+        };
+        assert_eq!(
+            j.jwks,
+            JwksSource::File(PathBuf::from("/etc/gw/jwks/keys.json"))
+        );
+        assert_eq!(j.issuer.as_deref(), Some("https://idp.test"));
+        assert_eq!(j.audiences, ["shop"]);
+        let claims: Vec<_> = j
+            .claims_to_headers
+            .iter()
+            .map(|(c, h)| (c.as_str(), h.as_str()))
+            .collect();
+        assert_eq!(claims, [("realm.role", "x-role"), ("sub", "x-user")]);
+        assert_eq!(j.leeway, std::time::Duration::from_secs(5));
+
+        let src = format!(
+            "{HEAD}auth = {{ jwt = {{ jwks = \"https://idp.example.com/.well-known/jwks.json\" }} }}\n"
+        );
+        let cfg = from_str(Path::new("/etc/gw/gateway.toml"), &src).unwrap();
+        let Some(RouteAuth::Jwt(j)) = &cfg.routes[0].auth else {
+            panic!("jwt auth");
+        };
+        let JwksSource::Url { upstream, path, .. } = &j.jwks else {
+            panic!("a URL");
+        };
+        assert_eq!(path, "/.well-known/jwks.json");
+        let u = &cfg.upstreams[*upstream];
+        assert_eq!(u.name, "jwks+tls:idp.example.com:443");
+        let tls = u.tls.as_ref().expect("https: TLS");
+        assert_eq!(
+            tls.server_name,
+            UpstreamServerName::Name("idp.example.com".into())
+        );
+        assert!(tls.ca.is_none(), "the system's roots");
+        assert_eq!(
+            j.leeway,
+            std::time::Duration::from_secs(60),
+            "the default leeway"
+        );
+
+        let src = format!("{HEAD}auth = {{ jwt = {{ jwks = \"http://127.0.0.1:8080/keys\" }} }}\n");
+        let cfg = from_str(Path::new("/etc/gw/gateway.toml"), &src).unwrap();
+        let Some(RouteAuth::Jwt(j)) = &cfg.routes[0].auth else {
+            panic!("jwt auth");
+        };
+        let JwksSource::Url { upstream, .. } = &j.jwks else {
+            panic!("a URL");
+        };
+        assert_eq!(cfg.upstreams[*upstream].name, "jwks:127.0.0.1:8080");
+        assert!(cfg.upstreams[*upstream].tls.is_none());
+    }
+
+    #[test]
     fn auth_errors_are_located() {
         let cases = [
             ("auth = {}", ":10:8: auth needs one scheme"),
@@ -263,6 +378,50 @@ mod tests {
                 "missing field `users`",
             ),
             ("auth = { oauth = {} }", "unknown field `oauth`"),
+            (
+                "auth = { basic = { users = \"u\" }, jwt = { jwks = \"k\" } }",
+                ":10:8: auth needs one scheme",
+            ),
+            (
+                "auth = { jwt = { jwks = \"ftp://idp/keys\" } }",
+                ":10:25: auth.jwt.jwks must be a file or a URL",
+            ),
+            (
+                "auth = { jwt = { jwks = \"https://\" } }",
+                ":10:25: auth.jwt.jwks must be a file or a URL",
+            ),
+            (
+                "auth = { jwt = { jwks = \"\" } }",
+                ":10:25: auth.jwt.jwks must name a file or a URL",
+            ),
+            (
+                "auth = { jwt = { jwks = \"k\", issuer = \"\" } }",
+                ":10:39: auth.jwt.issuer must not be empty",
+            ),
+            (
+                "auth = { jwt = { jwks = \"k\", audiences = [\"\"] } }",
+                ":10:43: auth.jwt.audiences must not be empty",
+            ),
+            (
+                "auth = { jwt = { jwks = \"k\", claims_to_headers = { sub = \"Host\" } } }",
+                ":10:58: auth.jwt.claims_to_headers names a field a claim may not set",
+            ),
+            (
+                "auth = { jwt = { jwks = \"k\", claims_to_headers = { sub = \"a b\" } } }",
+                ":10:58: auth.jwt.claims_to_headers is not a header name",
+            ),
+            (
+                "auth = { jwt = { jwks = \"k\", leeway = \"soon\" } }",
+                ":10:39:",
+            ),
+            (
+                "auth = { jwt = { jwks = \"k\", algorithms = [\"HS256\"] } }",
+                "unknown field `algorithms`",
+            ),
+            (
+                "auth = { jwt = { issuer = \"x\" } }",
+                "missing field `jwks`",
+            ),
             (
                 "auth = { forward = { url = \"https://auth.test/check\" } }",
                 ":10:28: auth.forward.url must be http://: for TLS to the auth service",

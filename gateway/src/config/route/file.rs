@@ -40,6 +40,19 @@ pub(crate) struct RouteFile {
 pub(crate) struct AuthFile {
     pub(crate) basic: Option<Spanned<BasicAuthFile>>,
     pub(crate) forward: Option<Spanned<ForwardAuthFile>>,
+    pub(crate) jwt: Option<Spanned<JwtAuthFile>>,
+}
+
+/// `jwt = { jwks, issuer, audiences, claims_to_headers, leeway }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JwtAuthFile {
+    /// A file, or an `http(s)://` URL.
+    pub(crate) jwks: Spanned<String>,
+    pub(crate) issuer: Option<Spanned<String>>,
+    pub(crate) audiences: Option<Vec<Spanned<String>>>,
+    pub(crate) claims_to_headers: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub(crate) leeway: Option<Spanned<String>>,
 }
 
 /// `forward = { url | upstream + path, request_headers, response_headers, signin, timeout }`.

@@ -2,6 +2,7 @@
 //! and filters, into the model's `Route`; and `[compression]`.
 
 mod auth;
+mod auth_jwt;
 pub(in crate::config) use auth::implicit_upstreams;
 mod compression;
 mod cors;
