@@ -16,15 +16,16 @@ use serde_json::json;
 const ISSUER: &str = "https://idp.test";
 
 fn gateway(hello: &Hello, jwks: &str) -> Gateway {
-    gateway_with_env(hello, jwks, &[])
+    gateway_with_env(hello, jwks, &[], "")
 }
 
-fn gateway_with_env(hello: &Hello, jwks: &str, env: &[(&str, &str)]) -> Gateway {
+/// With `env` for the gateway and `extra` lines on the route.
+fn gateway_with_env(hello: &Hello, jwks: &str, env: &[(&str, &str)], extra: &str) -> Gateway {
     Gateway::start_with_env(&format!(
         "[[listener]]\nname = \"http\"\nlisten = \"127.0.0.1:{{{{port:http}}}}\"\n\n\
          [upstream.hello]\nservers = [\"{}\"]\n\n\
          [[route]]\npath_prefix = \"/\"\nupstream = \"hello\"\n\
-         auth = {{ jwt = {{ jwks = \"{jwks}\", issuer = \"{ISSUER}\", audiences = [\"shop\"], claims_to_headers = {{ sub = \"x-user\" }}, leeway = \"5s\" }} }}\n",
+         auth = {{ jwt = {{ jwks = \"{jwks}\", issuer = \"{ISSUER}\", audiences = [\"shop\"], claims_to_headers = {{ sub = \"x-user\" }}, leeway = \"5s\" }} }}\n{extra}\n",
         hello.addr
     ), env)
 }
@@ -216,7 +217,7 @@ fn a_jwks_over_https_is_verified_and_kept_across_reloads() {
     drop(untrusting);
     // SSL_CERT_FILE names the roots to trust instead.
     let ca = certs.ca().display().to_string();
-    let gw = gateway_with_env(&hello, &url, &[("SSL_CERT_FILE", &ca)]);
+    let gw = gateway_with_env(&hello, &url, &[("SSL_CERT_FILE", &ca)], "");
     assert_passes(&get(&gw, Some(&token("es256"))), "py-ann", &token("es256"));
     // The IdP goes away, then the config changes: the fetched keys stay.
     server.stop();
@@ -231,6 +232,36 @@ fn a_jwks_over_https_is_verified_and_kept_across_reloads() {
         &get(&gw, Some(&token("es256_other"))),
         "py-bo",
         &token("es256_other"),
+    );
+}
+
+#[test]
+fn a_rate_limit_keyed_by_a_claim_counts_each_verified_user() {
+    let hello = Hello::spawn("h");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = pyjwt_tokens(dir.path(), ISSUER, "shop");
+    let token = |name: &str| tokens[name].as_str().expect("a token").to_owned();
+    let jwks = dir.path().join("jwks.json").display().to_string();
+    let limit = "rate_limit = { requests = 1, per = \"1m\", burst = 0, key = \"header:x-user\" }";
+    let gw = gateway_with_env(&hello, &jwks, &[], limit);
+    // Every request also sends `x-user: forged`: the key is the claim, not that.
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw, Some(&token("expired"))).status,
+            "401",
+            "refused: not counted"
+        );
+    }
+    assert_eq!(get(&gw, Some(&token("es256"))).status, "200");
+    assert_eq!(
+        get(&gw, Some(&token("es256"))).status,
+        "429",
+        "py-ann's one request used"
+    );
+    assert_eq!(
+        get(&gw, Some(&token("es256_other"))).status,
+        "200",
+        "py-bo has its own"
     );
 }
 
