@@ -48,6 +48,8 @@ pub struct RouteState {
     pub rate_limit: Option<Arc<Limiter>>,
     /// `auth`: checked before the rate limit.
     pub auth: Option<Arc<crate::auth::RouteAuth>>,
+    /// The route's name in the metrics and the access log.
+    pub label: Box<str>,
 }
 
 /// One upstream of a route.

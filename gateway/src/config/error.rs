@@ -92,6 +92,7 @@ impl ConfigError {
             | Self::BadSize { at, .. }
             | Self::BadNetwork { at, .. }
             | Self::BadRedisUrl { at, .. }
+            | Self::UnknownLogVariable { at, .. }
             | Self::Route { at, .. } => Some(at),
         }
     }
@@ -182,6 +183,12 @@ pub enum ConfigError {
     HashKeyUnused { at: Location },
     #[error("{at}: {value:?} is not a hash key: expected \"header:NAME\", \"cookie:NAME\", \"client_ip\" or \"path\"")]
     BadHashKey { at: Location, value: String },
+    #[error("{at}: access_log: unknown variable {name:?} (known: {known})")]
+    UnknownLogVariable {
+        at: Location,
+        name: String,
+        known: &'static str,
+    },
     #[error("{at}: {field} {reason}")]
     BadValue {
         at: Location,

@@ -30,6 +30,7 @@ pub(crate) struct FileConfig {
     pub(crate) routes: Vec<Spanned<RouteFile>>,
     pub(crate) compression: Option<Spanned<CompressionFile>>,
     pub(crate) rate_limit: Option<super::rate_limit::RateLimitFile>,
+    pub(crate) access_log: Option<super::access_log::AccessLogFile>,
 }
 
 /// `[admin]`: health, readiness and metrics endpoints.

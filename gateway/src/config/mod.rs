@@ -1,6 +1,7 @@
 //! Configuration: parse `gateway.toml` (`file.rs`) and validate it into the model
 //! (`model.rs`); `reload` reads the file.
 
+mod access_log;
 mod edge;
 mod error;
 mod file;

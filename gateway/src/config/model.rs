@@ -63,6 +63,8 @@ pub struct Config {
     pub compression: crate::routes::filters::compression::Compression,
     /// `[rate_limit] shared`: the routes' limits shared through Redis.
     pub rate_limit: Option<crate::ratelimit::Shared>,
+    /// `[access_log]`: the access lines' format and extra fields.
+    pub access_log: crate::telemetry::access_format::AccessFormat,
 }
 
 /// The admin endpoint (`/healthz`, `/readyz`).

@@ -26,6 +26,11 @@ impl Checker<'_> {
         Location::from_span(self.file, self.source, span)
     }
 
+    /// The file's text at `span`.
+    pub(super) fn source_of(&self, span: Range<usize>) -> &str {
+        self.source.get(span).unwrap_or("")
+    }
+
     pub(super) fn line(&self, span: Range<usize>) -> usize {
         self.at(span).line
     }
@@ -97,6 +102,10 @@ pub(crate) fn validate(
         .rate_limit
         .as_ref()
         .and_then(|r| super::rate_limit::rate_limit(&mut c, r));
+    let access_log = match &raw.access_log {
+        Some(a) => super::access_log::access_log(&mut c, a),
+        None => crate::telemetry::access_format::AccessFormat::default(),
+    };
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -115,6 +124,7 @@ pub(crate) fn validate(
             rules,
             compression,
             rate_limit,
+            access_log,
         })
     } else {
         let mut errors = c.errors;

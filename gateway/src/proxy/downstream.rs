@@ -183,6 +183,9 @@ pub(crate) trait Downstream {
     /// Response body bytes written (the access log's `bytes`).
     fn body_bytes_sent(&self) -> u64;
 
+    /// Request body bytes read (the access log's `bytes_received`).
+    fn body_bytes_received(&self) -> u64;
+
     /// This response is the connection's last (HTTP/1: `Connection: close`).
     fn set_close(&mut self);
 

@@ -152,6 +152,9 @@ impl Gateway {
             _ => None,
         };
         let mut replay = Replay::new(config.retries > 0);
+        if crate::telemetry::access::wants_upstream_time() {
+            ctx.upstream_started = Some(std::time::Instant::now());
+        }
         loop {
             if let Some(previous) = ctx.backend.take() {
                 ctx.tried.push(previous.backend().addr);
@@ -655,6 +658,7 @@ pub(super) fn filter_response(
     mut body: OutBody,
 ) -> OutBody {
     ctx.responded = true;
+    ctx.upstream_time = ctx.upstream_started.map(|s| s.elapsed());
     if let Some(chain) = &ctx.chain {
         let none = Exchange::default();
         let filtered = ctx.filtered.as_deref_mut();

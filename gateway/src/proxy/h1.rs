@@ -24,6 +24,8 @@ pub(crate) struct H1<'c> {
     conn: &'c mut H1Conn,
     empty: bool,
     status: Option<StatusCode>,
+    /// Request body bytes read.
+    received: u64,
 }
 
 impl Gateway {
@@ -46,6 +48,7 @@ impl Gateway {
                     conn,
                     empty: true,
                     status: None,
+                    received: 0,
                 };
                 self.refuse_unparsed(&mut down, refusal, client).await;
                 return false;
@@ -70,6 +73,7 @@ impl Gateway {
             conn,
             empty,
             status: None,
+            received: 0,
         };
         if crate::lifecycle::stopping() {
             down.set_close();
@@ -116,12 +120,17 @@ impl Downstream for H1<'_> {
     }
 
     async fn read_body(&mut self) -> Result<Option<Bytes>, DownError> {
-        Ok(self.conn.read_body().await?)
+        let piece = self.conn.read_body().await?;
+        self.received += piece.as_ref().map_or(0, |p| p.len() as u64);
+        Ok(piece)
     }
 
     fn buffered_body(&mut self) -> Result<Option<Bytes>, DownError> {
         match self.conn.buffered_body()? {
-            Buffered::Data(data) => Ok(Some(data)),
+            Buffered::Data(data) => {
+                self.received += data.len() as u64;
+                Ok(Some(data))
+            }
             Buffered::End | Buffered::Empty => Ok(None),
         }
     }
@@ -180,6 +189,10 @@ impl Downstream for H1<'_> {
 
     fn body_bytes_sent(&self) -> u64 {
         self.conn.body_bytes_sent()
+    }
+
+    fn body_bytes_received(&self) -> u64 {
+        self.received
     }
 
     fn set_close(&mut self) {

@@ -311,6 +311,10 @@ impl Downstream for H2Stream {
         self.sent
     }
 
+    fn body_bytes_received(&self) -> u64 {
+        self.read
+    }
+
     fn set_close(&mut self) {}
 
     async fn tunnel(&mut self, _backend: Stream, _early: BytesMut) -> Result<(), ProxyError> {

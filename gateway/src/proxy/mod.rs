@@ -145,6 +145,10 @@ struct RequestCtx {
     refused: bool,
     /// The request's place under the route's `max_in_flight`.
     slot: Option<crate::routes::filters::in_flight::Slot>,
+    /// When the first attempt started and the backend's response head came, when the
+    /// access log shows `upstream_ms`.
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
 }
 
 impl RequestCtx {
@@ -168,6 +172,8 @@ impl RequestCtx {
             max_body: u64::MAX,
             refused: false,
             slot: None,
+            upstream_started: None,
+            upstream_time: None,
         }
     }
 }
@@ -531,7 +537,33 @@ impl Gateway {
             duration: ctx.start.elapsed(),
             bytes: usize::try_from(down.body_bytes_sent()).unwrap_or(usize::MAX),
             request_id: ctx.request_id.as_str(),
+            protocol: req.map_or("-", |r| version_text(r.version)),
+            headers: req.map(|r| &r.headers),
+            bytes_received: down.body_bytes_received(),
+            upstream_time: ctx.upstream_time,
+            route: ctx.route.as_ref().map(|r| &*r.label),
+            tls_version: client.ssl.as_ref().map(|d| tls_version_text(&d.version)),
         });
+    }
+}
+
+/// A TLS version as nginx's `$ssl_protocol` writes it (rustls names it `TLSv1_3`).
+fn tls_version_text(version: &str) -> &str {
+    match version {
+        "TLSv1_3" => "TLSv1.3",
+        "TLSv1_2" => "TLSv1.2",
+        other => other,
+    }
+}
+
+/// A request's HTTP version as the access log writes it.
+fn version_text(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

@@ -109,6 +109,7 @@ impl Reloader {
             None,
             &metrics,
         );
+        crate::telemetry::access::configure(&loaded.config.access_log);
         let resolver = tokio::sync::watch::Sender::new(new_resolver(&loaded.config));
         metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
         Self {
@@ -254,6 +255,7 @@ impl Reloader {
             &self.metrics,
         );
         self.snapshot.store(Arc::new(snapshot));
+        crate::telemetry::access::configure(&loaded.config.access_log);
         self.metrics.requests.prune();
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
@@ -405,6 +407,7 @@ fn build_snapshot(
                 .collect();
             let chain = rule.chain.clone();
             Arc::new(RouteState {
+                label: label.as_str().into(),
                 weights: indexed(&weights),
                 targets,
                 chain: (!chain.is_empty()).then(|| Arc::new(chain)),

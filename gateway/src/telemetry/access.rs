@@ -15,6 +15,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwapOption;
+use http::header::{REFERER, USER_AGENT};
+use http::HeaderMap;
+
+use super::access_format::{AccessFormat, Shape, Var, STANDARD};
 use crate::ip_text::IpText;
 use crate::telemetry::LogFormat;
 
@@ -27,17 +34,18 @@ const CHUNK: usize = 4096;
 
 /// Where a text field of a line too long for [`CHUNK`] is cut: the bytes its value may
 /// take as written (escapes included, quotes and the `…` excluded). Their sum with the
-/// rest of a line (under 500 bytes) stays under [`CHUNK`].
-fn cut_at(field: &str) -> usize {
+/// rest of a line (under 600 bytes, with every extra field) stays under [`CHUNK`].
+pub(super) fn cut_at(field: &str) -> usize {
     match field {
-        "path" => 1536,
-        "host" => 768,
-        _ => 256,
+        "path" => 1024,
+        "host" | "referer" | "user_agent" => 512,
+        "request_id" => 256,
+        _ => 128,
     }
 }
 
 /// Ends a value that was cut short.
-const CUT: &str = "…";
+pub(super) const CUT: &str = "…";
 
 /// One request, as logged.
 pub struct AccessLine<'a> {
@@ -51,6 +59,35 @@ pub struct AccessLine<'a> {
     pub duration: Duration,
     pub bytes: usize,
     pub request_id: &'a str,
+    /// `HTTP/1.1`, `HTTP/2.0`... (`-` before a request was read).
+    pub protocol: &'a str,
+    /// The request's fields (`referer`, `user_agent` are looked up only when logged).
+    pub headers: Option<&'a HeaderMap>,
+    /// Request body bytes read from the client.
+    pub bytes_received: u64,
+    /// From the first attempt's start to the backend's response head.
+    pub upstream_time: Option<Duration>,
+    /// The route's name (its label in the metrics).
+    pub route: Option<&'a str>,
+    /// The TLS connection's version (`TLSv1.3`), for HTTPS listeners.
+    pub tls_version: Option<&'a str>,
+}
+
+/// `[access_log]` as last applied; `None`: the standard fields in the process's format.
+static CONFIGURED: ArcSwapOption<AccessFormat> = ArcSwapOption::const_empty();
+/// Whether a line shows `upstream_ms` (so the request path times the backend).
+static UPSTREAM_TIME: AtomicBool = AtomicBool::new(false);
+
+/// Applies a config's `[access_log]` (from the reloader, with each config it applies).
+pub fn configure(format: &AccessFormat) {
+    let configured = (*format != AccessFormat::default()).then(|| Arc::new(format.clone()));
+    UPSTREAM_TIME.store(format.uses(Var::UpstreamMs), Ordering::Relaxed);
+    CONFIGURED.store(configured);
+}
+
+/// Whether access lines show the backend's time (`upstream_ms`).
+pub fn wants_upstream_time() -> bool {
+    UPSTREAM_TIME.load(Ordering::Relaxed)
 }
 
 /// Whether access lines are logged (`RUST_LOG` enables target `access` at INFO).
@@ -82,21 +119,33 @@ thread_local! {
 
 /// Logs one request.
 pub fn log(line: &AccessLine<'_>) {
-    let format = FORMAT.get().copied().unwrap_or(LogFormat::Text);
+    let process = FORMAT.get().copied().unwrap_or(LogFormat::Text);
+    let configured = CONFIGURED.load();
+    let (shape, extra) = match configured.as_deref() {
+        Some(f) => (&f.shape, &f.fields[..]),
+        None => (&Shape::Default, &[][..]),
+    };
     LOCAL.with(|(buffer, scratch)| {
         let Ok(mut text) = scratch.try_borrow_mut() else {
             return;
         };
         text.clear();
         let now = SystemTime::now();
-        let write = match format {
-            LogFormat::Json => json,
-            LogFormat::Text => plain,
+        let write = |text: &mut Vec<u8>, cut: bool| match (shape, process) {
+            (Shape::Template(pieces), _) => {
+                super::access_template::write(text, line, pieces, now, cut)
+            }
+            (Shape::Json, _) | (Shape::Default, LogFormat::Json) => {
+                json(text, line, extra, now, cut)
+            }
+            (Shape::Text, _) | (Shape::Default, LogFormat::Text) => {
+                plain(text, line, extra, now, cut)
+            }
         };
-        write(&mut text, line, now, false);
+        write(&mut text, false);
         if text.len() > CHUNK {
             text.clear();
-            write(&mut text, line, now, true);
+            write(&mut text, true);
         }
         // The lock is this thread's own: only `flush` takes it from elsewhere.
         let mut pending = buffer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -132,7 +181,7 @@ fn write_out(pending: &mut Vec<u8>) {
 }
 
 /// A field's value, and how each format writes it.
-enum Value<'a> {
+pub(super) enum Value<'a> {
     /// Bare in text, a JSON string.
     Word(&'a str),
     /// Quoted in text (as `Debug` quotes), a JSON string.
@@ -143,32 +192,50 @@ enum Value<'a> {
     Ip(Option<IpAddr>),
     /// An address and port (`-` when none): bare in text, a JSON string.
     Socket(Option<SocketAddr>),
-    /// Milliseconds with three decimals: bare in text, a JSON string.
-    Millis(Duration),
+    /// Milliseconds with three decimals (`-` when none): bare in text, a JSON string.
+    Millis(Option<Duration>),
+    /// The line's time (templates only: JSON and text lines start with it).
+    Time,
 }
 
-/// The line's fields, in order.
-fn fields<'a>(l: &'a AccessLine<'a>) -> [(&'static str, Value<'a>); 10] {
-    [
-        ("listener", Value::Word(l.listener)),
-        ("client", Value::Ip(l.client)),
-        ("method", Value::Word(l.method)),
-        ("host", Value::Quoted(l.host)),
-        ("path", Value::Quoted(l.path)),
-        ("status", Value::Number(u64::from(l.status))),
-        ("upstream", Value::Socket(l.upstream)),
-        ("duration_ms", Value::Millis(l.duration)),
-        ("bytes", Value::Number(l.bytes as u64)),
-        ("request_id", Value::Quoted(l.request_id)),
-    ]
+/// A variable's value on a line.
+pub(super) fn value<'a>(l: &'a AccessLine<'a>, var: Var) -> Value<'a> {
+    let header = |name| {
+        l.headers
+            .and_then(|h| h.get(name))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+    };
+    match var {
+        Var::Listener => Value::Word(l.listener),
+        Var::Client => Value::Ip(l.client),
+        Var::Time => Value::Time,
+        Var::Method => Value::Word(l.method),
+        Var::Host => Value::Quoted(l.host),
+        Var::Path => Value::Quoted(l.path),
+        Var::Protocol => Value::Word(l.protocol),
+        Var::Status => Value::Number(u64::from(l.status)),
+        Var::Bytes => Value::Number(l.bytes as u64),
+        Var::BytesReceived => Value::Number(l.bytes_received),
+        Var::Referer => Value::Quoted(header(REFERER)),
+        Var::UserAgent => Value::Quoted(header(USER_AGENT)),
+        Var::DurationMs => Value::Millis(Some(l.duration)),
+        Var::Upstream => Value::Socket(l.upstream),
+        Var::UpstreamMs => Value::Millis(l.upstream_time),
+        Var::RequestId => Value::Quoted(l.request_id),
+        Var::Route => Value::Quoted(l.route.unwrap_or("-")),
+        Var::TlsVersion => Value::Word(l.tls_version.unwrap_or("-")),
+    }
 }
 
-/// A JSON line; with `cut`, text fields are cut at [`cut_at`].
-fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
+/// A JSON line: the standard fields, then `extra`; with `cut`, text fields are cut at
+/// [`cut_at`].
+fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, extra: &[Var], now: SystemTime, cut: bool) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, now);
     out.extend_from_slice(b"\",\"level\":\"INFO\"");
-    for (name, value) in fields(l) {
+    for &var in STANDARD.iter().chain(extra) {
+        let (name, value) = (var.name(), value(l, var));
         out.extend_from_slice(b",\"");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
@@ -187,7 +254,12 @@ fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
             }
             Value::Millis(d) => {
                 out.push(b'"');
-                millis(out, d);
+                opt_millis(out, d);
+                out.push(b'"');
+            }
+            Value::Time => {
+                out.push(b'"');
+                timestamp(out, now);
                 out.push(b'"');
             }
         }
@@ -195,11 +267,13 @@ fn json(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
     out.extend_from_slice(b",\"target\":\"access\"}\n");
 }
 
-/// A text line; with `cut`, text fields are cut at [`cut_at`].
-fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
+/// A text line: the standard fields, then `extra`; with `cut`, text fields are cut at
+/// [`cut_at`].
+fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, extra: &[Var], now: SystemTime, cut: bool) {
     timestamp(out, now);
     out.extend_from_slice(b"  INFO access:");
-    for (name, value) in fields(l) {
+    for &var in STANDARD.iter().chain(extra) {
+        let (name, value) = (var.name(), value(l, var));
         out.push(b' ');
         out.extend_from_slice(name.as_bytes());
         out.push(b'=');
@@ -220,7 +294,8 @@ fn plain(out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime, cut: bool) {
             Value::Quoted(s) => quoted(out, s),
             Value::Number(n) => number(out, n),
             Value::Ip(_) | Value::Socket(_) => address(out, &value),
-            Value::Millis(d) => millis(out, d),
+            Value::Millis(d) => opt_millis(out, d),
+            Value::Time => timestamp(out, now),
         }
     }
     out.push(b'\n');
@@ -236,7 +311,7 @@ thread_local! {
 const SECOND_TEXT: usize = 20;
 
 /// `2026-11-22T19:02:34.933300Z` (UTC, microseconds), as the other log lines.
-fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
+pub(super) fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (cached, text) = SECOND.get();
@@ -281,6 +356,14 @@ fn date_time(out: &mut Vec<u8>, secs: u64) {
     out.push(b'.');
 }
 
+/// A duration in milliseconds with three decimals, or `-`.
+pub(super) fn opt_millis(out: &mut Vec<u8>, d: Option<Duration>) {
+    match d {
+        Some(d) => millis(out, d),
+        None => out.push(b'-'),
+    }
+}
+
 /// A duration in milliseconds with three decimals.
 fn millis(out: &mut Vec<u8>, d: Duration) {
     let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
@@ -289,7 +372,7 @@ fn millis(out: &mut Vec<u8>, d: Duration) {
     padded(out, micros % 1000, 3);
 }
 
-fn number(out: &mut Vec<u8>, n: u64) {
+pub(super) fn number(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut n = n;
@@ -317,7 +400,7 @@ fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
 }
 
 /// An address field: IPv4 written digit by digit (most lines), IPv6 through `Display`.
-fn address(out: &mut Vec<u8>, value: &Value<'_>) {
+pub(super) fn address(out: &mut Vec<u8>, value: &Value<'_>) {
     match *value {
         Value::Ip(Some(ip)) => out.extend_from_slice(IpText::new(ip).as_bytes()),
         Value::Socket(Some(SocketAddr::V4(a))) => {
@@ -361,7 +444,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 
 /// The longest prefix of `s` (whole characters) that `len` measures at most `max` bytes,
 /// and whether it is shorter than `s`.
-fn prefix(s: &str, max: usize, len: fn(&str) -> usize) -> (&str, bool) {
+pub(super) fn prefix(s: &str, max: usize, len: fn(&str) -> usize) -> (&str, bool) {
     if len(s) <= max {
         return (s, false);
     }
@@ -376,7 +459,7 @@ fn prefix(s: &str, max: usize, len: fn(&str) -> usize) -> (&str, bool) {
 }
 
 /// Puts [`CUT`] inside the closing quote just written, when the value was cut.
-fn mark(out: &mut Vec<u8>, was_cut: bool) {
+pub(super) fn mark(out: &mut Vec<u8>, was_cut: bool) {
     if was_cut && out.pop() == Some(b'"') {
         out.extend_from_slice(CUT.as_bytes());
         out.push(b'"');
@@ -435,6 +518,12 @@ mod tests {
             duration: Duration::from_micros(1_234_567),
             bytes: 19,
             request_id: "abc",
+            protocol: "HTTP/1.1",
+            headers: None,
+            bytes_received: 0,
+            upstream_time: None,
+            route: None,
+            tls_version: None,
         }
     }
 
@@ -504,7 +593,7 @@ mod tests {
     #[test]
     fn json_lines_parse_with_every_field() {
         let mut out = Vec::new();
-        json(&mut out, &line(), UNIX_EPOCH, false);
+        json(&mut out, &line(), &[], UNIX_EPOCH, false);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");
         assert_eq!(v["target"], "access");
@@ -519,7 +608,12 @@ mod tests {
     }
 
     /// A line with every field as long as it can get, escapes everywhere.
-    fn worst<'a>(path: &'a str, host: &'a str, name: &'a str) -> AccessLine<'a> {
+    fn worst<'a>(
+        path: &'a str,
+        host: &'a str,
+        name: &'a str,
+        headers: &'a HeaderMap,
+    ) -> AccessLine<'a> {
         AccessLine {
             listener: name,
             client: Some(
@@ -540,20 +634,37 @@ mod tests {
             bytes: usize::MAX,
             // The longest id a client may send, all of it escaped in JSON.
             request_id: "\"\\".repeat(64).leak(),
+            protocol: name,
+            headers: Some(headers),
+            bytes_received: u64::MAX,
+            upstream_time: Some(Duration::MAX),
+            route: Some(name),
+            tls_version: Some(name),
         }
     }
 
-    /// The line `log` would buffer for `l`.
-    fn logged(l: &AccessLine<'_>, format: LogFormat) -> Vec<u8> {
+    /// Every field that is not a standard one (the time is the line's own).
+    const EXTRA: [Var; 7] = [
+        Var::Protocol,
+        Var::BytesReceived,
+        Var::Referer,
+        Var::UserAgent,
+        Var::UpstreamMs,
+        Var::Route,
+        Var::TlsVersion,
+    ];
+
+    /// The line `log` would buffer for `l`, with `extra` fields.
+    fn logged(l: &AccessLine<'_>, format: LogFormat, extra: &[Var]) -> Vec<u8> {
         let write = match format {
             LogFormat::Json => json,
             LogFormat::Text => plain,
         };
         let mut out = Vec::new();
-        write(&mut out, l, UNIX_EPOCH, false);
+        write(&mut out, l, extra, UNIX_EPOCH, false);
         if out.len() > CHUNK {
             out.clear();
-            write(&mut out, l, UNIX_EPOCH, true);
+            write(&mut out, l, extra, UNIX_EPOCH, true);
         }
         out
     }
@@ -568,9 +679,20 @@ mod tests {
             (controls.as_str(), quotes.as_str(), wide.as_str()),
             (wide.as_str(), wide.as_str(), quotes.as_str()),
         ] {
-            let l = worst(path, host, name);
-            for format in [LogFormat::Json, LogFormat::Text] {
-                let out = logged(&l, format);
+            let mut headers = HeaderMap::new();
+            for field in ["referer", "user-agent"] {
+                let value = http::HeaderValue::from_bytes(host.as_bytes())
+                    .unwrap_or_else(|_| http::HeaderValue::try_from("\"".repeat(8192)).unwrap());
+                headers.insert(field, value);
+            }
+            let l = worst(path, host, name, &headers);
+            for (format, extra) in [
+                (LogFormat::Json, &[][..]),
+                (LogFormat::Text, &[][..]),
+                (LogFormat::Json, &EXTRA[..]),
+                (LogFormat::Text, &EXTRA[..]),
+            ] {
+                let out = logged(&l, format, extra);
                 assert!(out.len() <= CHUNK, "{format:?}: {} bytes", out.len());
                 assert!(out.ends_with(b"\n"), "{format:?}");
                 let text = String::from_utf8(out).unwrap();
@@ -581,6 +703,9 @@ mod tests {
                     assert_eq!(v["request_id"], l.request_id, "never cut");
                 } else {
                     assert!(text.contains("…\" status=599"), "{text}");
+                }
+                if !extra.is_empty() {
+                    assert!(text.contains("user_agent"), "{text}");
                 }
             }
         }
@@ -596,6 +721,7 @@ mod tests {
                     ..line()
                 },
                 format,
+                &[],
             );
             assert!(out.len() <= CHUNK, "{format:?}");
             let text = String::from_utf8(out).unwrap();
@@ -607,10 +733,12 @@ mod tests {
                     ..line()
                 },
                 format,
+                &[],
             );
             let text = String::from_utf8(out).unwrap();
             assert!(
-                !text.contains(&long) && text.contains(&format!("{}{CUT}", &long[..1536])),
+                !text.contains(&long)
+                    && text.contains(&format!("{}{CUT}", &long[..cut_at("path")])),
                 "{format:?}"
             );
         }
@@ -633,7 +761,7 @@ mod tests {
     #[test]
     fn text_lines_quote_like_debug() {
         let mut out = Vec::new();
-        plain(&mut out, &line(), UNIX_EPOCH, false);
+        plain(&mut out, &line(), &[], UNIX_EPOCH, false);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

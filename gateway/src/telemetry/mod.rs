@@ -3,6 +3,8 @@
 //! (`metrics`).
 
 pub mod access;
+pub mod access_format;
+mod access_template;
 mod connections;
 mod metrics;
 mod peer;
