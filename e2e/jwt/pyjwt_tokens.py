@@ -2,7 +2,7 @@
 
 Usage: pyjwt_tokens.py DIR ISSUER AUDIENCE
 
-Writes DIR/jwks.json (an RSA, a P-256 and an Ed25519 key) and DIR/jwks-rotated.json
+Writes DIR/jwks.json (an RSA, a P-256, a P-384 and an Ed25519 key) and DIR/jwks-rotated.json
 (the same plus one more P-256 key, "py-new"), and prints a JSON object of tokens by
 case name: valid ones for each algorithm, and the ones the gateway must refuse.
 """
@@ -28,6 +28,7 @@ def main():
     out_dir, issuer, audience = sys.argv[1:4]
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec384_key = ec.generate_private_key(ec.SECP384R1())
     ed_key = ed25519.Ed25519PrivateKey.generate()
     new_key = ec.generate_private_key(ec.SECP256R1())
     ghost_key = ec.generate_private_key(ec.SECP256R1())
@@ -35,6 +36,7 @@ def main():
     keys = [
         jwk(RSAAlgorithm, rsa_key.public_key(), "py-rsa"),
         jwk(ECAlgorithm, ec_key.public_key(), "py-ec"),
+        jwk(ECAlgorithm, ec384_key.public_key(), "py-ec384"),
         jwk(OKPAlgorithm, ed_key.public_key(), "py-ed"),
     ]
     with open(f"{out_dir}/jwks.json", "w") as f:
@@ -58,6 +60,11 @@ def main():
     tokens = {
         "rs256": token(rsa_key, "RS256", "py-rsa"),
         "ps256": token(rsa_key, "PS256", "py-rsa"),
+        "rs384": token(rsa_key, "RS384", "py-rsa"),
+        "rs512": token(rsa_key, "RS512", "py-rsa"),
+        "ps384": token(rsa_key, "PS384", "py-rsa"),
+        "ps512": token(rsa_key, "PS512", "py-rsa"),
+        "es384": token(ec384_key, "ES384", "py-ec384"),
         "es256": es256,
         "es256_other": token(ec_key, "ES256", "py-ec", sub="py-bo"),
         "eddsa": token(ed_key, "EdDSA", "py-ed"),

@@ -1,5 +1,5 @@
-//! JWT auth on a route: tokens made by PyJWT and signed by the openssl command (RS256,
-//! PS256, ES256, EdDSA) pass, with claims sent on as fields (a client's forged copies
+//! JWT auth on a route: tokens made by PyJWT (RS256/384/512, PS256/384/512, ES256/384,
+//! EdDSA) and signed by the openssl command (RS256, ES256, EdDSA) pass, with claims sent on as fields (a client's forged copies
 //! never reach hello) and `Authorization` unchanged; expired, not-yet-valid, wrong
 //! audience or issuer, unknown `kid`, `alg: none`, HMAC and tampered tokens get a 401
 //! with a Bearer `invalid_token` challenge. Keys from a file (changed live, the way a
@@ -78,7 +78,10 @@ fn pyjwt_tokens_pass_or_are_refused_for_the_right_reason() {
     let tokens = pyjwt_tokens(dir.path(), ISSUER, "shop");
     let gw = gateway(&hello, &dir.path().join("jwks.json").display().to_string());
     let token = |name: &str| tokens[name].as_str().expect("a token").to_owned();
-    for name in ["rs256", "ps256", "es256", "eddsa"] {
+    let algorithms = [
+        "rs256", "rs384", "rs512", "ps256", "ps384", "ps512", "es256", "es384", "eddsa",
+    ];
+    for name in algorithms {
         assert_passes(&get(&gw, Some(&token(name))), "py-ann", &token(name));
     }
     let refused = [
@@ -95,8 +98,8 @@ fn pyjwt_tokens_pass_or_are_refused_for_the_right_reason() {
         assert_refused(&get(&gw, Some(&token(name))), name, description);
     }
     assert_refused(&get(&gw, None), "no token", "no bearer token");
-    // Only the four passing requests reached hello.
-    assert_eq!(hello.requests(), 4);
+    // Only the passing requests reached hello.
+    assert_eq!(hello.requests(), algorithms.len() as u64);
 }
 
 #[test]
