@@ -239,6 +239,42 @@ fn a_jwks_over_https_is_verified_and_kept_across_reloads() {
 }
 
 #[test]
+fn refusals_and_claims_hold_over_https_on_http1_and_http2() {
+    let hello = Hello::spawn("h");
+    let certs = Certs::new();
+    let tls = certs.server("tls", &["localhost"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = pyjwt_tokens(dir.path(), ISSUER, "shop");
+    let token = |name: &str| tokens[name].as_str().expect("a token").to_owned();
+    let gw = Gateway::start(&format!(
+        "{}\n[upstream.hello]\nservers = [\"{}\"]\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"hello\"\n\
+         auth = {{ jwt = {{ jwks = \"{}\", issuer = \"{ISSUER}\", audiences = [\"shop\"], claims_to_headers = {{ sub = \"x-user\" }} }} }}\n",
+        e2e::https_listener(&tls),
+        hello.addr,
+        dir.path().join("jwks.json").display()
+    ));
+    let url = format!("https://127.0.0.1:{}/?echo_headers=1", gw.port("https"));
+    for version in ["--http1.1", "--http2"] {
+        let get = |token: Option<&str>| {
+            let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+            let mut args = vec![version, "-D", "-", "-H", "x-user: forged"];
+            if let Some(auth) = &auth {
+                args.extend(["-H", auth]);
+            }
+            curl("127.0.0.1", &url, &args)
+        };
+        assert_refused(&get(None), version, "no bearer token");
+        assert_refused(&get(Some(&token("expired"))), version, "token expired");
+        assert_refused(
+            &get(Some(&token("alg_none"))),
+            version,
+            "algorithm not accepted",
+        );
+        assert_passes(&get(Some(&token("es256"))), "py-ann", &token("es256"));
+    }
+}
+
+#[test]
 fn a_rate_limit_keyed_by_a_claim_counts_each_verified_user() {
     let hello = Hello::spawn("h");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -106,10 +106,6 @@ impl RemoteJwks {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The upstream it is fetched through.
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
@@ -196,16 +192,7 @@ impl RemoteJwks {
         };
         let addr = chosen.backend().addr;
         let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            let stream: pingora::protocols::Stream = match &upstream.tls {
-                Some(tls) => tls
-                    .handshake(tcp, addr)
-                    .await
-                    .map_err(|e| format!("TLS with {addr}: {e}"))?,
-                None => Box::new(pingora::protocols::l4::stream::Stream::from(tcp)),
-            };
+            let stream = upstream.dial(addr).await.map_err(|e| e.to_string())?;
             let mut conn = ClientConn::new(stream);
             let mut fields = HeaderMap::with_capacity(3);
             fields.insert(HOST, self.host.clone());

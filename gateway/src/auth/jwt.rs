@@ -118,14 +118,6 @@ impl Jwt {
         }
     }
 
-    /// The remote key set, if the keys come from a URL.
-    pub fn remote(&self) -> Option<&Arc<RemoteJwks>> {
-        match &self.keys {
-            Keys::Remote(r) => Some(r),
-            Keys::File(_) => None,
-        }
-    }
-
     /// Checks the request's bearer token.
     pub async fn check(&self, headers: &HeaderMap) -> Result<Arc<Verified>, Refusal> {
         let value = headers.get(AUTHORIZATION).ok_or(Refusal::Missing)?;
@@ -175,14 +167,18 @@ impl Jwt {
         Ok(verified)
     }
 
+    /// The leeway in seconds.
+    fn leeway(&self) -> i64 {
+        i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX)
+    }
+
     fn started(&self, not_before: Option<i64>, now: i64) -> bool {
-        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
-        not_before.is_none_or(|nbf| now.saturating_add(leeway) >= nbf)
+        not_before.is_none_or(|nbf| now.saturating_add(self.leeway()) >= nbf)
     }
 
     /// Checks the registered claims and builds the fields the listed ones become.
     fn claims(&self, claims: &Value, now: i64, generation: u64) -> Result<Verified, Refusal> {
-        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        let leeway = self.leeway();
         let date = |name: &str| -> Result<Option<i64>, Refusal> {
             match claims.get(name) {
                 None => Ok(None),

@@ -386,21 +386,7 @@ impl Gateway {
                     within(left, connect).await
                 }
             }
-            Some(tls) => {
-                let addr = backend.addr;
-                let connect = async {
-                    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
-                        pingora::Error::because(
-                            pingora::ErrorType::ConnectError,
-                            format!("connecting to {addr}"),
-                            e,
-                        )
-                    })?;
-                    let _ = tcp.set_nodelay(true);
-                    tls.handshake(tcp, addr).await
-                };
-                within(left, connect).await
-            }
+            Some(_) => within(left, upstream.dial(backend.addr)).await,
         };
         (result, started.elapsed())
     }

@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::Upstream;
 use crate::config::{ActiveHealth, Protocol};
@@ -51,22 +49,11 @@ async fn check_loop(upstream: Weak<Upstream>, health: ActiveHealth) {
 /// over HTTP/1.1 or HTTP/2 as the upstream speaks.
 async fn check(up: &Upstream, addr: SocketAddr, health: &ActiveHealth) -> bool {
     let attempt = async {
-        let tcp = TcpStream::connect(addr).await.ok()?;
-        let _ = tcp.set_nodelay(true);
-        let (stream, h2): (Stream, bool) = match &up.tls {
-            Some(tls) => {
-                let stream = tls.handshake(tcp, addr).await.ok()?;
-                let h2 = match up.config.protocol {
-                    Protocol::H2 => true,
-                    Protocol::Auto => stream.selected_alpn_proto() == Some(ALPN::H2),
-                    Protocol::Http1 | Protocol::H2c => false,
-                };
-                (stream, h2)
-            }
-            None => (
-                Box::new(L4Stream::from(tcp)),
-                up.config.protocol == Protocol::H2c,
-            ),
+        let stream = up.dial(addr).await.ok()?;
+        let h2 = match up.config.protocol {
+            Protocol::H2 | Protocol::H2c => true,
+            Protocol::Auto => stream.selected_alpn_proto() == Some(ALPN::H2),
+            Protocol::Http1 => false,
         };
         match (h2, &health.grpc) {
             (true, Some(service)) => grpc_check(stream, addr, service).await,

@@ -103,6 +103,21 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// A new connection to backend `addr` (no pool, no timeout): TCP, then TLS when the
+    /// upstream has `tls`. The request path's plain connections go through pingora's
+    /// connector instead.
+    pub async fn dial(&self, addr: SocketAddr) -> pingora::Result<pingora::protocols::Stream> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+            let context = format!("connecting to {addr}");
+            pingora::Error::because(pingora::ErrorType::ConnectError, context, e)
+        })?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            Some(tls) => tls.handshake(tcp, addr).await,
+            None => Ok(Box::new(pingora::protocols::l4::stream::Stream::from(tcp))),
+        }
+    }
+
     /// An upstream for `config`: IP literals are backends at once; names and
     /// Kubernetes services get theirs from discovery.
     pub fn new(config: config::Upstream, tls: Option<Arc<crate::tls::UpstreamTls>>) -> Self {

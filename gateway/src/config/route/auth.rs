@@ -134,28 +134,19 @@ fn forward_auth(
 
 /// `http://HOST[:PORT]/PATH`: its `HOST:PORT` (port 80 by default) and path and query.
 fn parse_url(c: &mut Checker<'_>, url: &Spanned<String>) -> Option<(String, String)> {
-    let uri = url.get_ref().parse::<Uri>().ok();
-    let parts = uri
-        .as_ref()
-        .and_then(|u| Some((u.scheme_str()?, u.authority()?, u)));
-    let Some((scheme, authority, uri)) = parts else {
-        bad_value(
-            c,
-            url,
-            "auth.forward.url",
-            "must be a URL: http://HOST:PORT/PATH",
-        );
-        return None;
-    };
-    if scheme != "http" {
-        let reason = "must be http://: for TLS to the auth service, define an [upstream] with tls and use upstream = \"NAME\"";
-        bad_value(c, url, "auth.forward.url", reason);
-        return None;
+    match url_target(url.get_ref()) {
+        None => {
+            let reason = "must be a URL: http://HOST:PORT/PATH";
+            bad_value(c, url, "auth.forward.url", reason);
+            None
+        }
+        Some(t) if t.tls => {
+            let reason = "must be http://: for TLS to the auth service, define an [upstream] with tls and use upstream = \"NAME\"";
+            bad_value(c, url, "auth.forward.url", reason);
+            None
+        }
+        Some(t) => Some((t.authority, t.path)),
     }
-    let host = authority.host();
-    let port = authority.port_u16().unwrap_or(80);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    Some((format!("{host}:{port}"), path))
 }
 
 /// The implicit upstream of a forward auth URL's `HOST:PORT`.
