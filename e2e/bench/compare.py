@@ -267,6 +267,8 @@ VARIANTS = [
         ("gw-accesslog-text", "access log only, text format"),
         ("gw-admin", "admin listener + /metrics scraped every 1 s only"),
         ("gw-health", "active health checks (1 s) only"),
+        ("gw-trace", "OpenTelemetry tracing, sample_ratio 1.0, OTLP/HTTP to a receiver on loopback"),
+        ("gw-trace-1pct", "OpenTelemetry tracing, sample_ratio 0.01"),
     ]),
     ("10. br and zstd (scenario 10 load, the gateway's defaults)", "s10", "gateway", [
         ("gw-br", "br"),

@@ -23,7 +23,9 @@
 #      100-server upstream, under load 1
 #   8. the gateway with production features on (access log to a file, admin listener with
 #      /metrics scraped every second, active health checks every second), all and one by
-#      one, under load 1; off is scenario 1's gateway (RUST_LOG=warn, no admin, no checks)
+#      one, under load 1; off is scenario 1's gateway (RUST_LOG=warn, no admin, no checks);
+#      and OpenTelemetry tracing to an OTLP receiver on loopback (otlp-receiver, HTTP) at
+#      sample_ratio 1.0 and 0.01
 #   9. two workers each (gateway threads = 2, nginx worker_processes 2, HAProxy nbthread 2),
 #      under load 1: reported, no target (wrk shares the 2 CPUs with them)
 #  10. gzip of a 64 KiB JSON response, gateway and nginx  wrk -t1 -c16 -H 'Accept-Encoding: gzip'
@@ -65,6 +67,7 @@ HELLO_PORTS=(19001 19002 19003)
 REDIS_PORT=19379
 GREETER_PORT=19051
 AUTH_PORT=19052
+OTLP_PORT=19318
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -145,12 +148,15 @@ pids+=($!)
 target/release/jwtgen "$work" 100000
 jwt_token=$(head -n 1 "$work/jwt-tokens")
 export JWT_TOKENS="$work/jwt-tokens"
+# Scenario 8's tracing variants export to an OTLP receiver (HTTP/protobuf) on loopback.
+target/release/otlp-receiver --protocol http --listen "127.0.0.1:$OTLP_PORT" >/dev/null &
+pids+=($!)
 
 # --- the proxies ------------------------------------------------------------------------
 
 # gateway_config VARIANT CERT_DIR: gateway.toml for the baseline or one of the variants.
 gateway_config() {
-  local variant=$1 cert=$2 admin="" health="" routes="" fields="" servers shared=""
+  local variant=$1 cert=$2 admin="" health="" routes="" fields="" servers shared="" tracing=""
   servers=$(printf '"127.0.0.1:%s", ' "${HELLO_PORTS[@]}")
   case $variant in
     gw-routes1000)
@@ -172,12 +178,20 @@ response_headers = { set = { "cache-control" = "no-store" }, remove = ["x-powere
       shared="[rate_limit]
 shared = { redis = \"redis://127.0.0.1:$REDIS_PORT\" }" ;;
   esac
+  case $variant in
+    gw-trace) tracing="[tracing]
+otlp = { endpoint = \"http://127.0.0.1:$OTLP_PORT\" }
+sample_ratio = 1.0" ;;
+    gw-trace-1pct) tracing="[tracing]
+otlp = { endpoint = \"http://127.0.0.1:$OTLP_PORT\" }
+sample_ratio = 0.01" ;;
+  esac
   case $variant in gw-prod | gw-admin) admin="[admin]
 listen = \"127.0.0.1:$ADMIN_PORT\"" ;; esac
   case $variant in gw-prod | gw-health) health='health = { path = "/healthz", interval = "1s" }' ;; esac
   py render "$bench/gateway.toml.tmpl" WORKERS=$workers HTTPS_PORT=$HTTPS_PORT HTTP_PORT=$HTTP_PORT CERT_DIR="$cert" \
     SERVERS="${servers%, }" ADMIN="$admin" HEALTH="$health" EXTRA_ROUTES="$routes" ROUTE_FIELDS="$fields" RATE_LIMIT="$shared" \
-    GRPC="$gateway_grpc"
+    TRACING="$tracing" GRPC="$gateway_grpc"
 }
 
 # start PROXY CERT_DIR: starts it and waits until both listeners answer.
@@ -348,7 +362,8 @@ echo "compare.sh: $ROUNDS rounds ($S1_ROUNDS for scenario 1) of ${DURATION}s run
 
 both=(gateway nginx haproxy)
 s1_variants=(gw-routes1000 gw-servers100 gw-prod gw-accesslog gw-accesslog-text gw-admin gw-health
-  gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared gw-basic gw-forward gw-jwt gw-jwt-new)
+  gw-trace gw-trace-1pct gw-headers gw-origin gw-cors gw-ratelimit gw-ratelimit-shared gw-basic gw-forward
+  gw-jwt gw-jwt-new)
 [ -z "${S1_VARIANTS:-}" ] || read -r -a s1_variants <<<"$S1_VARIANTS"
 scenario s1 "$S1_ROUNDS" "$work/ecdsa" "${both[@]}" "${s1_variants[@]}"
 scenario s2 "$ROUNDS" "$work/ecdsa" "${both[@]}"

@@ -30,6 +30,7 @@ mod hello;
 pub mod jwt;
 mod kubelet;
 mod load;
+pub mod otlp;
 mod prometheus;
 mod raw;
 mod redis;
@@ -52,6 +53,7 @@ pub use haproxy::Haproxy;
 pub use hello::Hello;
 pub use kubelet::Volume;
 pub use load::{Load, LoadReport};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use prometheus::{promtool, selectors, Prometheus};
 pub use raw::{
     connect, exchange, read_reply, read_until_close, Reply, Transport, Wire, READ_TIMEOUT,

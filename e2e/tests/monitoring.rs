@@ -36,7 +36,7 @@ const ALERTS: [&str; 6] = [
     "GatewayCertificateExpiringSoon",
 ];
 /// Panels the issue lists, by title.
-const PANELS: [&str; 9] = [
+const PANELS: [&str; 10] = [
     "Requests/s by route and upstream",
     "5xx ratio by route and upstream",
     "Latency percentiles",
@@ -46,6 +46,7 @@ const PANELS: [&str; 9] = [
     "TLS handshakes/s by listener and version",
     "Config reloads by result",
     "Certificate expiry",
+    "Spans/s exported and dropped",
 ];
 /// What `$__rate_interval` becomes: Grafana makes it at least 4 scrape intervals (1 s here).
 const RATE_INTERVAL: &str = "10s";

@@ -290,9 +290,13 @@ impl BackgroundService for DrainService {
             }
         }
         crate::telemetry::access::flush();
+        crate::telemetry::traces::flush(SPAN_FLUSH);
         std::process::exit(0);
     }
 }
+
+/// How long the spans still queued at the end of a drain get to be exported.
+const SPAN_FLUSH: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

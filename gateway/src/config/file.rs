@@ -31,6 +31,7 @@ pub(crate) struct FileConfig {
     pub(crate) compression: Option<Spanned<CompressionFile>>,
     pub(crate) rate_limit: Option<super::rate_limit::RateLimitFile>,
     pub(crate) access_log: Option<super::access_log::AccessLogFile>,
+    pub(crate) tracing: Option<super::traces::TracingFile>,
 }
 
 /// `[admin]`: health, readiness and metrics endpoints.

@@ -9,6 +9,7 @@ mod listener;
 mod model;
 mod rate_limit;
 mod route;
+mod traces;
 mod upstream;
 mod upstream_tls;
 mod validate;

@@ -65,6 +65,36 @@ pub struct Config {
     pub rate_limit: Option<crate::ratelimit::Shared>,
     /// `[access_log]`: the access lines' format and extra fields.
     pub access_log: crate::telemetry::access_format::AccessFormat,
+    /// `[tracing]`: OpenTelemetry spans and where they go; `None`: no spans (a client's
+    /// `traceparent` still goes to the backend as it came).
+    pub tracing: Option<Tracing>,
+}
+
+/// How long one export of spans may take (`[tracing] otlp.timeout`), as OTLP's default.
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[tracing]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// The OTLP URL: over HTTP the whole traces URL (`.../v1/traces`), over gRPC the
+    /// collector's `http://HOST:PORT`.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// The share of new traces (requests without a sampled parent) that are recorded.
+    pub sample_ratio: f64,
+    /// The `service.name` of every span.
+    pub service_name: String,
+    /// How long one export may take before its spans are counted as dropped.
+    pub timeout: Duration,
+}
+
+/// OTLP's transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// HTTP/1.1 POSTs of protobuf (port 4318).
+    Http,
+    /// gRPC `TraceService/Export` (port 4317).
+    Grpc,
 }
 
 /// The admin endpoint (`/healthz`, `/readyz`).

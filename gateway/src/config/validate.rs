@@ -106,6 +106,10 @@ pub(crate) fn validate(
         Some(a) => super::access_log::access_log(&mut c, a),
         None => crate::telemetry::access_format::AccessFormat::default(),
     };
+    let tracing = raw
+        .tracing
+        .as_ref()
+        .and_then(|t| super::traces::tracing(&mut c, t));
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -125,6 +129,7 @@ pub(crate) fn validate(
             compression,
             rate_limit,
             access_log,
+            tracing,
         })
     } else {
         let mut errors = c.errors;

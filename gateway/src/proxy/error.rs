@@ -85,6 +85,22 @@ impl ProxyError {
         }
     }
 
+    /// The failure's kind, as OpenTelemetry's `error.type` (a few fixed words).
+    pub(crate) fn error_type(&self) -> &'static str {
+        match self {
+            Self::Client(_) => "client_failed",
+            Self::NoBackend => "no_backend",
+            Self::Connect(_) => "connect_failed",
+            Self::Backend(..) => "backend_failed",
+            Self::BackendTimeout(_) => "timeout",
+            Self::H2Backend(..) => "backend_stream_failed",
+            Self::BadForBackend(_) => "not_forwardable",
+            Self::GrpcOverHttp1 => "grpc_over_http1",
+            Self::Tunnel(_) => "tunnel_failed",
+            Self::Compress(_) => "compression_failed",
+        }
+    }
+
     /// Whether the backend itself failed (its attempt counts as an `error`).
     pub(crate) fn is_backends_doing(&self) -> bool {
         matches!(

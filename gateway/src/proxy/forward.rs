@@ -163,13 +163,25 @@ impl Gateway {
             let Some(chosen) = upstream.select(key, &ctx.tried) else {
                 return Err(ProxyError::NoBackend);
             };
+            if let Some(trace) = &mut ctx.trace {
+                trace.attempt_started(chosen.backend().addr, super::id_bits);
+            }
             let attempt = self
                 .attempt(down, req, ctx, client, &chosen, upstream, &mut replay)
                 .await;
             ctx.backend = Some(chosen);
+            if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled()) {
+                let status = down.status().map(|s| s.as_u16()).filter(|_| ctx.responded);
+                let error = match &attempt {
+                    Attempt::Done(Ok(())) => None,
+                    Attempt::Done(Err(e)) => Some(e.error_type()),
+                    Attempt::Retry(why) => Some(*why),
+                };
+                trace.attempt_ended(status, error);
+            }
             match attempt {
                 Attempt::Done(result) => return result,
-                Attempt::Retry => {}
+                Attempt::Retry(_) => {}
             }
         }
     }
@@ -178,7 +190,8 @@ impl Gateway {
 /// How one attempt ended: the request's result, or another attempt to make.
 enum Attempt {
     Done(Result<(), ProxyError>),
-    Retry,
+    /// Tried again on another backend, for this reason (the attempt's `error.type`).
+    Retry(&'static str),
 }
 
 impl Gateway {
@@ -221,7 +234,7 @@ impl Gateway {
                 // while attempts and connect time remain (all backends down: 502
                 // within one connect timeout).
                 if retry_left && ctx.connecting < config.timeouts.connect {
-                    return Attempt::Retry;
+                    return Attempt::Retry("connect_failed");
                 }
                 return Attempt::Done(Err(ProxyError::Connect(e.into_up())));
             }
@@ -293,8 +306,11 @@ impl Gateway {
         // backend says it did not process it, whatever the method.
         let closed_early = early && e.is_backend_connection();
         let refused = early && e.is_refused() && !replay.truncated;
-        if retry_left && connect_left && ((closed_early && replayable) || refused) {
-            return Attempt::Retry;
+        if retry_left && connect_left && refused {
+            return Attempt::Retry("refused_stream");
+        }
+        if retry_left && connect_left && closed_early && replayable {
+            return Attempt::Retry("closed_before_response");
         }
         Attempt::Done(Err(e))
     }

@@ -39,6 +39,7 @@ use crate::routes::filters::rate_limit::Decision;
 use crate::routes::OnRequest;
 use crate::state::{ListenerMode, RouteState, SharedSnapshot};
 use crate::telemetry::access::{self, AccessLine};
+use crate::telemetry::traces::Finished;
 use crate::upstream::InFlight;
 use checks::Refusal;
 use error::ProxyError;
@@ -149,6 +150,8 @@ struct RequestCtx {
     /// access log shows `upstream_ms`.
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
+    /// The request's trace, with `[tracing]`.
+    trace: Option<crate::telemetry::traces::Trace>,
 }
 
 impl RequestCtx {
@@ -174,6 +177,7 @@ impl RequestCtx {
             slot: None,
             upstream_started: None,
             upstream_time: None,
+            trace: None,
         }
     }
 }
@@ -209,7 +213,7 @@ thread_local! {
 }
 
 /// 64 random bits.
-fn id_bits() -> u64 {
+pub(super) fn id_bits() -> u64 {
     ID_STATE.with(|state| {
         let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
         state.set(s);
@@ -243,6 +247,7 @@ impl Gateway {
     ) -> bool {
         let in_flight = RequestGuard::new();
         let mut ctx = RequestCtx::new(request_id(&req));
+        ctx.trace = crate::telemetry::traces::begin(&req.headers, id_bits);
         let result = match self.admit(down, &mut req, &mut ctx, client, facts).await {
             Ok(true) => Ok(()),
             Ok(false) => self.proxy(down, &req, &mut ctx, client).await,
@@ -251,7 +256,7 @@ impl Gateway {
         if let Err(e) = &result {
             self.fail(down, &mut ctx, e).await;
         }
-        self.log(down, Some(&req), client, result.as_ref().err(), &ctx);
+        self.log(down, Some(&req), client, result.as_ref().err(), &mut ctx);
         let refused = ctx.refused;
         drop(ctx);
         drop(in_flight);
@@ -274,7 +279,7 @@ impl Gateway {
         if let Err(e) = &result {
             tracing::debug!(error = %e, "cannot send the refusal");
         }
-        self.log(down, None, client, None, &ctx);
+        self.log(down, None, client, None, &mut ctx);
         drop(in_flight);
     }
 
@@ -489,7 +494,7 @@ impl Gateway {
         req: Option<&Request>,
         client: &Client,
         e: Option<&ProxyError>,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
     ) {
         let status = down
             .status()
@@ -523,6 +528,30 @@ impl Gateway {
                 tracing::warn!(listener = %self.name, upstream, backend = %backend, error = %crate::error_chain(e), "request failed");
             }
         }
+        if let Some(trace) = ctx.trace.as_mut().filter(|t| t.sampled()) {
+            // Still open: the request ended inside it (a gRPC deadline, say).
+            trace.attempt_ended(None, e.map(ProxyError::error_type));
+            let upstream = ctx.route.as_ref().and_then(|r| r.targets.get(ctx.target));
+            trace.finish(&Finished {
+                method: req.map_or("-", |r| r.method.as_str()),
+                scheme: self.proto,
+                host: req.and_then(request_authority).unwrap_or("-"),
+                path: req.map_or("-", |r| r.uri.path()),
+                protocol: req.map_or("-", |r| semconv_version(r.version)),
+                client: client.ip,
+                user_agent: req
+                    .and_then(|r| r.headers.get(http::header::USER_AGENT))
+                    .and_then(|v| v.to_str().ok()),
+                status,
+                listener: &self.name,
+                route: ctx.route.as_ref().map(|r| &*r.label),
+                upstream: upstream.map(|t| t.upstream.name()),
+                request_id: ctx.request_id.as_str(),
+                bytes_sent: down.body_bytes_sent(),
+                bytes_received: down.body_bytes_received(),
+                error: e.map(|e| (e.error_type(), crate::error_chain(e))),
+            });
+        }
         if !access::enabled() {
             return;
         }
@@ -543,6 +572,7 @@ impl Gateway {
             upstream_time: ctx.upstream_time,
             route: ctx.route.as_ref().map(|r| &*r.label),
             tls_version: client.ssl.as_ref().map(|d| tls_version_text(&d.version)),
+            trace_id: ctx.trace.as_ref().map(|t| t.header.trace_id()),
         });
     }
 }
@@ -553,6 +583,17 @@ fn tls_version_text(version: &str) -> &str {
         "TLSv1_3" => "TLSv1.3",
         "TLSv1_2" => "TLSv1.2",
         other => other,
+    }
+}
+
+/// A request's HTTP version as OpenTelemetry's `network.protocol.version` writes it.
+fn semconv_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
     }
 }
 

@@ -10,12 +10,13 @@ use super::downstream::Request;
 use super::headers::{self, Hops};
 use super::{Client, RequestCtx, REQUEST_ID};
 use crate::ip_text::IpText;
+use crate::telemetry::traces;
 use crate::tls::Handshake;
 
-/// Header fields written as slices after a head's own: at most eight.
+/// Header fields written as slices after a head's own: at most ten.
 #[derive(Default)]
 pub(super) struct Extras<'a> {
-    fields: [(&'a [u8], &'a [u8]); 8],
+    fields: [(&'a [u8], &'a [u8]); 10],
     len: usize,
 }
 
@@ -58,12 +59,17 @@ pub(super) struct Skip<'a> {
     replace_host: bool,
     trusted: bool,
     peer_known: bool,
+    /// `traceparent` (and `tracestate` of a trace restarted) replaced by the gateway's.
+    traced: Option<bool>,
 }
 
 impl Skip<'_> {
     pub(super) fn skip(&self, name: &HeaderName) -> bool {
         self.hops.skip(name)
             || name == REQUEST_ID
+            || self.traced.is_some_and(|continued| {
+                name == traces::TRACEPARENT || (!continued && name == traces::TRACESTATE)
+            })
             || (self.replace_host && name == HOST)
             || (!self.trusted && headers::is_forwarding(name))
             || (self.peer_known && name == headers::X_FORWARDED_FOR)
@@ -128,6 +134,9 @@ pub(super) fn outgoing<'a>(
     if let Some(cert) = handshake.and_then(|h| h.client_cert.as_ref()) {
         extra.push(b"x-forwarded-client-cert", cert.as_bytes());
     }
+    if let Some(trace) = &ctx.trace {
+        extra.push(b"traceparent", trace.header.as_bytes());
+    }
     if ctx.upgrade {
         extra.push(b"connection", b"upgrade");
     }
@@ -136,6 +145,7 @@ pub(super) fn outgoing<'a>(
         replace_host,
         trusted,
         peer_known: sources.ip.is_some(),
+        traced: ctx.trace.as_ref().map(|t| t.parent.is_some()),
     };
     let target = match forward.and_then(|f| f.target.as_ref()) {
         Some(rewritten) => rewritten.as_str(),

@@ -110,6 +110,7 @@ impl Reloader {
             &metrics,
         );
         crate::telemetry::access::configure(&loaded.config.access_log);
+        crate::telemetry::traces::configure(loaded.config.tracing.as_ref());
         let resolver = tokio::sync::watch::Sender::new(new_resolver(&loaded.config));
         metrics.initial_load(unix_now(), cert_expiry(&loaded.certs));
         Self {
@@ -256,6 +257,7 @@ impl Reloader {
         );
         self.snapshot.store(Arc::new(snapshot));
         crate::telemetry::access::configure(&loaded.config.access_log);
+        crate::telemetry::traces::configure(loaded.config.tracing.as_ref());
         self.metrics.requests.prune();
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");

@@ -71,6 +71,8 @@ pub struct AccessLine<'a> {
     pub route: Option<&'a str>,
     /// The TLS connection's version (`TLSv1.3`), for HTTPS listeners.
     pub tls_version: Option<&'a str>,
+    /// The trace the request is part of (32 hex digits), with `[tracing]`.
+    pub trace_id: Option<&'a str>,
 }
 
 /// `[access_log]` as last applied; `None`: the standard fields in the process's format.
@@ -225,6 +227,7 @@ pub(super) fn value<'a>(l: &'a AccessLine<'a>, var: Var) -> Value<'a> {
         Var::RequestId => Value::Quoted(l.request_id),
         Var::Route => Value::Quoted(l.route.unwrap_or("-")),
         Var::TlsVersion => Value::Word(l.tls_version.unwrap_or("-")),
+        Var::TraceId => Value::Word(l.trace_id.unwrap_or("-")),
     }
 }
 
@@ -524,6 +527,7 @@ mod tests {
             upstream_time: None,
             route: None,
             tls_version: None,
+            trace_id: None,
         }
     }
 
@@ -640,11 +644,12 @@ mod tests {
             upstream_time: Some(Duration::MAX),
             route: Some(name),
             tls_version: Some(name),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
         }
     }
 
     /// Every field that is not a standard one (the time is the line's own).
-    const EXTRA: [Var; 7] = [
+    const EXTRA: [Var; 8] = [
         Var::Protocol,
         Var::BytesReceived,
         Var::Referer,
@@ -652,6 +657,7 @@ mod tests {
         Var::UpstreamMs,
         Var::Route,
         Var::TlsVersion,
+        Var::TraceId,
     ];
 
     /// The line `log` would buffer for `l`, with `extra` fields.

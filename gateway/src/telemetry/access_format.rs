@@ -23,10 +23,12 @@ pub enum Var {
     RequestId,
     Route,
     TlsVersion,
+    /// The request's OpenTelemetry trace id (with `[tracing]`).
+    TraceId,
 }
 
 /// Every variable, by name.
-const VARS: [(&str, Var); 18] = [
+const VARS: [(&str, Var); 19] = [
     ("listener", Var::Listener),
     ("client", Var::Client),
     ("time", Var::Time),
@@ -45,10 +47,11 @@ const VARS: [(&str, Var); 18] = [
     ("request_id", Var::RequestId),
     ("route", Var::Route),
     ("tls_version", Var::TlsVersion),
+    ("trace_id", Var::TraceId),
 ];
 
 /// The names, for error messages.
-pub const VAR_NAMES: &str = "listener, client, time, method, host, path, protocol, status, bytes, bytes_received, referer, user_agent, duration_ms, upstream, upstream_ms, request_id, route, tls_version";
+pub const VAR_NAMES: &str = "listener, client, time, method, host, path, protocol, status, bytes, bytes_received, referer, user_agent, duration_ms, upstream, upstream_ms, request_id, route, tls_version, trace_id";
 
 /// The fields of every JSON or text line, in order (`time` is the line's timestamp).
 pub const STANDARD: [Var; 10] = [

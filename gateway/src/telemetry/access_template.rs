@@ -100,6 +100,7 @@ mod tests {
             upstream_time: Some(Duration::from_micros(1_250)),
             route: Some("shop"),
             tls_version: Some("TLSv1.3"),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
         }
     }
 
@@ -109,7 +110,7 @@ mod tests {
         headers.insert("referer", HeaderValue::from_static("https://a.test/"));
         headers.insert("user-agent", HeaderValue::from_static("curl/8 \"x\""));
         let pieces = parse_template(
-            "$client - [$time] \"$method $path $protocol\" $status $bytes \"$referer\" \"$user_agent\" $duration_ms $upstream $upstream_ms $bytes_received $route $tls_version $request_id $host $listener",
+            "$client - [$time] \"$method $path $protocol\" $status $bytes \"$referer\" \"$user_agent\" $duration_ms $upstream $upstream_ms $bytes_received $route $tls_version $request_id $host $listener $trace_id",
         )
         .unwrap();
         let mut out = Vec::new();
@@ -117,16 +118,19 @@ mod tests {
         write(&mut out, &line(&headers), &pieces, now, false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "192.0.2.7 - [2026-11-22T19:02:34.000000Z] \"GET /a\\x22b HTTP/2.0\" 200 19 \"https://a.test/\" \"curl/8 \\x22x\\x22\" 1.500 10.0.0.1:8080 1.250 7 shop TLSv1.3 abc shop.test https\n"
+            "192.0.2.7 - [2026-11-22T19:02:34.000000Z] \"GET /a\\x22b HTTP/2.0\" 200 19 \"https://a.test/\" \"curl/8 \\x22x\\x22\" 1.500 10.0.0.1:8080 1.250 7 shop TLSv1.3 abc shop.test https 4bf92f3577b34da6a3ce929d0e0e4736\n"
         );
         // Absent values are `-`.
         let empty = HeaderMap::new();
         let mut l = line(&empty);
         (l.upstream, l.upstream_time, l.tls_version, l.route) = (None, None, None, None);
-        let pieces = parse_template("$referer $upstream $upstream_ms $tls_version $route").unwrap();
+        l.trace_id = None;
+        let pieces =
+            parse_template("$referer $upstream $upstream_ms $tls_version $route $trace_id")
+                .unwrap();
         let mut out = Vec::new();
         write(&mut out, &l, &pieces, now, false);
-        assert_eq!(String::from_utf8(out).unwrap(), "- - - - -\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "- - - - - -\n");
     }
 
     #[test]

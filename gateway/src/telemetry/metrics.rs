@@ -86,6 +86,15 @@ impl Metrics {
         self.requests.render(out);
         self.connections.render(out);
         self.rate_limits.render(out);
+        let (dropped, exported) = super::traces::counts();
+        out.push_str("# HELP gateway_tracing_spans_dropped_total Spans not exported: the queue was full, or the collector did not take them in time.\n");
+        out.push_str("# TYPE gateway_tracing_spans_dropped_total counter\n");
+        let _ = writeln!(out, "gateway_tracing_spans_dropped_total {dropped}");
+        out.push_str(
+            "# HELP gateway_tracing_spans_exported_total Spans the OTLP collector took.\n",
+        );
+        out.push_str("# TYPE gateway_tracing_spans_exported_total counter\n");
+        let _ = writeln!(out, "gateway_tracing_spans_exported_total {exported}");
         render_process(self.start_time.load(Ordering::Relaxed), out);
     }
 }

@@ -9,6 +9,7 @@ mod connections;
 mod metrics;
 mod peer;
 mod requests;
+pub mod traces;
 
 pub use connections::{ActiveConnection, ConnectionRegistry, ConnectionStats, Dropped};
 pub use metrics::{render_upstreams, Metrics};

@@ -1,0 +1,164 @@
+//! W3C Trace Context (`traceparent`): a client's header read, and the one sent to the
+//! backend written, into a fixed buffer (no allocation).
+
+/// A `traceparent` as read: the trace, the caller's span and whether it was sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parent {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) sampled: bool,
+}
+
+/// The length of a version-00 `traceparent`: `00-` 32 hex `-` 16 hex `-` 2 hex.
+pub(crate) const LEN: usize = 55;
+
+/// Reads a `traceparent` value. `None` when it is not valid: a version other than two
+/// lower-case hex digits (or `ff`), a version-00 header of another length, a later
+/// version's without `-` after its known fields, ids not lower-case hex or all zeros.
+pub(crate) fn parse(value: &[u8]) -> Option<Parent> {
+    let version = hex(value.get(0..2)?)?;
+    match (version, value.len()) {
+        (0xff, _) => return None,
+        (0, LEN) => {}
+        (0, _) => return None,
+        // A later version may append fields after a `-`.
+        (_, LEN) => {}
+        (_, n) if n > LEN && value.get(LEN) == Some(&b'-') => {}
+        _ => return None,
+    }
+    if value.get(2) != Some(&b'-') || value.get(35) != Some(&b'-') || value.get(52) != Some(&b'-') {
+        return None;
+    }
+    let trace_id = hex(value.get(3..35)?)?;
+    let span_id = u64::try_from(hex(value.get(36..52)?)?).ok()?;
+    let flags = hex(value.get(53..55)?)?;
+    if trace_id == 0 || span_id == 0 {
+        return None;
+    }
+    Some(Parent {
+        trace_id,
+        span_id,
+        sampled: flags & 1 == 1,
+    })
+}
+
+/// Lower-case hex digits (at most 32) as a number.
+fn hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |n, d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u128::from(v))
+    })
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `n`'s low `out.len()` hex digits into `out`.
+fn write_hex(out: &mut [u8], n: u128) {
+    let digits = out.len();
+    for (i, d) in out.iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *d = HEX[(n >> shift & 0xf) as usize];
+    }
+}
+
+/// The `traceparent` the backend gets: version 00, the trace, the gateway's span.
+#[derive(Clone, Copy)]
+pub(crate) struct Header([u8; LEN]);
+
+impl Header {
+    pub(crate) fn new(trace_id: u128, span_id: u64, sampled: bool) -> Self {
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&mut text[3..35], trace_id);
+        write_hex(&mut text[36..52], u128::from(span_id));
+        if sampled {
+            text[54] = b'1';
+        }
+        Self(text)
+    }
+
+    /// Names another span of the same trace (each attempt's own).
+    pub(crate) fn set_span(&mut self, span_id: u64) {
+        write_hex(&mut self.0[36..52], u128::from(span_id));
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The trace id as 32 hex digits (for the access log).
+    pub(crate) fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.0[3..35]).unwrap_or("-")
+    }
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::str::from_utf8(&self.0).unwrap_or("?"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_specs_example_is_read_and_written_back() {
+        let p = parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(p.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(p.span_id, 0x00f067aa0ba902b7);
+        assert!(p.sampled);
+        let h = Header::new(p.trace_id, p.span_id, p.sampled);
+        assert_eq!(h.as_bytes(), GOOD.as_bytes());
+        assert_eq!(h.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let mut h = Header::new(p.trace_id, 1, false);
+        h.set_span(0xabc);
+        assert_eq!(
+            h.as_bytes(),
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-00"
+        );
+    }
+
+    #[test]
+    fn flags_other_than_sampled_are_ignored() {
+        let p = parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02").unwrap();
+        assert!(!p.sampled);
+        let p = parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03").unwrap();
+        assert!(p.sampled);
+    }
+
+    #[test]
+    fn later_versions_are_read_by_their_known_fields() {
+        assert!(parse(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_some());
+        assert!(
+            parse(b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future")
+                .is_some()
+        );
+        assert!(parse(b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.what").is_none());
+    }
+
+    #[test]
+    fn invalid_headers_are_refused() {
+        for bad in [
+            "",
+            "00",
+            // Version ff, upper case, all-zero ids, wrong lengths and separators.
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Where spans go: a bounded queue the request path fills without waiting (a span that
+//! does not fit is dropped and counted), and a thread of its own that batches the queue
+//! and exports each batch through `opentelemetry-otlp` (OTLP over HTTP/protobuf or gRPC).
+//! A batch the collector does not take in time is dropped and counted too.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use opentelemetry_sdk::Resource;
+
+use crate::config::{OtlpProtocol, Tracing};
+
+/// Spans waiting for export at most; past it new ones are dropped
+/// (`OTEL_BSP_MAX_QUEUE_SIZE` sets another).
+const QUEUE: usize = 8192;
+/// Spans in one export at most (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+const BATCH: usize = 512;
+/// How long a span waits for its batch to fill (`OTEL_BSP_SCHEDULE_DELAY`, ms).
+const BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// What the export thread is sent.
+// Nearly every item is a span: boxing it would allocate once more per span.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Item {
+    Span(SpanData),
+    /// Export what came before now, then answer.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// The batching settings: the defaults above, or OpenTelemetry's standard
+/// `OTEL_BSP_*` variables when set to a positive whole number.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    queue: usize,
+    batch: usize,
+    delay: Duration,
+}
+
+impl Batching {
+    fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| {
+            lookup(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let as_size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let queue = var("OTEL_BSP_MAX_QUEUE_SIZE").map_or(QUEUE, as_size);
+        Self {
+            queue,
+            batch: var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+                .map_or(BATCH, as_size)
+                .min(queue),
+            delay: var("OTEL_BSP_SCHEDULE_DELAY").map_or(BATCH_DELAY, Duration::from_millis),
+        }
+    }
+}
+
+/// Spans dropped (queue full, export failed or timed out), since the process started.
+pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Spans the collector took.
+pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// Why the exporter could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExportError {
+    #[error("cannot start the span export thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// One `[tracing]` as applied: its settings, its queue and the scope its spans carry.
+pub(crate) struct Tracer {
+    pub(crate) config: Tracing,
+    /// New traces are sampled when their id's low 63 bits are below this.
+    bound: u64,
+    queue: SyncSender<Item>,
+    pub(crate) scope: InstrumentationScope,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Tracer {
+    /// Starts the export thread of `config`; it ends when the tracer is dropped (and
+    /// every sampled request holding it is done), after exporting what is queued.
+    pub(crate) fn start(config: &Tracing) -> Result<Self, ExportError> {
+        let batching = Batching::from_env();
+        let (queue, spans) = sync_channel(batching.queue);
+        let thread_config = config.clone();
+        std::thread::Builder::new()
+            .name("span-export".into())
+            .spawn(move || export_thread(&thread_config, batching, &spans))
+            .map_err(ExportError::Thread)?;
+        let scope = InstrumentationScope::builder("gateway")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        Ok(Self {
+            config: config.clone(),
+            bound: ratio_bound(config.sample_ratio),
+            queue,
+            scope,
+        })
+    }
+
+    /// A tracer whose spans stay in the returned queue (no export thread).
+    #[cfg(test)]
+    pub(crate) fn capture(config: &Tracing, size: usize) -> (Self, Receiver<Item>) {
+        let (queue, spans) = sync_channel(size);
+        let scope = InstrumentationScope::builder("gateway").build();
+        let tracer = Self {
+            config: config.clone(),
+            bound: ratio_bound(config.sample_ratio),
+            queue,
+            scope,
+        };
+        (tracer, spans)
+    }
+
+    /// Whether a new trace of id `trace_id` is recorded (OpenTelemetry's
+    /// TraceIdRatioBased: the id's random low bits against the ratio).
+    pub(crate) fn samples(&self, trace_id: u128) -> bool {
+        (trace_id as u64 >> 1) < self.bound
+    }
+
+    /// Queues a finished span, or drops and counts it when the queue is full.
+    pub(crate) fn submit(&self, span: SpanData) {
+        match self.queue.try_send(Item::Span(span)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Has what is queued exported, waiting at most until `deadline`; whether it was.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let (done, acked) = std::sync::mpsc::channel();
+        let mut item = Item::Flush(done);
+        loop {
+            match self.queue.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        acked
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
+}
+
+/// The sampling bound of `ratio` over 63 bits (1.0: every id).
+fn ratio_bound(ratio: f64) -> u64 {
+    if ratio >= 1.0 {
+        u64::MAX
+    } else if ratio <= 0.0 {
+        0
+    } else {
+        (ratio * (1u64 << 63) as f64) as u64
+    }
+}
+
+/// Whether the last export failed (one WARN per run of failures).
+static FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Batches what `spans` brings and exports it, until every sender is gone.
+fn export_thread(config: &Tracing, batching: Batching, spans: &Receiver<Item>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "tracing: cannot start the span exporter's runtime; spans are dropped");
+            drain(spans);
+            return;
+        }
+    };
+    // The exporters' clients need the runtime's context to be made.
+    let exporter = match runtime.block_on(async { exporter(config) }) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            tracing::error!(endpoint = %config.endpoint, error = %e, "tracing: cannot make the OTLP exporter; spans are dropped");
+            drain(spans);
+            return;
+        }
+    };
+    loop {
+        let mut batch = Vec::new();
+        let mut flushed = None;
+        match spans.recv() {
+            Ok(Item::Span(span)) => batch.push(span),
+            Ok(Item::Flush(done)) => flushed = Some(done),
+            Err(_) => return,
+        }
+        let until = Instant::now() + batching.delay;
+        let mut closed = false;
+        while flushed.is_none() && batch.len() < batching.batch {
+            match spans.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Item::Span(span)) => batch.push(span),
+                Ok(Item::Flush(done)) => flushed = Some(done),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            if let Some(done) = flushed {
+                let _ = done.send(());
+            }
+            continue;
+        }
+        let n = batch.len() as u64;
+        // The exporter's own timeout bounds it (the config's `otlp.timeout`).
+        match runtime.block_on(exporter.export(batch)) {
+            Ok(()) => {
+                EXPORTED.fetch_add(n, Ordering::Relaxed);
+                if FAILING.swap(false, Ordering::Relaxed) {
+                    tracing::info!(endpoint = %config.endpoint, "tracing: spans are exported again");
+                }
+            }
+            Err(e) => {
+                DROPPED.fetch_add(n, Ordering::Relaxed);
+                if !FAILING.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(endpoint = %config.endpoint, error = %e, "tracing: cannot export spans; they are dropped (gateway_tracing_spans_dropped_total)");
+                } else {
+                    tracing::debug!(endpoint = %config.endpoint, error = %e, "tracing: cannot export spans");
+                }
+            }
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Counts every span `spans` brings as dropped (no exporter).
+fn drain(spans: &Receiver<Item>) {
+    for item in spans.iter() {
+        match item {
+            Item::Span(_) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Item::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The OTLP exporter of `config`, its spans carrying `service.name`.
+fn exporter(
+    config: &Tracing,
+) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let mut exporter = match config.protocol {
+        OtlpProtocol::Http => builder
+            .with_http()
+            .with_endpoint(&config.endpoint)
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_timeout(config.timeout)
+            .build()?,
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(&config.endpoint)
+            .with_timeout(config.timeout)
+            .build()?,
+    };
+    let resource = Resource::builder_empty()
+        .with_service_name(config.service_name.clone())
+        .build();
+    exporter.set_resource(&resource);
+    Ok(exporter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_bounds_the_ids_sampled() {
+        assert_eq!(ratio_bound(1.0), u64::MAX);
+        assert_eq!(ratio_bound(0.0), 0);
+        assert_eq!(ratio_bound(0.5), 1 << 62);
+        let config = Tracing {
+            endpoint: "http://127.0.0.1:9/v1/traces".into(),
+            protocol: OtlpProtocol::Http,
+            sample_ratio: 0.25,
+            service_name: "t".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let tracer = Tracer::start(&config).unwrap();
+        // About a quarter of ids spread evenly over the low bits.
+        let sampled = (0..4096u128)
+            .filter(|i| tracer.samples(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)))
+            .count();
+        assert!((800..1250).contains(&sampled), "{sampled}");
+        assert!(tracer.samples(0));
+        assert!(!tracer.samples(u128::from(u64::MAX)));
+    }
+
+    #[test]
+    fn batching_takes_the_standard_variables() {
+        let b = Batching::from_vars(|_| None);
+        assert_eq!(
+            (b.queue, b.batch, b.delay),
+            (8192, 512, Duration::from_secs(1))
+        );
+        let b = Batching::from_vars(|name| match name {
+            "OTEL_BSP_MAX_QUEUE_SIZE" => Some("100".into()),
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" => Some("1000".into()),
+            "OTEL_BSP_SCHEDULE_DELAY" => Some(" 250 ".into()),
+            _ => None,
+        });
+        // A batch is at most the queue.
+        assert_eq!(
+            (b.queue, b.batch, b.delay),
+            (100, 100, Duration::from_millis(250))
+        );
+        let b = Batching::from_vars(|_| Some("0".into()));
+        assert_eq!((b.queue, b.batch), (8192, 512));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let config = Tracing {
+            endpoint: "http://127.0.0.1:9/v1/traces".into(),
+            protocol: OtlpProtocol::Http,
+            sample_ratio: 1.0,
+            service_name: "t".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let (tracer, queue) = Tracer::capture(&config, 2);
+        let span = || SpanData {
+            span_context: opentelemetry::trace::SpanContext::empty_context(),
+            parent_span_id: opentelemetry::trace::SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: opentelemetry::trace::SpanKind::Server,
+            name: "s".into(),
+            start_time: std::time::SystemTime::now(),
+            end_time: std::time::SystemTime::now(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: opentelemetry::trace::Status::Unset,
+            instrumentation_scope: Default::default(),
+        };
+        let before = DROPPED.load(Ordering::Relaxed);
+        for _ in 0..5 {
+            tracer.submit(span());
+        }
+        // Other tests may drop too: at least these three.
+        assert!(DROPPED.load(Ordering::Relaxed) >= before + 3);
+        assert_eq!(queue.try_iter().count(), 2);
+    }
+}
