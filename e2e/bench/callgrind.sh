@@ -16,7 +16,8 @@
 # ROUTES=N adds N routes of every match kind that the requests do not match
 # (compare.py routes: the growth scenario's table); ROUTE='...' adds TOML lines to the
 # route the requests take (its filters: `request_headers = { set = { "x-a" = "1" } }`);
-# HEADER='Name: value' is sent with every request (an `Origin` for a CORS route).
+# HEADER='Name: value' is sent with every request (an `Origin` for a CORS route);
+# EXTRA='...' adds top-level TOML tables at the end (`[tracing]` and its fields).
 # Needs valgrind, h2load (nghttp2-client), openssl and the hello binary
 # (`cargo build -p e2e --bin hello`). Prints one line per scenario.
 set -eu
@@ -64,6 +65,7 @@ servers = ["127.0.0.1:19101", "127.0.0.1:19102", "127.0.0.1:19103"]
 path_prefix = "/"
 upstream = "hello"
 ${ROUTE:-}
+${EXTRA:-}
 TOML
 [ "${ROUTES:-0}" -eq 0 ] || python3 e2e/bench/compare.py routes "$ROUTES" >>"$work/gateway.toml"
 for s in $scenarios; do

@@ -7,6 +7,7 @@ mod context;
 mod export;
 mod span;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -22,6 +23,8 @@ pub(crate) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// `[tracing]` as last applied.
 static TRACER: ArcSwapOption<export::Tracer> = ArcSwapOption::const_empty();
+/// Whether `TRACER` holds one: without `[tracing]` a request reads this flag alone.
+static ON: AtomicBool = AtomicBool::new(false);
 
 /// Applies `[tracing]` (from the reloader): a changed section starts a new exporter
 /// (the old one exports what it has queued, then ends); the same one keeps running.
@@ -40,6 +43,7 @@ pub fn configure(config: Option<&Tracing>) {
     if let Some(t) = &tracer {
         tracing::info!(endpoint = %t.config.endpoint, protocol = ?t.config.protocol, sample_ratio = t.config.sample_ratio, "tracing: spans are exported");
     }
+    ON.store(tracer.is_some(), Ordering::Relaxed);
     TRACER.store(tracer.map(Arc::new));
 }
 
@@ -47,6 +51,9 @@ pub fn configure(config: Option<&Tracing>) {
 /// `traceparent` is continued (its sampling decision kept), else a new trace starts,
 /// sampled by the ratio. `random` gives the ids.
 pub(crate) fn begin(headers: &HeaderMap, random: impl FnMut() -> u64) -> Option<Trace> {
+    if !ON.load(Ordering::Relaxed) {
+        return None;
+    }
     let tracer = TRACER.load();
     let tracer = tracer.as_ref()?;
     let mut values = headers.get_all(TRACEPARENT).iter();
@@ -70,9 +77,8 @@ pub fn flush(wait: std::time::Duration) {
 
 /// Spans dropped and exported so far, for `/metrics`.
 pub fn counts() -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
     (
-        export::DROPPED.load(Relaxed),
-        export::EXPORTED.load(Relaxed),
+        export::DROPPED.load(Ordering::Relaxed),
+        export::EXPORTED.load(Ordering::Relaxed),
     )
 }
