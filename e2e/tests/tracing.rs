@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use e2e::{
-    curl, https_listener, raw_get, wait_until, Certs, Gateway, Hello, OtlpReceiver, ReceivedSpan,
+    curl, https_listener, raw_get, wait_until, Blackhole, Certs, Gateway, Hello, OtlpReceiver,
+    ReceivedSpan,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -347,7 +348,9 @@ fn a_collector_that_is_down_costs_no_request_and_its_spans_are_counted_dropped()
         .expect("a free port");
     let tracing =
         format!("otlp = {{ endpoint = \"http://{dead}\", timeout = \"1s\" }}\nsample_ratio = 1.0");
-    let gw = start(&config(&[hello.addr.to_string()], &tracing));
+    // A queue of 16 spans (OpenTelemetry's variable), batches of as many.
+    let env = [("OTEL_BSP_MAX_QUEUE_SIZE", "16")];
+    let gw = start_env(&config(&[hello.addr.to_string()], &tracing), &env);
     for _ in 0..50 {
         let (status, out) = get(&gw, "/", "");
         assert_eq!(status, 200, "{out}");
@@ -364,12 +367,47 @@ fn a_collector_that_is_down_costs_no_request_and_its_spans_are_counted_dropped()
             .then_some(())
     });
 
+    // A collector that never answers (its connects hang), with a small queue: exports
+    // time out, the queue fills; requests do not wait for any of it.
+    let hanging = Blackhole::new();
+    let text = std::fs::read_to_string(gw.config_path()).expect("config");
+    std::fs::write(
+        gw.config_path(),
+        text.replace(
+            &format!("http://{dead}\", timeout = \"1s\""),
+            &format!("http://{}\", timeout = \"5s\"", hanging.addr),
+        ),
+    )
+    .expect("write");
+    wait_until(DEADLINE, "the hanging collector's config", || {
+        gw.log()
+            .contains(&format!("endpoint=http://{}/v1/traces", hanging.addr))
+            .then_some(())
+    });
+    let before = gw
+        .metric("gateway_tracing_spans_dropped_total")
+        .unwrap_or(0.0);
+    for _ in 0..200 {
+        let started = std::time::Instant::now();
+        let (status, out) = get(&gw, "/", "");
+        assert_eq!(status, 200, "{out}");
+        // A safety bound well under the export's 5 s timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a request waited on the export"
+        );
+    }
+    wait_until(DEADLINE, "spans dropped for the full queue", || {
+        let dropped = gw.metric("gateway_tracing_spans_dropped_total")?;
+        (dropped >= before + 300.0).then_some(())
+    });
+
     // A collector refusing every export (HTTP 503): the same.
     let refusing = OtlpReceiver::spawn_with("http", &["--status", "503"]);
     let text = std::fs::read_to_string(gw.config_path()).expect("config");
     std::fs::write(
         gw.config_path(),
-        text.replace(&format!("http://{dead}"), &refusing.endpoint()),
+        text.replace(&format!("http://{}", hanging.addr), &refusing.endpoint()),
     )
     .expect("write");
     let before = gw
