@@ -533,7 +533,7 @@ impl Gateway {
             trace.attempt_ended(None, e.map(ProxyError::error_type));
             let upstream = ctx.route.as_ref().and_then(|r| r.targets.get(ctx.target));
             trace.finish(&Finished {
-                method: req.map_or("-", |r| r.method.as_str()),
+                method: req.map_or(&http::Method::GET, |r| &r.method),
                 scheme: self.proto,
                 host: req.and_then(request_authority).unwrap_or("-"),
                 path: req.map_or("-", |r| r.uri.path()),
@@ -543,10 +543,8 @@ impl Gateway {
                     .and_then(|r| r.headers.get(http::header::USER_AGENT))
                     .and_then(|v| v.to_str().ok()),
                 status,
-                listener: &self.name,
                 route: ctx.route.as_ref().map(|r| &*r.label),
                 upstream: upstream.map(|t| t.upstream.name()),
-                request_id: ctx.request_id.as_str(),
                 bytes_sent: down.body_bytes_sent(),
                 bytes_received: down.body_bytes_received(),
                 error: e.map(|e| (e.error_type(), crate::error_chain(e))),

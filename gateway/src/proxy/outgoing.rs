@@ -13,10 +13,12 @@ use crate::ip_text::IpText;
 use crate::telemetry::traces;
 use crate::tls::Handshake;
 
-/// Header fields written as slices after a head's own: at most ten.
+/// Header fields written as slices after a head's own: at most eight (a request adds
+/// host, x-forwarded-for, -proto, -host, x-request-id, x-forwarded-client-cert,
+/// traceparent and connection at most).
 #[derive(Default)]
 pub(super) struct Extras<'a> {
-    fields: [(&'a [u8], &'a [u8]); 10],
+    fields: [(&'a [u8], &'a [u8]); 8],
     len: usize,
 }
 

@@ -54,14 +54,22 @@ fn hex(digits: &[u8]) -> Option<u128> {
     })
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
 
-/// Writes `n`'s low `out.len()` hex digits into `out`.
-fn write_hex(out: &mut [u8], n: u128) {
-    let digits = out.len();
-    for (i, d) in out.iter_mut().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        *d = HEX[(n >> shift & 0xf) as usize];
+/// Writes `bytes` as hex digits into `out` (twice as long).
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
 }
 
@@ -72,8 +80,8 @@ pub(crate) struct Header([u8; LEN]);
 impl Header {
     pub(crate) fn new(trace_id: u128, span_id: u64, sampled: bool) -> Self {
         let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        write_hex(&mut text[3..35], trace_id);
-        write_hex(&mut text[36..52], u128::from(span_id));
+        write_hex(&mut text[3..35], &trace_id.to_be_bytes());
+        write_hex(&mut text[36..52], &span_id.to_be_bytes());
         if sampled {
             text[54] = b'1';
         }
@@ -82,7 +90,7 @@ impl Header {
 
     /// Names another span of the same trace (each attempt's own).
     pub(crate) fn set_span(&mut self, span_id: u64) {
-        write_hex(&mut self.0[36..52], u128::from(span_id));
+        write_hex(&mut self.0[36..52], &span_id.to_be_bytes());
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {

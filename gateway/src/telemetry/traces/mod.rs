@@ -62,7 +62,11 @@ pub(crate) fn begin(headers: &HeaderMap, random: impl FnMut() -> u64) -> Option<
         (Some(v), None) => context::parse(v.as_bytes()),
         _ => None,
     };
-    let state = headers.get(TRACESTATE).map(|v| v.as_bytes());
+    // Only a sampled continued trace records the caller's `tracestate`.
+    let state = match parent {
+        Some(p) if p.sampled => headers.get(TRACESTATE).map(|v| v.as_bytes()),
+        _ => None,
+    };
     Some(Trace::new(tracer, parent, state, random))
 }
 

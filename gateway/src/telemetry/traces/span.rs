@@ -54,7 +54,7 @@ struct AttemptSpan {
 
 /// What the server span says of a finished request.
 pub(crate) struct Finished<'a> {
-    pub(crate) method: &'a str,
+    pub(crate) method: &'a http::Method,
     pub(crate) scheme: &'static str,
     pub(crate) host: &'a str,
     pub(crate) path: &'a str,
@@ -63,10 +63,8 @@ pub(crate) struct Finished<'a> {
     pub(crate) client: Option<IpAddr>,
     pub(crate) user_agent: Option<&'a str>,
     pub(crate) status: u16,
-    pub(crate) listener: &'a str,
     pub(crate) route: Option<&'a str>,
     pub(crate) upstream: Option<&'a str>,
-    pub(crate) request_id: &'a str,
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_received: u64,
     /// Why the request failed (`error.type`, and the whole message).
@@ -161,17 +159,14 @@ impl Trace {
                 r.trace_state.clone(),
             )
         };
-        let upstream = f.upstream.map(|u| Value::from(u.to_owned()));
+        let method = method_value(f.method);
         for (i, a) in r.attempts.iter().enumerate() {
-            let mut attributes = vec![
-                KeyValue::new("http.request.method", f.method.to_owned()),
-                KeyValue::new("server.address", a.backend.ip().to_string()),
+            let mut attributes = Vec::with_capacity(6);
+            attributes.extend([
+                KeyValue::new("http.request.method", method.clone()),
+                KeyValue::new("server.address", ip_string(a.backend.ip())),
                 KeyValue::new("server.port", i64::from(a.backend.port())),
-                KeyValue::new("network.peer.address", a.backend.ip().to_string()),
-            ];
-            if let Some(u) = &upstream {
-                attributes.push(KeyValue::new("gateway.upstream", u.clone()));
-            }
+            ]);
             if i > 0 {
                 attributes.push(KeyValue::new("http.request.resend_count", i as i64));
             }
@@ -198,7 +193,7 @@ impl Trace {
                 parent_span_id: SpanId::from(self.span_id),
                 parent_span_is_remote: false,
                 span_kind: SpanKind::Client,
-                name: Cow::Owned(f.method.to_owned()),
+                name: method_name(f.method),
                 start_time: at(a.start),
                 end_time: at(a.end.unwrap_or(end)),
                 attributes,
@@ -209,25 +204,22 @@ impl Trace {
                 instrumentation_scope: r.tracer.scope.clone(),
             });
         }
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", f.method.to_owned()),
+        let mut attributes = Vec::with_capacity(14);
+        attributes.extend([
+            KeyValue::new("http.request.method", method),
             KeyValue::new("url.scheme", f.scheme),
             KeyValue::new("url.path", f.path.to_owned()),
             KeyValue::new("server.address", f.host.to_owned()),
             KeyValue::new("network.protocol.version", f.protocol),
             KeyValue::new("http.request.body.size", clamp(f.bytes_received)),
             KeyValue::new("http.response.body.size", clamp(f.bytes_sent)),
-            KeyValue::new("gateway.listener", f.listener.to_owned()),
-            KeyValue::new("gateway.request_id", f.request_id.to_owned()),
-        ];
+        ]);
         if f.status > 0 {
-            attributes.push(KeyValue::new(
-                "http.response.status_code",
-                i64::from(f.status),
-            ));
+            let status = i64::from(f.status);
+            attributes.push(KeyValue::new("http.response.status_code", status));
         }
         if let Some(ip) = f.client {
-            attributes.push(KeyValue::new("client.address", ip.to_string()));
+            attributes.push(KeyValue::new("client.address", ip_string(ip)));
         }
         if let Some(ua) = f.user_agent {
             attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
@@ -235,8 +227,8 @@ impl Trace {
         if let Some(route) = f.route {
             attributes.push(KeyValue::new("gateway.route", route.to_owned()));
         }
-        if let Some(u) = upstream {
-            attributes.push(KeyValue::new("gateway.upstream", u));
+        if let Some(u) = f.upstream {
+            attributes.push(KeyValue::new("gateway.upstream", u.to_owned()));
         }
         // A server span's error: a 5xx, or no answer at all.
         let status = match (&f.error, f.status) {
@@ -251,8 +243,14 @@ impl Trace {
             _ => Status::Unset,
         };
         let name = match f.route {
-            Some(route) => format!("{} {route}", f.method),
-            None => f.method.to_owned(),
+            Some(route) => {
+                let mut name = String::with_capacity(f.method.as_str().len() + 1 + route.len());
+                name.push_str(f.method.as_str());
+                name.push(' ');
+                name.push_str(route);
+                Cow::Owned(name)
+            }
+            None => method_name(f.method),
         };
         let tracer = &r.tracer;
         tracer.submit(SpanData {
@@ -260,7 +258,7 @@ impl Trace {
             parent_span_id: self.parent.map_or(SpanId::INVALID, SpanId::from),
             parent_span_is_remote: self.parent.is_some(),
             span_kind: SpanKind::Server,
-            name: Cow::Owned(name),
+            name,
             start_time: r.wall,
             end_time: at(end),
             attributes,
@@ -271,6 +269,39 @@ impl Trace {
             instrumentation_scope: tracer.scope.clone(),
         });
     }
+}
+
+/// The standard methods as static text (no allocation), others copied.
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD.iter().find(|(m, _)| m == method).map_or_else(
+        || Cow::Owned(method.as_str().to_owned()),
+        |(_, t)| Cow::Borrowed(*t),
+    )
+}
+
+fn method_value(method: &http::Method) -> Value {
+    match method_name(method) {
+        Cow::Borrowed(s) => Value::from(s),
+        Cow::Owned(s) => Value::from(s),
+    }
+}
+
+/// An address as text without the formatting machinery.
+fn ip_string(ip: IpAddr) -> String {
+    let text = crate::ip_text::IpText::new(ip);
+    String::from_utf8_lossy(text.as_bytes()).into_owned()
 }
 
 /// A byte count as OpenTelemetry's signed integer.
@@ -332,7 +363,7 @@ mod tests {
 
     fn finished() -> Finished<'static> {
         Finished {
-            method: "GET",
+            method: &http::Method::GET,
             scheme: "https",
             host: "shop.test",
             path: "/cart",
@@ -340,10 +371,8 @@ mod tests {
             client: Some("192.0.2.7".parse().unwrap()),
             user_agent: Some("curl/8"),
             status: 200,
-            listener: "https",
             route: Some("shop"),
             upstream: Some("hello"),
-            request_id: "abc",
             bytes_sent: 19,
             bytes_received: 0,
             error: None,
