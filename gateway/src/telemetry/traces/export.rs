@@ -16,7 +16,7 @@ use crate::config::{OtlpProtocol, Tracing};
 
 /// Spans waiting for export at most; past it new ones are dropped
 /// (`OTEL_BSP_MAX_QUEUE_SIZE` sets another).
-const QUEUE: usize = 8192;
+const QUEUE: usize = 2048;
 /// Spans in one export at most (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
 const BATCH: usize = 512;
 /// How long a span waits for its batch to fill (`OTEL_BSP_SCHEDULE_DELAY`, ms).
@@ -327,7 +327,7 @@ mod tests {
         let b = Batching::from_vars(|_| None);
         assert_eq!(
             (b.queue, b.batch, b.delay),
-            (8192, 512, Duration::from_secs(1))
+            (2048, 512, Duration::from_secs(1))
         );
         let b = Batching::from_vars(|name| match name {
             "OTEL_BSP_MAX_QUEUE_SIZE" => Some("100".into()),
@@ -341,7 +341,7 @@ mod tests {
             (100, 100, Duration::from_millis(250))
         );
         let b = Batching::from_vars(|_| Some("0".into()));
-        assert_eq!((b.queue, b.batch), (8192, 512));
+        assert_eq!((b.queue, b.batch), (2048, 512));
     }
 
     #[test]
