@@ -1,7 +1,7 @@
 //! `otlp-receiver`: an OTLP trace receiver (a stand-in for an OpenTelemetry collector) for
 //! the gateway's tracing tests, printing every span it receives as one JSON line.
 //!
-//! `otlp-receiver --protocol http|grpc [--listen ADDR] [--status N]`. `--listen` defaults
+//! `otlp-receiver --protocol http|grpc [--listen ADDR] [--status N] [--quiet]`. `--listen` defaults
 //! to `127.0.0.1:0`. Prints `listening on ADDR` (the bound address) once ready.
 //!
 //! - `http`: OTLP/HTTP with protobuf: `POST /v1/traces` with
@@ -14,6 +14,9 @@
 //!
 //! `--status N` makes it a failing collector: every export is answered with status N
 //! (HTTP) or `UNAVAILABLE` (gRPC) and its spans are not printed (a line on stderr tells).
+//! `--quiet` (HTTP) decodes and counts the spans without printing them, as a collector
+//! on another machine would cost the sender nothing more (the benchmarks' receiver);
+//! `GET /_count` answers the number of spans received so far.
 //!
 //! Each span is one line of stdout, written before the export is answered:
 //! `{"attributes":{..},"end_ns":N,"flags":N,"kind":"server","name":"..","parent_span_id":"..",
@@ -53,7 +56,7 @@ use tonic::transport::server::TcpIncoming;
 const MAX_BODY: usize = 16 << 20;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: otlp-receiver --protocol http|grpc [--listen ADDR] [--status N]");
+    eprintln!("usage: otlp-receiver --protocol http|grpc [--listen ADDR] [--status N] [--quiet]");
     ExitCode::from(2)
 }
 
@@ -79,14 +82,24 @@ struct Options {
     listen: SocketAddr,
     /// `--status N`: refuse every export with this status.
     status: Option<StatusCode>,
+    /// `--quiet`: count spans, print none.
+    quiet: bool,
 }
+
+/// Spans received (`GET /_count`).
+static RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn options() -> Option<Options> {
     let mut protocol = None;
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut status = None;
+    let mut quiet = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--quiet" {
+            quiet = true;
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--protocol", Some(v)) if v == "http" => protocol = Some(Protocol::Http),
             ("--protocol", Some(v)) if v == "grpc" => protocol = Some(Protocol::Grpc),
@@ -99,6 +112,7 @@ fn options() -> Option<Options> {
         protocol: protocol?,
         listen,
         status,
+        quiet,
     })
 }
 
@@ -138,7 +152,7 @@ async fn serve(options: Options) -> Result<(), String> {
             .map_err(|e| format!("stdout: {e}"))?;
     }
     match options.protocol {
-        Protocol::Http => serve_http(listener, options.status).await,
+        Protocol::Http => serve_http(listener, options.status, options.quiet).await,
         Protocol::Grpc => {
             let receiver = GrpcReceiver {
                 fail: options.status.is_some(),
@@ -152,7 +166,11 @@ async fn serve(options: Options) -> Result<(), String> {
     }
 }
 
-async fn serve_http(listener: TcpListener, status: Option<StatusCode>) -> Result<(), String> {
+async fn serve_http(
+    listener: TcpListener,
+    status: Option<StatusCode>,
+    quiet: bool,
+) -> Result<(), String> {
     loop {
         let (tcp, _) = listener
             .accept()
@@ -160,7 +178,7 @@ async fn serve_http(listener: TcpListener, status: Option<StatusCode>) -> Result
             .map_err(|e| format!("accept: {e}"))?;
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
-            let service = service_fn(move |req| export_http(req, status));
+            let service = service_fn(move |req| export_http(req, status, quiet));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
@@ -172,7 +190,12 @@ async fn serve_http(listener: TcpListener, status: Option<StatusCode>) -> Result
 async fn export_http(
     req: Request<hyper::body::Incoming>,
     status: Option<StatusCode>,
+    quiet: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/_count" {
+        let n = RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
+        return Ok(reply(StatusCode::OK, &format!("{n}\n")));
+    }
     if req.uri().path() != "/v1/traces" {
         return Ok(reply(StatusCode::NOT_FOUND, "no such path\n"));
     }
@@ -210,7 +233,16 @@ async fn export_http(
         refused(&request, Protocol::Http, &status.to_string());
         return Ok(reply(status, "refused by --status\n"));
     }
-    print_spans(&request, Protocol::Http);
+    let spans: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    RECEIVED.fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+    if !quiet {
+        print_spans(&request, Protocol::Http);
+    }
     let mut response = Response::new(Full::new(Bytes::from(
         ExportTraceServiceResponse::default().encode_to_vec(),
     )));
