@@ -1,16 +1,18 @@
 //! One request's trace: its ids and sampling decision, the `traceparent` its backend
-//! gets (naming the gateway's span of the attempt), and, when sampled, its server span
-//! and one client span per attempt, finished into OpenTelemetry's `SpanData`.
+//! gets (naming the gateway's span of the attempt), and, when sampled, what its server
+//! span and one client span per attempt record: a `Record` queued for the export
+//! thread, which makes OpenTelemetry's `SpanData` of it.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::context::{Header, Parent};
@@ -143,24 +145,115 @@ impl Trace {
         }
     }
 
-    /// Ends the request's spans and queues them for export (sampled traces only).
+    /// Ends the request's spans and queues them for export (sampled traces only): the
+    /// request's facts in one record (its text in one buffer), made into spans by the
+    /// export thread, so that the request path neither builds them nor frees them.
     pub(crate) fn finish(&mut self, f: &Finished<'_>) {
         let Some(r) = self.recording.take() else {
             return;
         };
         let end = Instant::now();
-        let at = |t: Instant| r.wall + t.saturating_duration_since(r.start);
+        let mut text = String::with_capacity(
+            f.path.len()
+                + f.host.len()
+                + f.user_agent.map_or(0, str::len)
+                + f.route.map_or(0, str::len)
+                + f.upstream.map_or(0, str::len),
+        );
+        let mut piece = |s: &str| {
+            let start = text.len();
+            text.push_str(s);
+            start..text.len()
+        };
+        let path = piece(f.path);
+        let host = piece(f.host);
+        let user_agent = f.user_agent.map(&mut piece);
+        let route = f.route.map(&mut piece);
+        let upstream = f.upstream.map(&mut piece);
+        let Recording {
+            tracer,
+            wall,
+            start,
+            trace_state,
+            attempts,
+        } = *r;
+        let record = Record {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            trace_state,
+            wall,
+            start,
+            end,
+            method: f.method.clone(),
+            scheme: f.scheme,
+            protocol: f.protocol,
+            client: f.client,
+            status: f.status,
+            bytes_sent: f.bytes_sent,
+            bytes_received: f.bytes_received,
+            text,
+            path,
+            host,
+            user_agent,
+            route,
+            upstream,
+            error: f.error.clone(),
+            attempts,
+        };
+        tracer.submit(record);
+    }
+}
+
+/// A finished sampled request, as queued for export.
+#[derive(Debug)]
+pub(crate) struct Record {
+    trace_id: u128,
+    span_id: u64,
+    parent: Option<u64>,
+    trace_state: TraceState,
+    wall: SystemTime,
+    start: Instant,
+    end: Instant,
+    method: http::Method,
+    scheme: &'static str,
+    protocol: &'static str,
+    client: Option<IpAddr>,
+    status: u16,
+    bytes_sent: u64,
+    bytes_received: u64,
+    /// Path, host, user agent, route and upstream, at the ranges below.
+    text: String,
+    path: Range<usize>,
+    host: Range<usize>,
+    user_agent: Option<Range<usize>>,
+    route: Option<Range<usize>>,
+    upstream: Option<Range<usize>>,
+    error: Option<(&'static str, String)>,
+    attempts: Vec<AttemptSpan>,
+}
+
+impl Record {
+    /// The spans it makes: one server span, and one client span per attempt.
+    pub(crate) fn span_count(&self) -> usize {
+        1 + self.attempts.len()
+    }
+
+    /// Its spans, client ones first, into `out`.
+    pub(crate) fn into_spans(self, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
+        let text = |r: &Range<usize>| self.text.get(r.clone()).unwrap_or("");
+        let at = |t: Instant| self.wall + t.saturating_duration_since(self.start);
         let context = |span_id: u64| {
             SpanContext::new(
                 TraceId::from(self.trace_id),
                 SpanId::from(span_id),
                 TraceFlags::SAMPLED,
                 false,
-                r.trace_state.clone(),
+                self.trace_state.clone(),
             )
         };
-        let method = method_value(f.method);
-        for (i, a) in r.attempts.iter().enumerate() {
+        let method = method_value(&self.method);
+        for (i, a) in self.attempts.iter().enumerate() {
             let mut attributes = Vec::with_capacity(6);
             attributes.extend([
                 KeyValue::new("http.request.method", method.clone()),
@@ -171,10 +264,8 @@ impl Trace {
                 attributes.push(KeyValue::new("http.request.resend_count", i as i64));
             }
             if let Some(status) = a.status {
-                attributes.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(status),
-                ));
+                let status = i64::from(status);
+                attributes.push(KeyValue::new("http.response.status_code", status));
             }
             // A client span's error: no answer, or a 4xx/5xx one.
             let error = a
@@ -188,51 +279,51 @@ impl Trace {
                 }
                 None => Status::Unset,
             };
-            r.tracer.submit(SpanData {
+            out.push(SpanData {
                 span_context: context(a.span_id),
                 parent_span_id: SpanId::from(self.span_id),
                 parent_span_is_remote: false,
                 span_kind: SpanKind::Client,
-                name: method_name(f.method),
+                name: method_name(&self.method),
                 start_time: at(a.start),
-                end_time: at(a.end.unwrap_or(end)),
+                end_time: at(a.end.unwrap_or(self.end)),
                 attributes,
                 dropped_attributes_count: 0,
                 events: SpanEvents::default(),
                 links: SpanLinks::default(),
                 status,
-                instrumentation_scope: r.tracer.scope.clone(),
+                instrumentation_scope: scope.clone(),
             });
         }
         let mut attributes = Vec::with_capacity(14);
         attributes.extend([
             KeyValue::new("http.request.method", method),
-            KeyValue::new("url.scheme", f.scheme),
-            KeyValue::new("url.path", f.path.to_owned()),
-            KeyValue::new("server.address", f.host.to_owned()),
-            KeyValue::new("network.protocol.version", f.protocol),
-            KeyValue::new("http.request.body.size", clamp(f.bytes_received)),
-            KeyValue::new("http.response.body.size", clamp(f.bytes_sent)),
+            KeyValue::new("url.scheme", self.scheme),
+            KeyValue::new("url.path", text(&self.path).to_owned()),
+            KeyValue::new("server.address", text(&self.host).to_owned()),
+            KeyValue::new("network.protocol.version", self.protocol),
+            KeyValue::new("http.request.body.size", clamp(self.bytes_received)),
+            KeyValue::new("http.response.body.size", clamp(self.bytes_sent)),
         ]);
-        if f.status > 0 {
-            let status = i64::from(f.status);
+        if self.status > 0 {
+            let status = i64::from(self.status);
             attributes.push(KeyValue::new("http.response.status_code", status));
         }
-        if let Some(ip) = f.client {
+        if let Some(ip) = self.client {
             attributes.push(KeyValue::new("client.address", ip_string(ip)));
         }
-        if let Some(ua) = f.user_agent {
-            attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
+        if let Some(ua) = &self.user_agent {
+            attributes.push(KeyValue::new("user_agent.original", text(ua).to_owned()));
         }
-        if let Some(route) = f.route {
-            attributes.push(KeyValue::new("gateway.route", route.to_owned()));
+        if let Some(route) = &self.route {
+            attributes.push(KeyValue::new("gateway.route", text(route).to_owned()));
         }
-        if let Some(u) = f.upstream {
-            attributes.push(KeyValue::new("gateway.upstream", u.to_owned()));
+        if let Some(u) = &self.upstream {
+            attributes.push(KeyValue::new("gateway.upstream", text(u).to_owned()));
         }
         // A server span's error: a 5xx, or no answer at all.
-        let status = match (&f.error, f.status) {
-            (Some((kind, message)), _) if f.status >= 500 || f.status == 0 => {
+        let status = match (&self.error, self.status) {
+            (Some((kind, message)), s) if s >= 500 || s == 0 => {
                 attributes.push(KeyValue::new("error.type", *kind));
                 Status::error(message.clone())
             }
@@ -242,31 +333,31 @@ impl Trace {
             }
             _ => Status::Unset,
         };
-        let name = match f.route {
+        let name = match &self.route {
             Some(route) => {
-                let mut name = String::with_capacity(f.method.as_str().len() + 1 + route.len());
-                name.push_str(f.method.as_str());
+                let (method, route) = (self.method.as_str(), text(route));
+                let mut name = String::with_capacity(method.len() + 1 + route.len());
+                name.push_str(method);
                 name.push(' ');
                 name.push_str(route);
                 Cow::Owned(name)
             }
-            None => method_name(f.method),
+            None => method_name(&self.method),
         };
-        let tracer = &r.tracer;
-        tracer.submit(SpanData {
+        out.push(SpanData {
             span_context: context(self.span_id),
             parent_span_id: self.parent.map_or(SpanId::INVALID, SpanId::from),
             parent_span_is_remote: self.parent.is_some(),
             span_kind: SpanKind::Server,
             name,
-            start_time: r.wall,
-            end_time: at(end),
+            start_time: self.wall,
+            end_time: at(self.end),
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
             links: SpanLinks::default(),
             status,
-            instrumentation_scope: tracer.scope.clone(),
+            instrumentation_scope: scope.clone(),
         });
     }
 }
@@ -352,13 +443,14 @@ mod tests {
     }
 
     fn queued(queue: &std::sync::mpsc::Receiver<Item>) -> Vec<SpanData> {
-        queue
-            .try_iter()
-            .filter_map(|item| match item {
-                Item::Span(span) => Some(span),
-                Item::Flush(_) => None,
-            })
-            .collect()
+        let scope = InstrumentationScope::builder("gateway").build();
+        let mut spans = Vec::new();
+        for item in queue.try_iter() {
+            if let Item::Request(record) = item {
+                record.into_spans(&scope, &mut spans);
+            }
+        }
+        spans
     }
 
     fn finished() -> Finished<'static> {
@@ -440,6 +532,31 @@ mod tests {
         );
         assert_eq!(second.status, Status::Unset);
         assert!(first.start_time <= first.end_time && first.end_time <= server.end_time);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_every_span_of_a_request() {
+        let (tracer, queue) = {
+            let config = Tracing {
+                endpoint: "http://127.0.0.1:9/v1/traces".into(),
+                protocol: OtlpProtocol::Http,
+                sample_ratio: 1.0,
+                service_name: "t".into(),
+                timeout: Duration::from_secs(1),
+            };
+            let (tracer, queue) = Tracer::capture(&config, 2);
+            (Arc::new(tracer), queue)
+        };
+        let before = crate::telemetry::traces::counts().0;
+        for _ in 0..5 {
+            let mut trace = Trace::new(&tracer, None, None, || 3);
+            trace.attempt_started("10.0.0.1:80".parse().unwrap(), || 4);
+            trace.attempt_ended(Some(200), None);
+            trace.finish(&finished());
+        }
+        // Three requests of two spans did not fit (other tests may drop too).
+        assert!(crate::telemetry::traces::counts().0 >= before + 6);
+        assert_eq!(queued(&queue).len(), 4);
     }
 
     #[test]
