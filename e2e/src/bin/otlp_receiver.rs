@@ -233,13 +233,10 @@ async fn export_http(
         refused(&request, Protocol::Http, &status.to_string());
         return Ok(reply(status, "refused by --status\n"));
     }
-    let spans: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
-    RECEIVED.fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+    RECEIVED.fetch_add(
+        span_count(&request) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if !quiet {
         print_spans(&request, Protocol::Http);
     }
@@ -283,16 +280,21 @@ impl TraceService for GrpcReceiver {
 
 /// Tells stderr about an export refused by `--status`.
 fn refused(request: &ExportTraceServiceRequest, protocol: Protocol, answer: &str) {
-    let spans: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
+    let spans = span_count(request);
     eprintln!(
         "otlp-receiver: refused a {} export of {spans} spans with {answer}",
         protocol.name()
     );
+}
+
+/// The spans `request` carries.
+fn span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
 }
 
 /// Prints one JSON line per span of `request`, flushed.

@@ -35,9 +35,10 @@ pub fn configure(config: Option<&Tracing>) {
     }
     let tracer = match config.map(export::Tracer::start).transpose() {
         Ok(tracer) => tracer,
+        // The running exporter, if any, keeps serving.
         Err(e) => {
-            tracing::error!(error = %crate::error_chain(&e), "tracing: spans are not recorded");
-            None
+            tracing::error!(error = %crate::error_chain(&e), "tracing: cannot apply [tracing]; the last one stays");
+            return;
         }
     };
     if let Some(t) = &tracer {
