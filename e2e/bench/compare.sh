@@ -303,6 +303,8 @@ measure() {
       --port "$HTTPS_PORT" --conns "$IDLE_CONNS" --pids "${ppids[@]}"
     return
   fi
+  local spans0=""
+  case $proxy in gw-trace*) spans0=$(curl -s "http://127.0.0.1:$OTLP_PORT/_count") ;; esac
   t0=$(cpu_ticks)
   case $scenario in
     s1 | s9) timeout $cap wrk -t1 -c64 -d"${DURATION}s" --latency "${hdr[@]}" "$https" >"$out.txt" ;;
@@ -320,6 +322,16 @@ measure() {
   esac
   t1=$(cpu_ticks)
   proxy_pids
+  if [ -n "$spans0" ]; then
+    # What the receiver took during the round (and the second after it, when the
+    # last batch goes), against the requests wrk made: the row is only worth its
+    # number when the spans were exported, not dropped.
+    sleep 1.5
+    local spans requests
+    spans=$(( $(curl -s "http://127.0.0.1:$OTLP_PORT/_count") - spans0 ))
+    requests=$(awk '/requests in/ { print $1 }' "$out.txt")
+    echo "$proxy round $round: $spans spans received for $requests requests" >>"$work/trace-spans"
+  fi
   case $scenario in
     s2 | s13) py "${record[@]}" --tool h2load --out "$out.txt" "$out.log" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
     s3*) py "${record[@]}" --tool s_time --out "$out.1.txt" "$out.2.txt" --cpu "$t0" "$t1" --pids "${ppids[@]}" ;;
@@ -422,6 +434,9 @@ echo "runs: one proxy at a time, one worker thread each (scenario 9: two), alter
   "values are means over the rounds, ± half the round-to-round range"
 echo
 py table "$results"
+if [ -s "$work/trace-spans" ]; then
+  echo "scenario 8 spans: $(tr '\n' ';' <"$work/trace-spans" | sed 's/;$//; s/;/; /g')"
+fi
 if [ -s "$work/s10-sizes" ]; then
   echo
   echo "scenario 10 sizes: $(sort -u "$work/s10-sizes" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"

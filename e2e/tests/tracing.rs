@@ -4,8 +4,9 @@
 //! backend's `traceparent` naming the gateway's span, `tracestate` kept); new traces
 //! are sampled at 1.0 and not at 0.0, the ratio changed by a live reload; a retry shows
 //! as two client spans; a collector that is down costs no request and its spans are
-//! counted as dropped; without `[tracing]` the client's `traceparent` reaches the
-//! backend untouched. The trace id is in the access line.
+//! counted as dropped; a batch's worth of spans goes without waiting for the schedule
+//! delay; without `[tracing]` the client's `traceparent` reaches the backend untouched.
+//! The trace id is in the access line.
 
 use std::time::Duration;
 
@@ -459,6 +460,31 @@ fn spans_still_queued_are_exported_when_the_gateway_stops() {
     let exit = gw.wait_exit(DEADLINE).expect("the gateway exits");
     assert!(exit.success(), "{exit:?}");
     trace(&receiver, &trace_id, 1);
+}
+
+#[test]
+fn a_batchs_worth_of_spans_is_exported_without_waiting_for_the_delay() {
+    let hello = Hello::spawn("h");
+    let receiver = OtlpReceiver::spawn("http");
+    let config = config(&[hello.addr.to_string()], &otlp(&receiver, "1.0"));
+    // Exports every ten minutes, or when 8 spans are queued: 5 requests make 10.
+    let gw = start_env(
+        &config,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8"),
+        ],
+    );
+    for i in 0..5 {
+        let (status, body) = get(&gw, &format!("/batch/{i}"), "");
+        assert_eq!(status, 200, "{body}");
+    }
+    let spans = receiver.wait_for("a batch of 8 spans", DEADLINE, |spans| spans.len() >= 8);
+    assert!(spans.len() <= 10, "{spans:?}");
+    wait_until(DEADLINE, "the exported spans counted", || {
+        let exported = gw.metric("gateway_tracing_spans_exported_total")?;
+        (exported >= 8.0).then_some(())
+    });
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! W3C Trace Context (`traceparent`): a client's header read, and the one sent to the
-//! backend written, into a fixed buffer (no allocation).
+//! W3C Trace Context: a client's `traceparent` read, and the one sent to the backend
+//! written, into a fixed buffer (no allocation); a client's `tracestate` checked.
 
 /// A `traceparent` as read: the trace, the caller's span and whether it was sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,70 @@ impl std::fmt::Debug for Header {
     }
 }
 
+/// Most list-members a `tracestate` has.
+const MAX_MEMBERS: usize = 32;
+
+/// A client's `tracestate` as the spans record it: its list-members joined by `,`
+/// (empty members and the whitespace around members left out). `None` when it is not
+/// valid (a member that is not `key=value` by the spec's grammar, over 32 members, not
+/// text): the spec has such a header dropped whole.
+pub(crate) fn trace_state(value: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut members = 0;
+    for member in std::str::from_utf8(value).ok()?.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let (key, val) = member.split_once('=')?;
+        if !state_key(key.as_bytes()) || !state_value(val.as_bytes()) {
+            return None;
+        }
+        members += 1;
+        if members > MAX_MEMBERS {
+            return None;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(member);
+    }
+    Some(out)
+}
+
+/// A `tracestate` key: `simple-key`, or `tenant-id@system-id`.
+fn state_key(key: &[u8]) -> bool {
+    let rest = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/".contains(b);
+    match key.iter().position(|b| *b == b'@') {
+        None => {
+            key.len() <= 256
+                && key.first().is_some_and(u8::is_ascii_lowercase)
+                && key.iter().all(rest)
+        }
+        Some(at) => {
+            let (tenant, system) = (&key[..at], &key[at + 1..]);
+            (1..=241).contains(&tenant.len())
+                && (1..=14).contains(&system.len())
+                && tenant
+                    .first()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && system.first().is_some_and(u8::is_ascii_lowercase)
+                && tenant.iter().all(rest)
+                && system.iter().all(rest)
+        }
+    }
+}
+
+/// A `tracestate` value: 1 to 256 printable characters but `,` and `=`, the last not a
+/// space.
+fn state_value(value: &[u8]) -> bool {
+    (1..=256).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| (0x20..=0x7e).contains(b) && *b != b',' && *b != b'=')
+        && value.last() != Some(&b' ')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +231,46 @@ mod tests {
             "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert_eq!(parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tracestate_members_are_checked_and_joined() {
+        assert_eq!(
+            trace_state(b"congo=t61rcWkgMzE").as_deref(),
+            Some("congo=t61rcWkgMzE")
+        );
+        assert_eq!(
+            trace_state(b"rojo=00f067aa0ba902b7 ,, \tcongo=t61rcWkgMzE,").as_deref(),
+            Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+        );
+        assert_eq!(
+            trace_state(b"fw529a3039@dt=Zm9v,a-b*c/d=x y").as_deref(),
+            Some("fw529a3039@dt=Zm9v,a-b*c/d=x y")
+        );
+        assert_eq!(trace_state(b"").as_deref(), Some(""));
+        let many = (0..33)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(trace_state(many.as_bytes()), None);
+        assert!(trace_state(many.rsplit_once(',').unwrap().0.as_bytes()).is_some());
+        for bad in [
+            "k",
+            "K=v",
+            "1k=v",
+            "k=",
+            "k=v=w",
+            "k=a\u{1}b",
+            "k=\u{7f}",
+            "@dt=v",
+            "t@=v",
+            "t@D=v",
+            "t@0x=v",
+            "a@b@c=v",
+            "k\u{e9}=v",
+        ] {
+            assert_eq!(trace_state(bad.as_bytes()), None, "{bad:?}");
         }
     }
 }

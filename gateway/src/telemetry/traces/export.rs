@@ -1,19 +1,18 @@
 //! Where spans go: a bounded queue the request path fills without waiting (a span that
-//! does not fit is dropped and counted), and a thread of its own that batches the queue
-//! and exports each batch through `opentelemetry-otlp` (OTLP over HTTP/protobuf or gRPC).
-//! A batch the collector does not take in time is dropped and counted too.
+//! does not fit is dropped and counted), and a thread of its own that wakes every
+//! schedule delay, or when a batch's worth is queued, and exports what is queued as OTLP
+//! (HTTP/protobuf or gRPC). A batch the collector does not take in time is dropped and
+//! counted too. Requests never wake the thread one by one: a queued request costs its
+//! sender no system call.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry::InstrumentationScope;
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::trace::SpanExporter as _;
-use opentelemetry_sdk::Resource;
-
+use super::send::Collector;
 use super::span::Record;
-use crate::config::{OtlpProtocol, Tracing};
+use crate::config::Tracing;
 
 /// Spans waiting for export at most; past it new ones are dropped
 /// (`OTEL_BSP_MAX_QUEUE_SIZE` sets another).
@@ -75,6 +74,17 @@ pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 pub(crate) enum ExportError {
     #[error("cannot start the span export thread")]
     Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Collector(#[from] super::send::SendError),
+}
+
+/// What the senders and the export thread share besides the queue.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Spans queued and not yet taken by the thread.
+    pending: AtomicUsize,
+    /// The tracer is gone: export what is queued and end.
+    closed: AtomicBool,
 }
 
 /// One `[tracing]` as applied: its settings and its queue.
@@ -83,6 +93,19 @@ pub(crate) struct Tracer {
     /// New traces are sampled when their id's low 63 bits are below this.
     bound: u64,
     queue: SyncSender<Item>,
+    shared: Arc<Shared>,
+    /// The export thread, woken when a batch's worth is queued; with it, the batch size.
+    thread: Option<std::thread::Thread>,
+    batch: usize,
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.unpark();
+        }
+    }
 }
 
 impl std::fmt::Debug for Tracer {
@@ -98,16 +121,24 @@ impl Tracer {
     /// every sampled request holding it is done), after exporting what is queued.
     pub(crate) fn start(config: &Tracing) -> Result<Self, ExportError> {
         let batching = Batching::from_env();
+        let collector = Collector::new(&config.endpoint, config.protocol)?;
         let (queue, spans) = sync_channel(batching.queue);
+        let shared = Arc::new(Shared::default());
         let thread_config = config.clone();
-        std::thread::Builder::new()
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
             .name("span-export".into())
-            .spawn(move || export_thread(&thread_config, batching, &spans))
+            .spawn(move || {
+                export_thread(&thread_config, collector, batching, &spans, &thread_shared)
+            })
             .map_err(ExportError::Thread)?;
         Ok(Self {
             config: config.clone(),
             bound: ratio_bound(config.sample_ratio),
             queue,
+            shared,
+            thread: Some(thread.thread().clone()),
+            batch: batching.batch,
         })
     }
 
@@ -119,6 +150,9 @@ impl Tracer {
             config: config.clone(),
             bound: ratio_bound(config.sample_ratio),
             queue,
+            shared: Arc::default(),
+            thread: None,
+            batch: size,
         };
         (tracer, spans)
     }
@@ -132,9 +166,19 @@ impl Tracer {
     /// Queues a finished request's spans, or drops and counts them when the queue is
     /// full.
     pub(crate) fn submit(&self, record: Record) {
+        let n = record.span_count();
+        // Counted before it is queued, so the thread never takes more than was counted.
+        let pending = self.shared.pending.fetch_add(n, Ordering::Relaxed) + n;
         match self.queue.try_send(Item::Request(record)) {
-            Ok(()) => {}
+            Ok(()) => {
+                if pending >= self.batch {
+                    if let Some(t) = &self.thread {
+                        t.unpark();
+                    }
+                }
+            }
             Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
+                self.shared.pending.fetch_sub(n, Ordering::Relaxed);
                 if let Item::Request(record) = item {
                     DROPPED.fetch_add(record.span_count() as u64, Ordering::Relaxed);
                 }
@@ -148,7 +192,12 @@ impl Tracer {
         let mut item = Item::Flush(done);
         loop {
             match self.queue.try_send(item) {
-                Ok(()) => break,
+                Ok(()) => {
+                    if let Some(t) = &self.thread {
+                        t.unpark();
+                    }
+                    break;
+                }
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(back)) => {
                     if Instant::now() >= deadline {
@@ -179,8 +228,15 @@ fn ratio_bound(ratio: f64) -> u64 {
 /// Whether the last export failed (one WARN per run of failures).
 static FAILING: AtomicBool = AtomicBool::new(false);
 
-/// Batches what `spans` brings and exports it, until every sender is gone.
-fn export_thread(config: &Tracing, batching: Batching, spans: &Receiver<Item>) {
+/// Takes what `spans` brings and exports it in batches, every `delay` or as soon as a
+/// batch's worth is queued, until the tracer is gone.
+fn export_thread(
+    config: &Tracing,
+    mut collector: Collector,
+    batching: Batching,
+    spans: &Receiver<Item>,
+    shared: &Shared,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,68 +248,86 @@ fn export_thread(config: &Tracing, batching: Batching, spans: &Receiver<Item>) {
             return;
         }
     };
-    // The exporters' clients need the runtime's context to be made.
-    let exporter = match runtime.block_on(async { exporter(config) }) {
-        Ok(exporter) => exporter,
-        Err(e) => {
-            tracing::error!(endpoint = %config.endpoint, error = %e, "tracing: cannot make the OTLP exporter; spans are dropped");
-            drain(spans);
-            return;
-        }
-    };
-    let scope = InstrumentationScope::builder("gateway")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
+    let mut batch = Batch::default();
     loop {
-        let mut batch = Vec::new();
-        let mut flushed = None;
-        match spans.recv() {
-            Ok(Item::Request(record)) => record.into_spans(&scope, &mut batch),
-            Ok(Item::Flush(done)) => flushed = Some(done),
-            Err(_) => return,
-        }
-        let until = Instant::now() + batching.delay;
-        let mut closed = false;
-        while flushed.is_none() && batch.len() < batching.batch {
-            match spans.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                Ok(Item::Request(record)) => record.into_spans(&scope, &mut batch),
-                Ok(Item::Flush(done)) => flushed = Some(done),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    closed = true;
-                    break;
+        let mut flushed = Vec::new();
+        // What is queued, a batch at a time.
+        let closed = loop {
+            match spans.try_recv() {
+                Ok(Item::Request(record)) => {
+                    shared
+                        .pending
+                        .fetch_sub(record.span_count(), Ordering::Relaxed);
+                    batch.spans += record.span_count();
+                    batch.records.push(record);
                 }
+                Ok(Item::Flush(done)) => flushed.push(done),
+                Err(TryRecvError::Empty) => break shared.closed.load(Ordering::Acquire),
+                Err(TryRecvError::Disconnected) => break true,
             }
-        }
-        if batch.is_empty() {
-            if let Some(done) = flushed {
-                let _ = done.send(());
+            if batch.spans >= batching.batch {
+                export(config, &runtime, &mut collector, &mut batch);
             }
-            continue;
-        }
-        let n = batch.len() as u64;
-        // The exporter's own timeout bounds it (the config's `otlp.timeout`).
-        match runtime.block_on(exporter.export(batch)) {
-            Ok(()) => {
-                EXPORTED.fetch_add(n, Ordering::Relaxed);
-                if FAILING.swap(false, Ordering::Relaxed) {
-                    tracing::info!(endpoint = %config.endpoint, "tracing: spans are exported again");
-                }
-            }
-            Err(e) => {
-                DROPPED.fetch_add(n, Ordering::Relaxed);
-                if !FAILING.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(endpoint = %config.endpoint, error = %e, "tracing: cannot export spans; they are dropped (gateway_tracing_spans_dropped_total)");
-                } else {
-                    tracing::debug!(endpoint = %config.endpoint, error = %e, "tracing: cannot export spans");
-                }
-            }
-        }
-        if let Some(done) = flushed {
+        };
+        export(config, &runtime, &mut collector, &mut batch);
+        for done in flushed {
             let _ = done.send(());
         }
         if closed {
             return;
+        }
+        std::thread::park_timeout(batching.delay);
+    }
+}
+
+/// Requests taken from the queue, and the buffers their export request is written in.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    spans: usize,
+    scratch: Vec<u8>,
+}
+
+/// Exports `batch` (when it has spans) and empties it.
+fn export(
+    config: &Tracing,
+    runtime: &tokio::runtime::Runtime,
+    collector: &mut Collector,
+    batch: &mut Batch,
+) {
+    if batch.records.is_empty() {
+        return;
+    }
+    let n = batch.spans as u64;
+    let mut body = Vec::new();
+    super::encode::request(
+        &batch.records,
+        &config.service_name,
+        &mut batch.scratch,
+        &mut body,
+    );
+    batch.records.clear();
+    batch.spans = 0;
+    let sent = runtime.block_on(async {
+        match tokio::time::timeout(config.timeout, collector.send(body.into())).await {
+            Ok(done) => done.map_err(|e| crate::error_chain(&e)),
+            Err(_) => Err(format!("no answer within {:?}", config.timeout)),
+        }
+    });
+    match sent {
+        Ok(()) => {
+            EXPORTED.fetch_add(n, Ordering::Relaxed);
+            if FAILING.swap(false, Ordering::Relaxed) {
+                tracing::info!(endpoint = %config.endpoint, "tracing: spans are exported again");
+            }
+        }
+        Err(e) => {
+            DROPPED.fetch_add(n, Ordering::Relaxed);
+            if !FAILING.swap(true, Ordering::Relaxed) {
+                tracing::warn!(endpoint = %config.endpoint, error = %e, "tracing: cannot export spans; they are dropped (gateway_tracing_spans_dropped_total)");
+            } else {
+                tracing::debug!(endpoint = %config.endpoint, error = %e, "tracing: cannot export spans");
+            }
         }
     }
 }
@@ -272,34 +346,10 @@ fn drain(spans: &Receiver<Item>) {
     }
 }
 
-/// The OTLP exporter of `config`, its spans carrying `service.name`.
-fn exporter(
-    config: &Tracing,
-) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let mut exporter = match config.protocol {
-        OtlpProtocol::Http => builder
-            .with_http()
-            .with_endpoint(&config.endpoint)
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_timeout(config.timeout)
-            .build()?,
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(&config.endpoint)
-            .with_timeout(config.timeout)
-            .build()?,
-    };
-    let resource = Resource::builder_empty()
-        .with_service_name(config.service_name.clone())
-        .build();
-    exporter.set_resource(&resource);
-    Ok(exporter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::OtlpProtocol;
 
     #[test]
     fn the_ratio_bounds_the_ids_sampled() {

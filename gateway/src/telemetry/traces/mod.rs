@@ -4,7 +4,10 @@
 //! client's `traceparent` goes to the backend as it came).
 
 mod context;
+mod encode;
 mod export;
+mod protobuf;
+mod send;
 mod span;
 
 use std::sync::atomic::{AtomicBool, Ordering};
