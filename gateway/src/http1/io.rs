@@ -20,8 +20,9 @@ const BODY_BUFFER: usize = 16 * 1024;
 /// Bytes copied into the output buffer at most; larger bodies go out from the caller's
 /// slice in a write of their own (no copy).
 pub(crate) const COALESCE: usize = 16 * 1024;
-/// The read of an idle connection whose buffer was released: on the stack, so that an
-/// idle connection holds no buffer until a request arrives.
+/// The read of an idle connection whose buffer was released: on the stack of the poll
+/// that reads (not in the connection's future), so that an idle connection holds no
+/// buffer until a request arrives.
 const IDLE_READ: usize = 512;
 
 /// Reads more head bytes into `buf`; 0 at the end of the stream. A buffer without
@@ -32,11 +33,23 @@ pub(crate) async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<usize, Http1Error> {
     let mut io = Answering(io);
     if buf.capacity() == 0 {
-        let mut first = [0u8; IDLE_READ];
-        let n = io.read(&mut first).await?;
-        buf.reserve(HEAD_BUFFER.max(n));
-        buf.extend_from_slice(first.get(..n).unwrap_or_default());
-        return Ok(n);
+        // A buffer held across an await would live in the task of every idle
+        // connection; one local to each poll takes no room in it.
+        return std::future::poll_fn(|cx| {
+            let mut first = [0u8; IDLE_READ];
+            let mut read = ReadBuf::new(&mut first);
+            match Pin::new(&mut io).poll_read(cx, &mut read) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    buf.reserve(HEAD_BUFFER.max(n));
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(n))
+                }
+            }
+        })
+        .await;
     }
     if buf.capacity() - buf.len() < IDLE_READ {
         buf.reserve(HEAD_BUFFER);

@@ -152,3 +152,21 @@ async fn released_buffers_come_back_with_the_next_request() {
         let _ = take(&mut peer, 38 + DATE_LINE).await;
     }
 }
+
+#[tokio::test]
+async fn an_idle_read_keeps_no_buffer_in_the_connections_future() {
+    let (io, mut peer) = duplex(4096);
+    let mut conn = ServerConn::new(io);
+    conn.release_buffers();
+    // What an idle connection's task holds while it waits: the read's future, with no
+    // room for the bytes (they land on the stack of the poll that reads them).
+    let read = conn.read_more();
+    let size = std::mem::size_of_val(&read);
+    assert!(size < 128, "the idle read's future is {size} bytes");
+    peer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read.await.unwrap(), 27);
+    let req = conn.read_request(&limits()).await.unwrap().unwrap();
+    assert_eq!(req.uri.path(), "/");
+}
